@@ -1,0 +1,1 @@
+"""Panel/HoloViews components for the apps (the layer above ``sepmodels``)."""

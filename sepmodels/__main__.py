@@ -1,0 +1,5 @@
+import sys
+
+from sepmodels.cli import main
+
+sys.exit(main())

@@ -1,0 +1,62 @@
+"""Self-describing checkpoints: config, class name, state dict, training metadata in one file.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so it loads with
+``torch.load(..., weights_only=True)``: a file from a stranger cannot run code. Writes are atomic.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sepmodels.fileio import atomic_path
+
+FORMAT = "sepmodels-checkpoint"
+VERSION = 1
+DEFAULT_PRIORS = "toy_default.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message is one line meant for the user."""
+
+
+def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
+    """Write ``payload`` (which must name its ``class``) with the format header, atomically."""
+    if "class" not in payload:
+        raise ValueError("a checkpoint payload must name its 'class'")
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp)
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`; anything else raises :class:`CheckpointError`."""
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"{p}: no such checkpoint")
+    if p.is_dir():
+        raise CheckpointError(f"{p} is a directory, not a checkpoint file")
+    try:
+        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "Unsupported global" in str(err):
+            raise CheckpointError(f"{p} is not a sepmodels checkpoint (it holds objects that are unsafe to load)") from None
+        raise CheckpointError(f"{p} is not a readable checkpoint (not a torch.save file)") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{p} is not a readable checkpoint ({first[:120]})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{p} is not a sepmodels checkpoint (no '{FORMAT}' header)")
+    if ckpt.get("version") != VERSION:
+        raise CheckpointError(f"{p} has checkpoint version {ckpt.get('version')}; this sepmodels reads {VERSION}")
+    return ckpt
+
+
+def default_priors_path() -> Path:
+    """The toy priors shipped with the package (used when ``--priors`` is omitted)."""
+    return Path(str(resources.files("sepmodels") / "checkpoints" / DEFAULT_PRIORS))

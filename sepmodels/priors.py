@@ -1,0 +1,163 @@
+"""The ``Prior`` contract and :class:`PriorSet`, N named source priors evaluated in one pass.
+
+Shapes: clips are ``[B, N, T]`` (one per source, in the set's order) or, for scoring one clip under every
+prior, ``[B, T]``. Log-densities are in nats per sample; a map's sum over T is the clip's exact log p.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+
+from sepmodels.checkpoint import CheckpointError, default_priors_path, load_checkpoint, save_checkpoint
+from sepmodels.nn.flows import FlowConfig, FlowPrior
+
+
+class Prior(Protocol):
+    """What the samplers and apps need from a set of source priors."""
+
+    names: tuple[str, ...]
+    sample_rate: int
+
+    def log_prob(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor: ...
+
+    def score(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor: ...
+
+    def sample(self, n: int, length: int, sigma: torch.Tensor | float | None = None) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class NoiseLadder:
+    """Geometric noise levels from ``sigma_max`` down to ``sigma_min`` (BASIS: 1.0 -> 0.01, 10 levels)."""
+
+    sigma_max: float = 1.0
+    sigma_min: float = 0.01
+    levels: int = 10
+
+    def __post_init__(self) -> None:
+        if not 0 < self.sigma_min <= self.sigma_max:
+            raise ValueError(f"need 0 < sigma_min <= sigma_max, got {self.sigma_min}, {self.sigma_max}")
+        if self.levels < 1:
+            raise ValueError(f"need at least one noise level, got {self.levels}")
+
+    def sigmas(self) -> torch.Tensor:
+        """The levels, largest first, float64 ``[levels]``."""
+        if self.levels == 1:
+            return torch.tensor([self.sigma_min], dtype=torch.float64)
+        return torch.logspace(torch.log10(torch.tensor(self.sigma_max)), torch.log10(torch.tensor(self.sigma_min)),
+                              self.levels, dtype=torch.float64)
+
+
+class PriorSet:
+    """N named flow priors (one per source class) sharing one grouped :class:`FlowPrior`.
+
+    Arguments:
+        model: the grouped flow; ``model.groups`` must equal ``len(names)``.
+        names: source names in group order, e.g. ``("sin", "square", "saw", "triangle")``.
+        sample_rate: rate the priors were trained at, Hz.
+        ladder: the noise levels the model was trained on (a plain prior has one level, its training noise).
+        meta: training metadata carried in the checkpoint.
+    """
+
+    def __init__(self, model: FlowPrior, names: tuple[str, ...], sample_rate: int,
+                 ladder: NoiseLadder, meta: dict[str, Any] | None = None) -> None:
+        if model.groups != len(names):
+            raise ValueError(f"model has {model.groups} groups but {len(names)} names were given")
+        self.model, self.names, self.sample_rate, self.ladder = model, tuple(names), sample_rate, ladder
+        self.meta = dict(meta or {})
+
+    # -- basic facts -------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def default_sigma(self) -> float:
+        """The smallest noise level the priors know: the default for scoring."""
+        return self.ladder.sigma_min
+
+    def to(self, device: str | torch.device) -> PriorSet:
+        self.model.to(device)
+        return self
+
+    def parameters_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    # -- the Prior contract ------------------------------------------------------------------------------
+    def log_prob(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
+        """Per-sample log-density of each source under its own prior: ``[B, N, T] -> [B, N, T]``, nats."""
+        return self.model.log_prob(x, self._sigma(sigma))
+
+    def score(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
+        """Gradient of each source's log-density with respect to it: ``[B, N, T]``."""
+        return self.model.score(x, self._sigma(sigma))
+
+    def sample(self, n: int, length: int, sigma: torch.Tensor | float | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` draws from every prior: ``[n, N, length]``."""
+        return self.model.sample(n, length, self._sigma(sigma), generator=generator)
+
+    # -- conveniences for scoring arbitrary clips -----------------------------------------------------------
+    def cross_log_prob(self, clips: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
+        """Every clip under every prior: ``[B, T] -> [B, N, T]`` (nats per sample).
+
+        Clips of any length are zero-padded to a valid length and the map is cropped back, so it covers
+        exactly the given samples.
+        """
+        if clips.dim() != 2:
+            raise ValueError(f"cross_log_prob expects clips [B, T], got shape {tuple(clips.shape)}")
+        B, T = clips.shape
+        padded = F.pad(clips, (0, self.model.valid_length(T) - T))
+        x = padded[:, None, :].expand(B, len(self), padded.shape[-1]).contiguous()
+        with torch.no_grad():
+            return self.log_prob(x.to(self.device), sigma)[..., :T].cpu()
+
+    def _sigma(self, sigma: torch.Tensor | float | None) -> torch.Tensor | float | None:
+        if not self.model.config.noise_conditional:
+            return None
+        return self.default_sigma if sigma is None else sigma
+
+    # -- persistence -------------------------------------------------------------------------------------
+    def payload(self) -> dict[str, Any]:
+        """The checkpoint dict for this set (no optimiser state)."""
+        return {
+            "class": type(self.model).__name__,
+            "config": self.model.config.to_dict(),
+            "sources": list(self.names),
+            "sample_rate": int(self.sample_rate),
+            "noise": asdict(self.ladder),
+            "state_dict": self.model.state_dict(),
+            "meta": self.meta,
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        save_checkpoint(path, self.payload())
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict[str, Any], where: str = "checkpoint") -> PriorSet:
+        """Build a set from a loaded checkpoint dict; ``where`` names it in error messages."""
+        if ckpt.get("class") != FlowPrior.__name__:
+            raise CheckpointError(f"{where} holds a {ckpt.get('class')!r}, not a set of flow priors")
+        try:
+            config = FlowConfig(**ckpt["config"])
+            names = tuple(str(n) for n in ckpt["sources"])
+            ladder = NoiseLadder(**ckpt["noise"])
+            model = FlowPrior(len(names), config)
+            model.load_state_dict(ckpt["state_dict"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise CheckpointError(f"{where} does not match its own description ({first[:120]})") from None
+        return cls(model.eval(), names, int(ckpt["sample_rate"]), ladder, ckpt.get("meta"))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu") -> PriorSet:
+        """Load priors from ``path``, or the shipped default toy priors when ``path`` is None."""
+        p = default_priors_path() if path is None else path
+        return cls.from_checkpoint(load_checkpoint(p), str(p)).to(device)

@@ -1,0 +1,107 @@
+import csv
+import os
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+import torch
+
+import sepmodels.train as train_mod
+from sepmodels.checkpoint import load_checkpoint
+from sepmodels.nn.flows import FlowConfig
+from sepmodels.priors import PriorSet
+from sepmodels.train import TrainConfig, Trainer, TrainingError, draw_sigma, lr_at
+
+TINY = FlowConfig.preset("tiny")
+CFG = TrainConfig(steps=6, batch_size=2, length=128, lr=1e-3, checkpoint_every=3, log_every=1)
+
+
+def _state(path):
+    return load_checkpoint(path)["state_dict"]
+
+
+def test_training_lowers_the_loss_and_writes_everything(tmp_path):
+    cfg = replace(CFG, steps=40, batch_size=4, length=256, lr=3e-3, checkpoint_every=20)
+    priors = Trainer(tmp_path, TINY, cfg, progress=False).run()
+    assert isinstance(priors, PriorSet)
+    with (tmp_path / "train_log.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 40
+    first = sum(float(r["loss"]) for r in rows[:5]) / 5
+    last = sum(float(r["loss"]) for r in rows[-5:]) / 5
+    assert last < first
+    ckpt = load_checkpoint(tmp_path / "priors.pt")
+    assert ckpt["class"] == "FlowPrior" and ckpt["meta"]["step"] == 40 and "optimizer" in ckpt
+    assert ckpt["config"] == TINY.to_dict()
+    loaded = PriorSet.load(tmp_path / "priors.pt")
+    assert loaded.names == ("sin", "square", "saw", "triangle")
+
+
+def test_lr_schedule_is_the_thesis_five_step_decay():
+    cfg = TrainConfig(steps=600, lr=1.0)
+    lrs = sorted({round(lr_at(s, cfg), 6) for s in range(600)}, reverse=True)
+    assert lrs == [round(0.6**k, 6) for k in range(6)]
+    assert lr_at(99, cfg) == 1.0 and lr_at(100, cfg) == pytest.approx(0.6)
+
+
+def test_sigma_is_drawn_over_the_ladder_range():
+    s = draw_sigma(5000, TrainConfig().ladder, torch.Generator().manual_seed(0))
+    assert s.min() >= 0.01 and s.max() <= 1.0
+    assert (s < 0.03).any() and (s > 0.3).any()
+    # log-uniform: the median sits at the geometric mean of the range
+    assert s.log10().median() == pytest.approx(-1.0, abs=0.05)
+
+
+def test_resume_continues_exactly(tmp_path, monkeypatch):
+    straight = tmp_path / "straight"
+    Trainer(straight, TINY, CFG, progress=False).run()
+
+    broken = tmp_path / "broken"
+    real_nll, calls = train_mod.nll, {"n": 0}
+
+    def nll_failing_at_step_5(z, logdet):
+        calls["n"] += 1
+        return torch.tensor(float("nan")) if calls["n"] == 5 else real_nll(z, logdet)
+
+    monkeypatch.setattr(train_mod, "nll", nll_failing_at_step_5)
+    with pytest.raises(TrainingError, match=r"loss became nan at step 5; the last good checkpoint .* step 3"):
+        Trainer(broken, TINY, CFG, progress=False).run()
+    assert load_checkpoint(broken / "priors.pt")["meta"]["step"] == 3  # kept, not overwritten
+    monkeypatch.setattr(train_mod, "nll", real_nll)
+
+    Trainer(broken, TINY, CFG, resume=True, progress=False).run()
+    a, b = _state(straight / "priors.pt"), _state(broken / "priors.pt")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    with (broken / "train_log.csv").open() as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(TrainingError, match="does not exist"):
+        Trainer(tmp_path, TINY, CFG, resume=True, progress=False)
+
+
+def test_plain_prior_trains_at_the_minimum_noise(tmp_path):
+    plain = replace(TINY, noise_conditional=False)
+    trainer = Trainer(tmp_path, plain, CFG, progress=False)
+    _, sigma = trainer.batch()
+    assert torch.all(sigma == CFG.sigma_min)
+    priors = trainer.run()
+    x = torch.randn(1, 4, 64)
+    torch.testing.assert_close(priors.log_prob(x, 0.5), priors.log_prob(x))  # sigma ignored
+
+
+@pytest.mark.slow
+def test_distributed_training_with_gloo_on_two_processes(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "sepmodels", "train", "--config", "tiny", "--steps", "4", "--length", "128",
+           "--batch-size", "2", "--device", "cpu", "--quiet", "--out", str(tmp_path)]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    ckpt = load_checkpoint(tmp_path / "priors.pt")
+    assert ckpt["meta"]["world_size"] == 2 and ckpt["meta"]["step"] == 4
+    assert result.stdout.count("trained 4 steps") == 1  # only rank 0 reports
