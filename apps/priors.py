@@ -1,7 +1,7 @@
 """Look at and listen to the priors: a toy mix and its per-sample log-likelihood under each prior.
 
-    panel serve apps/priors.py            # the shipped toy priors
-    SEPMODELS_PRIORS=runs/x/priors.pt panel serve apps/priors.py
+panel serve apps/priors.py            # the shipped toy priors
+SEPMODELS_PRIORS=runs/x/priors.pt panel serve apps/priors.py
 """
 
 import panel as pn

@@ -26,18 +26,24 @@ def main() -> None:
     args = parser.parse_args()
     priors = PriorSet.load(args.priors)
     length = priors.model.valid_length(int(args.seconds * priors.sample_rate))
-    report = {"priors": str(args.priors or "shipped default"), "clips_per_source": args.n,
-              "length": length, "levels": []}
+    report = {
+        "priors": str(args.priors or "shipped default"),
+        "clips_per_source": args.n,
+        "length": length,
+        "levels": [],
+    }
     for sigma in args.sigmas:
         result = toy_cross_likelihood(priors, n=args.n, length=length, sigma=sigma)
         print(f"\nsigma = {sigma:g}: mean nats/sample (rows: data, columns: prior)")
         print(result.table())
-        report["levels"].append({
-            "sigma": sigma,
-            "mean": result.mean.tolist(),
-            "median": result.median.tolist(),
-            "own_first": result.own_first().tolist(),
-        })
+        report["levels"].append(
+            {
+                "sigma": sigma,
+                "mean": result.mean.tolist(),
+                "median": result.median.tolist(),
+                "own_first": result.own_first().tolist(),
+            }
+        )
     with atomic_path(args.out) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten to {args.out}")

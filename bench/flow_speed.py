@@ -20,8 +20,9 @@ from sepmodels.fileio import atomic_path
 from sepmodels.nn.flows import FlowConfig, FlowPrior
 
 
-def measure(config: str, sources: int, length: int, batch: int, reps: int, device: torch.device,
-            compile_: bool) -> dict[str, float | int | str]:
+def measure(
+    config: str, sources: int, length: int, batch: int, reps: int, device: torch.device, compile_: bool
+) -> dict[str, float | int | str]:
     torch.manual_seed(0)
     prior = FlowPrior(sources, FlowConfig.preset(config)).to(device).train()
     x = torch.rand(batch, sources, length, device=device) * 2 - 1
@@ -70,8 +71,10 @@ def main() -> None:
     rows = [measure(c, 4, args.length, args.batch, args.reps, device, args.compile) for c in args.configs]
     print(f"{'config':<12} {'params':>9} {'RF':>7} {'s/step':>8} {'samples/s':>11}")
     for r in rows:
-        print(f"{r['config']:<12} {r['parameters']:>9} {r['receptive_field']:>7} {r['seconds_per_step']:>8} "
-              f"{r['samples_per_s']:>11}")
+        print(
+            f"{r['config']:<12} {r['parameters']:>9} {r['receptive_field']:>7} {r['seconds_per_step']:>8} "
+            f"{r['samples_per_s']:>11}"
+        )
     report = {
         "what": "forward+backward of 4 grouped priors, samples/s over all sources",
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",

@@ -28,7 +28,7 @@ def envelope(x: torch.Tensor | np.ndarray, sample_rate: int, bins: int = 1200) -
     """
     a = torch.as_tensor(x).detach().to("cpu", torch.float32).numpy().reshape(-1)
     T = a.size
-    if T <= bins:
+    if bins >= T:
         t = np.arange(T) / sample_rate
         return t, a, a
     per = T // bins

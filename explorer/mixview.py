@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import holoviews as hv
-import holoviews.plotting.bokeh  # noqa: F401  (registers the backend that .opts() below targets)
+import holoviews.plotting.bokeh
 import panel as pn
 import param
 import torch
@@ -80,18 +80,29 @@ class MixLikelihood(pn.viewable.Viewer):
         sr = self.priors.sample_rate
         t, lo, hi = envelope(self.mix, sr)
         self._wave.object = hv.Area((t, lo, hi), "seconds", ["low", "high"], label="mix").opts(
-            height=180, responsive=True, color="#555555", line_width=0.5, title=f"Toy mix (seed {self.seed})",
-            ylabel="amplitude", tools=["hover"],
+            height=180,
+            responsive=True,
+            color="#555555",
+            line_width=0.5,
+            title=f"Toy mix (seed {self.seed})",
+            ylabel="amplitude",
+            tools=["hover"],
         )
         curves = []
         for k, name in enumerate(self.priors.names):
             y = smooth(self.loglik[k], self.smoothing)
             tt, ylo, _ = envelope(y, sr)  # decimate the smoothed curve for drawing
-            curves.append(hv.Curve((tt, ylo), "seconds", "nats per sample", label=name).opts(
-                color=PALETTE[k % len(PALETTE)], line_width=1.5))
+            curves.append(
+                hv.Curve((tt, ylo), "seconds", "nats per sample", label=name).opts(
+                    color=PALETTE[k % len(PALETTE)], line_width=1.5
+                )
+            )
         self._strip.object = hv.Overlay(curves).opts(
-            height=260, responsive=True, legend_position="right", tools=["hover"],
-            title=f"Log-likelihood of the mix under each prior (sigma = {self.sigma:g}, smoothed over {self.smoothing})",
+            height=260,
+            responsive=True,
+            legend_position="right",
+            tools=["hover"],
+            title=f"Log-likelihood of the mix under each prior (sigma {self.sigma:g}, smoothed {self.smoothing})",
         )
         means = self.means()
         best = max(means, key=means.get)
@@ -111,8 +122,11 @@ class MixLikelihood(pn.viewable.Viewer):
             *[pn.Column(f"**{n}**", p) for n, p in zip(toy.SOURCES, self._source_players, strict=True)],
             width=320,
         )
-        return pn.Row(controls, pn.Column(self._wave, self._strip, self._table, sizing_mode="stretch_width"),
-                      sizing_mode="stretch_width")
+        return pn.Row(
+            controls,
+            pn.Column(self._wave, self._strip, self._table, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )
 
 
 def describe(priors: PriorSet) -> str:
@@ -127,4 +141,3 @@ def describe(priors: PriorSet) -> str:
         f"trained {step} steps; sample rate {priors.sample_rate} Hz; noise levels "
         f"{priors.ladder.sigma_max:g} to {priors.ladder.sigma_min:g}."
     )
-

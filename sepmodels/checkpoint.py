@@ -45,7 +45,9 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         if "Unsupported global" in str(err):
-            raise CheckpointError(f"{p} is not a sepmodels checkpoint (it holds objects that are unsafe to load)") from None
+            raise CheckpointError(
+                f"{p} is not a sepmodels checkpoint (it holds objects that are unsafe to load)"
+            ) from None
         raise CheckpointError(f"{p} is not a readable checkpoint (not a torch.save file)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

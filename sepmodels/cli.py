@@ -76,12 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
     s = sub.add_parser("likelihood", help="mean log-likelihood of audio files under each prior")
-    s.add_argument("files", nargs="+", type=Path, metavar="FILE", help="audio files (any rate; stereo is downmixed)")
+    s.add_argument(
+        "files", nargs="+", type=Path, metavar="FILE", help="audio files (any rate; stereo is downmixed)"
+    )
     s.add_argument("--priors", type=Path, help="priors checkpoint (default: the shipped toy priors)")
     s.add_argument("--sigma", type=_positive_float, help="noise level to score at (default: the priors' smallest)")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    s.add_argument("--map", type=Path, metavar="OUT.npy",
-                   help="save per-sample maps as float32 [files, priors, T] (NaN past each file's end)")
+    s.add_argument(
+        "--map",
+        type=Path,
+        metavar="OUT.npy",
+        help="save per-sample maps as float32 [files, priors, T] (NaN past each file's end)",
+    )
     return parser
 
 
@@ -92,8 +98,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from sepmodels.train import TrainConfig, Trainer
 
     overrides = {
-        "steps": args.steps, "batch_size": args.batch_size, "length": args.length, "lr": args.lr,
-        "seed": args.seed, "checkpoint_every": args.checkpoint_every,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "length": args.length,
+        "lr": args.lr,
+        "seed": args.seed,
+        "checkpoint_every": args.checkpoint_every,
     }
     train_cfg = replace(TrainConfig(), **{k: v for k, v in overrides.items() if v is not None})
     model_cfg = FlowConfig.preset(args.config)
@@ -103,8 +113,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {args.out} is a file, not a folder")
     if not args.resume and (args.out / "priors.pt").exists():
         raise UsageError(f"{args.out / 'priors.pt'} exists; pass --resume to continue it or choose another --out")
-    trainer = Trainer(args.out, model_cfg, train_cfg, resume=args.resume, device=args.device,
-                      progress=not args.quiet)
+    trainer = Trainer(
+        args.out, model_cfg, train_cfg, resume=args.resume, device=args.device, progress=not args.quiet
+    )
     trainer.run()
     if trainer.dist.main:
         print(f"trained {trainer.step} steps; priors written to {trainer.ckpt_path}")
@@ -132,7 +143,9 @@ def _cmd_likelihood(args: argparse.Namespace) -> int:
     for path, clip in zip(args.files, clips, strict=True):
         m = priors.cross_log_prob(clip[None], sigma)[0]  # [N, T]
         maps.append(m.numpy())
-        results.append({"file": str(path), "priors": {n: float(v) for n, v in zip(priors.names, m.mean(dim=1), strict=True)}})
+        results.append(
+            {"file": str(path), "priors": {n: float(v) for n, v in zip(priors.names, m.mean(dim=1), strict=True)}}
+        )
     if args.map is not None:
         longest = max(m.shape[1] for m in maps)
         stacked = np.full((len(maps), len(priors), longest), np.nan, dtype=np.float32)

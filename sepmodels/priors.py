@@ -48,8 +48,12 @@ class NoiseLadder:
         """The levels, largest first, float64 ``[levels]``."""
         if self.levels == 1:
             return torch.tensor([self.sigma_min], dtype=torch.float64)
-        return torch.logspace(torch.log10(torch.tensor(self.sigma_max)), torch.log10(torch.tensor(self.sigma_min)),
-                              self.levels, dtype=torch.float64)
+        return torch.logspace(
+            torch.log10(torch.tensor(self.sigma_max)),
+            torch.log10(torch.tensor(self.sigma_min)),
+            self.levels,
+            dtype=torch.float64,
+        )
 
 
 class PriorSet:
@@ -63,8 +67,14 @@ class PriorSet:
         meta: training metadata carried in the checkpoint.
     """
 
-    def __init__(self, model: FlowPrior, names: tuple[str, ...], sample_rate: int,
-                 ladder: NoiseLadder, meta: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: FlowPrior,
+        names: tuple[str, ...],
+        sample_rate: int,
+        ladder: NoiseLadder,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
         if model.groups != len(names):
             raise ValueError(f"model has {model.groups} groups but {len(names)} names were given")
         self.model, self.names, self.sample_rate, self.ladder = model, tuple(names), sample_rate, ladder
@@ -99,8 +109,13 @@ class PriorSet:
         """Gradient of each source's log-density with respect to it: ``[B, N, T]``."""
         return self.model.score(x, self._sigma(sigma))
 
-    def sample(self, n: int, length: int, sigma: torch.Tensor | float | None = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self,
+        n: int,
+        length: int,
+        sigma: torch.Tensor | float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """``n`` draws from every prior: ``[n, N, length]``."""
         return self.model.sample(n, length, self._sigma(sigma), generator=generator)
 

@@ -53,8 +53,9 @@ class CrossLikelihood:
         return "\n".join(rows)
 
 
-def toy_cross_likelihood(priors: PriorSet, n: int = 32, length: int = 4096, sigma: float | None = None,
-                         seed: int = 0, batch: int = 8) -> CrossLikelihood:
+def toy_cross_likelihood(
+    priors: PriorSet, n: int = 32, length: int = 4096, sigma: float | None = None, seed: int = 0, batch: int = 8
+) -> CrossLikelihood:
     """Score ``n`` fresh toy test clips of every source under every prior at ``sigma``."""
     sigma = priors.default_sigma if sigma is None else sigma
     clean = toy.toy_test_set(n, length, seed=seed)  # [n, 4, T]

@@ -127,8 +127,15 @@ class Trainer:
         progress: show a tqdm bar.
     """
 
-    def __init__(self, out_dir: str | os.PathLike[str], model_config: FlowConfig, train_config: TrainConfig,
-                 resume: bool = False, device: str | None = None, progress: bool = True) -> None:
+    def __init__(
+        self,
+        out_dir: str | os.PathLike[str],
+        model_config: FlowConfig,
+        train_config: TrainConfig,
+        resume: bool = False,
+        device: str | None = None,
+        progress: bool = True,
+    ) -> None:
         self.out = Path(out_dir)
         self.ckpt_path = self.out / CHECKPOINT
         self.device = pick_device(device)
@@ -170,7 +177,9 @@ class Trainer:
             self.data_gen.set_state(rng["data"])
             self.noise_gen.set_state(rng["noise"])
         except (KeyError, RuntimeError, ValueError) as err:
-            raise CheckpointError(f"{self.ckpt_path} cannot be resumed ({str(err).splitlines()[0][:120]})") from None
+            raise CheckpointError(
+                f"{self.ckpt_path} cannot be resumed ({str(err).splitlines()[0][:120]})"
+            ) from None
         self.step = int(ckpt["meta"]["step"])
 
     def priors(self) -> PriorSet:
@@ -214,9 +223,13 @@ class Trainer:
                 x, sigma = self.batch()
                 self.model(x, sigma)
         if self.dist.world > 1:
-            model = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            model = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
         writer, log_file = self._open_log()
-        bar = tqdm(total=self.cfg.steps, initial=self.step, disable=not self.progress, unit="step", dynamic_ncols=True)
+        bar = tqdm(
+            total=self.cfg.steps, initial=self.step, disable=not self.progress, unit="step", dynamic_ncols=True
+        )
         started = time.perf_counter()
         try:
             while self.step < self.cfg.steps:
@@ -241,8 +254,16 @@ class Trainer:
                     value = loss.item()
                     bar.set_postfix(loss=f"{value:.3f}", nats_per_sample=f"{-value:.3f}", lr=f"{lr:.1e}")
                     if writer is not None:
-                        writer.writerow([self.step, f"{value:.6f}", f"{-value:.6f}", f"{lr:.3e}",
-                                         f"{float(grad_norm):.4f}", f"{time.perf_counter() - started:.2f}"])
+                        writer.writerow(
+                            [
+                                self.step,
+                                f"{value:.6f}",
+                                f"{-value:.6f}",
+                                f"{lr:.3e}",
+                                f"{float(grad_norm):.4f}",
+                                f"{time.perf_counter() - started:.2f}",
+                            ]
+                        )
                         log_file.flush()
                 if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:
                     self.save()

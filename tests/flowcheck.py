@@ -22,8 +22,9 @@ def _per_example(ld: torch.Tensor) -> torch.Tensor:
     return ld.flatten(1).sum(1)
 
 
-def check_layer(layer: nn.Module, shape: tuple[int, ...], cond: torch.Tensor | None = None,
-                atol: float = 1e-9) -> None:
+def check_layer(
+    layer: nn.Module, shape: tuple[int, ...], cond: torch.Tensor | None = None, atol: float = 1e-9
+) -> None:
     """Assert all protocol properties of ``layer`` on float64 input of ``shape`` = ``[B, G, C, T]``."""
     layer = layer.double().eval()
     torch.manual_seed(0)
@@ -38,8 +39,9 @@ def check_layer(layer: nn.Module, shape: tuple[int, ...], cond: torch.Tensor | N
     # Round trip, and the inverse's logdet cancels the forward's.
     x_back, ld_inv = layer.inverse(y, cond)
     torch.testing.assert_close(x_back, x, atol=atol, rtol=0)
-    torch.testing.assert_close(_per_example(ld) + _per_example(ld_inv), torch.zeros(B, dtype=torch.float64),
-                               atol=atol, rtol=0)
+    torch.testing.assert_close(
+        _per_example(ld) + _per_example(ld_inv), torch.zeros(B, dtype=torch.float64), atol=atol, rtol=0
+    )
 
     # logdet per example: the only check that catches a logdet summed over the batch.
     for i in range(B):

@@ -58,5 +58,5 @@ def test_bad_files_raise_one_clear_error(tmp_path, make, message):
 
 def test_long_files_are_refused(tmp_path):
     path = _write(tmp_path / "long.wav", np.full(3000, 0.1), 100)
-    with pytest.raises(AudioError, match="30.0 s long; the limit is 10 s"):
+    with pytest.raises(AudioError, match=r"30\.0 s long; the limit is 10 s"):
         load_audio(path, 100, max_seconds=10)

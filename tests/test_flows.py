@@ -122,6 +122,7 @@ def test_log_prob_map_sums_to_exact_log_density():
     assert lp.shape == (1, 2, 8)
     # Independent computation: standard normal density of the latent plus the autograd Jacobian.
     for g in range(2):
+
         def f(v, g=g):
             xx = x.clone()
             xx[0, g] = v

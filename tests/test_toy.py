@@ -49,8 +49,11 @@ def test_parameters_are_in_range():
 
 
 def test_render_shape_range_and_frequency():
-    p = toy.ToyClipParams(key=torch.tensor([[49, 49, 49, 49]]), phase=torch.zeros(1, 4, dtype=torch.float64),
-                          amplitude=torch.full((1, 4), 0.9, dtype=torch.float64))
+    p = toy.ToyClipParams(
+        key=torch.tensor([[49, 49, 49, 49]]),
+        phase=torch.zeros(1, 4, dtype=torch.float64),
+        amplitude=torch.full((1, 4), 0.9, dtype=torch.float64),
+    )
     x = toy.render(p, 14_700)
     assert x.shape == (1, 4, 14_700) and x.dtype == torch.float32
     assert x.abs().max() <= 0.9 + 1e-6

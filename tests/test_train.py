@@ -97,9 +97,30 @@ def test_plain_prior_trains_at_the_minimum_noise(tmp_path):
 @pytest.mark.slow
 def test_distributed_training_with_gloo_on_two_processes(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "sepmodels", "train", "--config", "tiny", "--steps", "4", "--length", "128",
-           "--batch-size", "2", "--device", "cpu", "--quiet", "--out", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "sepmodels",
+        "train",
+        "--config",
+        "tiny",
+        "--steps",
+        "4",
+        "--length",
+        "128",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        str(tmp_path),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     ckpt = load_checkpoint(tmp_path / "priors.pt")

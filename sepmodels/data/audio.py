@@ -53,8 +53,7 @@ def validate_samples(samples: np.ndarray | torch.Tensor, name: str = "audio") ->
         raise AudioError(f"{name} has samples outside [-1, 1] (peak {peak:.3f}); normalise it first")
 
 
-def load_audio(path: str | os.PathLike[str], sample_rate: int,
-               max_seconds: float = MAX_SECONDS) -> Audio:
+def load_audio(path: str | os.PathLike[str], sample_rate: int, max_seconds: float = MAX_SECONDS) -> Audio:
     """Read ``path`` as mono float32 at ``sample_rate`` Hz.
 
     Stereo (or more channels) is averaged to mono and another rate is resampled with torchaudio; both

@@ -62,8 +62,9 @@ def draw_params(batch: int, generator: torch.Generator, n_sources: int = len(SOU
     return ToyClipParams(key=key, phase=phase, amplitude=amplitude)
 
 
-def render(params: ToyClipParams, length: int, sample_rate: int = SAMPLE_RATE,
-           sources: tuple[str, ...] = SOURCES) -> torch.Tensor:
+def render(
+    params: ToyClipParams, length: int, sample_rate: int = SAMPLE_RATE, sources: tuple[str, ...] = SOURCES
+) -> torch.Tensor:
     """Render clips from their parameters.
 
     Returns:
@@ -78,14 +79,12 @@ def render(params: ToyClipParams, length: int, sample_rate: int = SAMPLE_RATE,
     return (params.amplitude[..., None] * waves).to(torch.float32)
 
 
-def toy_batch(batch: int, length: int, generator: torch.Generator,
-              sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+def toy_batch(batch: int, length: int, generator: torch.Generator, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     """A batch of fresh toy clips, ``[B, 4, length]`` float32."""
     return render(draw_params(batch, generator), length, sample_rate)
 
 
-def toy_stream(batch: int, length: int, seed: int = 0,
-               sample_rate: int = SAMPLE_RATE) -> Iterator[torch.Tensor]:
+def toy_stream(batch: int, length: int, seed: int = 0, sample_rate: int = SAMPLE_RATE) -> Iterator[torch.Tensor]:
     """Endless, seeded stream of training batches ``[B, 4, length]``."""
     generator = torch.Generator().manual_seed(seed)
     while True:

@@ -100,14 +100,33 @@ class AffineCoupling(FlowLayer):
     output layer starts at zero, so the layer starts as the identity.
     """
 
-    def __init__(self, groups: int, channels: int, width: int, layers: int, kernel: int = 3,
-                 cycle: int = 100, cond_dim: int = 0, clamp: float = 2.0) -> None:
+    def __init__(
+        self,
+        groups: int,
+        channels: int,
+        width: int,
+        layers: int,
+        kernel: int = 3,
+        cycle: int = 100,
+        cond_dim: int = 0,
+        clamp: float = 2.0,
+    ) -> None:
         super().__init__()
         if channels % 2:
             raise ValueError(f"AffineCoupling needs an even number of channels, got {channels}")
         self.half, self.clamp = channels // 2, clamp
-        self.net = WaveNet(groups, self.half, 2 * self.half, width, layers, kernel, cycle,
-                           causal=False, cond_dim=cond_dim, zero_init_out=True)
+        self.net = WaveNet(
+            groups,
+            self.half,
+            2 * self.half,
+            width,
+            layers,
+            kernel,
+            cycle,
+            causal=False,
+            cond_dim=cond_dim,
+            zero_init_out=True,
+        )
 
     def _scale_shift(self, xa: torch.Tensor, cond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         raw_s, t = self.net(xa, cond).chunk(2, dim=2)
@@ -214,8 +233,18 @@ class FlowPrior(nn.Module):
             channels *= 2
             for _ in range(config.n_flows):
                 layers.append(ActNorm(groups, channels))
-                layers.append(AffineCoupling(groups, channels, config.width, config.layers, config.kernel,
-                                             config.cycle, cond_dim, config.clamp))
+                layers.append(
+                    AffineCoupling(
+                        groups,
+                        channels,
+                        config.width,
+                        config.layers,
+                        config.kernel,
+                        config.cycle,
+                        cond_dim,
+                        config.clamp,
+                    )
+                )
                 layers.append(Flip())
         self.layers = nn.ModuleList(layers)
 
@@ -223,7 +252,7 @@ class FlowPrior(nn.Module):
     @property
     def hop(self) -> int:
         """Lengths must be multiples of this: ``2 ** n_blocks``."""
-        return 2 ** self.config.n_blocks
+        return 2**self.config.n_blocks
 
     def valid_length(self, length: int) -> int:
         """The smallest length >= ``length`` that the flow accepts."""
@@ -263,10 +292,12 @@ class FlowPrior(nn.Module):
         return sigma_features(s, self.config.cond_features)
 
     # -- the flow ------------------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, sigma: torch.Tensor | float | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Map ``x: [B, G, T]`` to the latent and the per-element log-scales, both ``[B, G, 2**nb, T/2**nb]``."""
         B, G, T = x.shape
-        if G != self.groups:
+        if self.groups != G:
             raise ValueError(f"expected {self.groups} groups (priors) in dim 1, got {G}")
         self.check_length(T)
         cond = self.condition(sigma, B, x)
@@ -315,11 +346,21 @@ class FlowPrior(nn.Module):
         return grad
 
     @torch.no_grad()
-    def sample(self, n: int, length: int, sigma: torch.Tensor | float | None = None,
-               temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self,
+        n: int,
+        length: int,
+        sigma: torch.Tensor | float | None = None,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Draw ``n`` clips ``[n, G, length]`` from every prior (at noise level ``sigma``)."""
         self.check_length(length)
         p = next(self.parameters())
-        z = torch.randn(n, self.groups, self.hop, length // self.hop, generator=generator,
-                        device=p.device, dtype=p.dtype) * temperature
+        z = (
+            torch.randn(
+                n, self.groups, self.hop, length // self.hop, generator=generator, device=p.device, dtype=p.dtype
+            )
+            * temperature
+        )
         return self.inverse(z, sigma)

@@ -14,8 +14,16 @@ from torch import nn
 class GroupConv(nn.Module):
     """``G`` independent 1-D convolutions applied to ``[B, G * C_in, T]``."""
 
-    def __init__(self, groups: int, c_in: int, c_out: int, kernel: int = 1, dilation: int = 1,
-                 causal: bool = False, zero_init: bool = False) -> None:
+    def __init__(
+        self,
+        groups: int,
+        c_in: int,
+        c_out: int,
+        kernel: int = 1,
+        dilation: int = 1,
+        causal: bool = False,
+        zero_init: bool = False,
+    ) -> None:
         super().__init__()
         if not causal and kernel % 2 == 0:
             raise ValueError(f"a centred convolution needs an odd kernel, got {kernel}")
@@ -59,22 +67,28 @@ class WaveNet(nn.Module):
         torch.Size([2, 4, 2, 64])
     """
 
-    def __init__(self, groups: int, c_in: int, c_out: int, width: int, layers: int, kernel: int = 3,
-                 cycle: int = 100, causal: bool = False, cond_dim: int = 0,
-                 zero_init_out: bool = False) -> None:
+    def __init__(
+        self,
+        groups: int,
+        c_in: int,
+        c_out: int,
+        width: int,
+        layers: int,
+        kernel: int = 3,
+        cycle: int = 100,
+        causal: bool = False,
+        cond_dim: int = 0,
+        zero_init_out: bool = False,
+    ) -> None:
         super().__init__()
         self.groups, self.width, self.layers, self.c_out = groups, width, layers, c_out
         self.kernel, self.causal = kernel, causal
         self.dilations = [2 ** (i % cycle) for i in range(layers)]
         G, W = groups, width
         self.start = GroupConv(G, c_in, W)
-        self.gates = nn.ModuleList(
-            GroupConv(G, W, 2 * W, kernel, d, causal=causal) for d in self.dilations
-        )
+        self.gates = nn.ModuleList(GroupConv(G, W, 2 * W, kernel, d, causal=causal) for d in self.dilations)
         # Each layer's 1x1 writes residual and skip at once; the last layer has no residual.
-        self.mixes = nn.ModuleList(
-            GroupConv(G, W, 2 * W if i < layers - 1 else W) for i in range(layers)
-        )
+        self.mixes = nn.ModuleList(GroupConv(G, W, 2 * W if i < layers - 1 else W) for i in range(layers))
         self.cond = GroupConv(G, cond_dim, layers * 2 * W) if cond_dim else None
         self.head = GroupConv(G, W, W)
         self.out = GroupConv(G, W, c_out, zero_init=zero_init_out)

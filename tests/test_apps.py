@@ -1,0 +1,69 @@
+"""The apps start under ``panel serve`` and build a session without error.
+
+``panel serve`` answers HTTP 200 even when the script raised, so the server's log is read too.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("app", ["priors"])
+def test_app_serves_a_session_without_errors(app, tiny_priors_path, tmp_path):
+    port = _free_port()
+    log = tmp_path / "server.log"
+    env = {**os.environ, "SEPMODELS_PRIORS": tiny_priors_path}
+    with log.open("w") as f:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "panel",
+                "serve",
+                str(ROOT / "apps" / f"{app}.py"),
+                "--port",
+                str(port),
+                "--address",
+                "127.0.0.1",
+                "--allow-websocket-origin",
+                f"127.0.0.1:{port}",
+            ],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+        )
+    try:
+        html = None
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/{app}", timeout=30) as r:
+                    assert r.status == 200
+                    html = r.read().decode()
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert html is not None, log.read_text()
+        time.sleep(1.0)
+        text = log.read_text()
+        assert "Traceback" not in text and "ERROR" not in text, text
+        assert "bokeh" in html.lower()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

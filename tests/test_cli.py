@@ -1,0 +1,158 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from sepmodels.cli import main
+from sepmodels.data import toy
+
+
+def _wav(path, data, rate=14_700):
+    sf.write(str(path), np.asarray(data, dtype=np.float32), rate, subtype="FLOAT")
+    return str(path)
+
+
+@pytest.fixture
+def clips(tmp_path):
+    sources = toy.toy_test_set(1, 3000)[0].numpy()
+    return [_wav(tmp_path / f"{name}.wav", sources[k]) for k, name in enumerate(toy.SOURCES)]
+
+
+def _one_line_error(capsys, code):
+    err = capsys.readouterr().err
+    assert code != 0
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_likelihood_json_and_map(clips, tiny_priors_path, tmp_path, capsys):
+    out = tmp_path / "maps.npy"
+    code = main(
+        ["likelihood", *clips[:2], "--priors", tiny_priors_path, "--json", "--map", str(out), "--sigma", "0.1"]
+    )
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["sigma"] == 0.1
+    assert [r["file"] for r in report["results"]] == clips[:2]
+    assert list(report["results"][0]["priors"]) == list(toy.SOURCES)
+    maps = np.load(out)
+    assert maps.shape == (2, 4, 3000)
+    means = maps.mean(axis=2)
+    np.testing.assert_allclose(means[0], list(report["results"][0]["priors"].values()), rtol=1e-5)
+
+
+def test_likelihood_table_and_conversions(tmp_path, tiny_priors_path, capsys):
+    t = np.arange(22_050) / 44_100
+    stereo = np.stack([np.sin(2 * np.pi * 220 * t), 0.5 * np.sin(2 * np.pi * 220 * t)], axis=1) * 0.8
+    path = _wav(tmp_path / "stereo.wav", stereo, 44_100)
+    assert main(["likelihood", path, "--priors", tiny_priors_path]) == 0
+    captured = capsys.readouterr()
+    assert "2 channels averaged to mono" in captured.err and "resampled from 44100 Hz" in captured.err
+    assert "nats per sample" in captured.out and "saw" in captured.out and "*" in captured.out
+
+
+def test_likelihood_uses_the_shipped_priors_by_default(clips, capsys):
+    assert main(["likelihood", clips[0], "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["sigma"] == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["likelihood", "{tmp}/missing.wav", "--priors", "{priors}"], "no such file"),
+        (["likelihood", "{tmp}", "--priors", "{priors}"], "is a directory"),
+        (["likelihood", "{tmp}/empty.wav", "--priors", "{priors}"], "is empty"),
+        (["likelihood", "{tmp}/text.wav", "--priors", "{priors}"], "not a readable audio file"),
+        (["likelihood", "{tmp}/nan.wav", "--priors", "{priors}"], "NaN"),
+        (["likelihood", "{tmp}/silent.wav", "--priors", "{priors}"], "silent"),
+        (["likelihood", "{clip}", "--priors", "{tmp}/text.wav"], "not a readable checkpoint"),
+        (["likelihood", "{clip}", "--priors", "{tmp}/missing.pt"], "no such checkpoint"),
+        (["likelihood", "{clip}", "--priors", "{priors}", "--map", "{tmp}"], "is a folder"),
+    ],
+)
+def test_likelihood_user_errors(tmp_path, clips, tiny_priors_path, args, message, capsys):
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "text.wav").write_text("not audio")
+    _wav(tmp_path / "nan.wav", [0.1, np.nan, 0.3])
+    _wav(tmp_path / "silent.wav", np.zeros(500))
+    argv = [a.format(tmp=tmp_path, clip=clips[0], priors=tiny_priors_path) for a in args]
+    line = _one_line_error(capsys, main(argv))
+    assert message in line and line.startswith("sepmodels likelihood: error:")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["likelihood", "x.wav", "--sigma", "-1"],
+        ["likelihood", "x.wav", "--sigma", "nan"],
+        ["train", "--out", "o", "--steps", "0"],
+        ["train", "--out", "o", "--steps", "many"],
+        ["train", "--out", "o", "--config", "enormous"],
+        ["train", "--out", "o", "--data", "musdb18"],
+        ["train"],
+        ["frobnicate"],
+    ],
+)
+def test_bad_cli_values_exit_with_one_line(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    line = _one_line_error(capsys, info.value.code)
+    assert "error" in line
+
+
+def test_train_refuses_to_overwrite_and_rejects_a_file_as_out(tmp_path, capsys):
+    (tmp_path / "priors.pt").write_bytes(b"x")
+    line = _one_line_error(capsys, main(["train", "--out", str(tmp_path), "--config", "tiny", "--steps", "1"]))
+    assert "--resume" in line
+    f = tmp_path / "file"
+    f.write_text("x")
+    line = _one_line_error(capsys, main(["train", "--out", str(f), "--config", "tiny", "--steps", "1"]))
+    assert "is a file" in line
+
+
+def test_module_entry_point_runs(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sepmodels",
+            "train",
+            "--out",
+            str(tmp_path),
+            "--config",
+            "tiny",
+            "--steps",
+            "2",
+            "--length",
+            "64",
+            "--batch-size",
+            "2",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "trained 2 steps" in result.stdout
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sepmodels",
+            "likelihood",
+            str(tmp_path / "nothing.wav"),
+            "--priors",
+            str(tmp_path / "priors.pt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
