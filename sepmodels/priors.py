@@ -27,6 +27,8 @@ class Prior(Protocol):
 
     def score(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor: ...
 
+    def log_prob_and_score(self, x: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]: ...
+
     def sample(self, n: int, length: int, sigma: torch.Tensor | float | None = None) -> torch.Tensor: ...
 
 
@@ -109,6 +111,16 @@ class PriorSet:
         """Gradient of each source's log-density with respect to it: ``[B, N, T]``."""
         return self.model.score(x, self._sigma(sigma))
 
+    def log_prob_and_score(
+        self, x: torch.Tensor, sigma: torch.Tensor | float | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The log-density map and its gradient from one forward and backward pass: both ``[B, N, T]``."""
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            log_prob = self.log_prob(x, sigma)
+            (grad,) = torch.autograd.grad(log_prob.sum(), x)
+        return log_prob.detach(), grad
+
     def sample(
         self,
         n: int,
@@ -176,3 +188,62 @@ class PriorSet:
         """Load priors from ``path``, or the shipped default toy priors when ``path`` is None."""
         p = default_priors_path() if path is None else path
         return cls.from_checkpoint(load_checkpoint(p), str(p)).to(device)
+
+
+class GaussianPriors:
+    """Independent Gaussian priors, one per source: ``s_k[t] ~ N(mean_k, var_k)`` for every sample t.
+
+    At noise level sigma the density is that of ``s + sigma * eps``: ``N(mean_k, var_k + sigma^2)``. The
+    posterior of the sources given their mix is Gaussian in closed form, which makes these the reference
+    case on which every sampler is tested.
+
+    Arguments:
+        means, variances: ``[N]`` each.
+        names: source names (default ``s0, s1, ...``).
+    """
+
+    def __init__(self, means: torch.Tensor, variances: torch.Tensor, names: tuple[str, ...] | None = None,
+                 sample_rate: int = 14_700) -> None:
+        self.means = torch.as_tensor(means, dtype=torch.float64)
+        self.variances = torch.as_tensor(variances, dtype=torch.float64)
+        if self.means.shape != self.variances.shape or self.means.dim() != 1:
+            raise ValueError("means and variances must both be [N]")
+        self.names = names or tuple(f"s{k}" for k in range(len(self.means)))
+        self.sample_rate = sample_rate
+
+    def _moments(self, x: torch.Tensor, sigma: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+        var = self.variances + (0.0 if sigma is None else float(sigma) ** 2)
+        return self.means.to(x)[:, None], var.to(x)[:, None]
+
+    def log_prob(self, x: torch.Tensor, sigma: float | None = None) -> torch.Tensor:
+        mu, var = self._moments(x, sigma)
+        return -0.5 * ((x - mu) ** 2 / var + torch.log(2 * torch.pi * var))
+
+    def score(self, x: torch.Tensor, sigma: float | None = None) -> torch.Tensor:
+        mu, var = self._moments(x, sigma)
+        return -(x - mu) / var
+
+    def log_prob_and_score(self, x: torch.Tensor, sigma: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.log_prob(x, sigma), self.score(x, sigma)
+
+    def sample(self, n: int, length: int, sigma: float | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        mu, var = self._moments(torch.zeros(()), sigma)
+        z = torch.randn(n, len(self.means), length, generator=generator, dtype=torch.float64)
+        return (mu + var.sqrt() * z).float()
+
+    def posterior(self, mixture: float, gamma: float | None, sigma: float | None = None,
+                  how: str = "mean") -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean ``[N]`` and covariance ``[N, N]`` of the sources at one sample given its mix value.
+
+        ``gamma`` is the standard deviation of the mix likelihood; None means the mix is exact.
+        """
+        mu, var = self._moments(torch.zeros((), dtype=torch.float64), sigma)
+        mu, V = mu[:, 0], torch.diag(var[:, 0])
+        N = len(mu)
+        a = torch.full((N,), 1.0 / N if how == "mean" else 1.0, dtype=torch.float64)
+        noise = 0.0 if gamma is None else gamma**2
+        gain = V @ a / (a @ V @ a + noise)  # Kalman gain of one linear observation
+        mean = mu + gain * (mixture - a @ mu)
+        cov = V - torch.outer(gain, a @ V)
+        return mean, cov

@@ -1,0 +1,1 @@
+"""Inference: separating a mix under source priors."""

@@ -1,0 +1,26 @@
+"""Separation metrics.
+
+SI-SDR (Le Roux et al., 2019): the estimate is projected on the reference, and the ratio of the projection's
+energy to the rest is reported in dB. Invariant to the estimate's scale, so it does not matter that a
+mean-mix convention scales sources by 1/N.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def si_sdr(estimate: torch.Tensor, reference: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Scale-invariant SDR in dB over the last axis: ``[..., T], [..., T] -> [...]``.
+
+    Both signals are made zero-mean first (the usual definition). A silent reference gives -inf or nan
+    in the limit; ``eps`` keeps the result finite.
+    """
+    if estimate.shape != reference.shape:
+        raise ValueError(f"estimate {tuple(estimate.shape)} and reference {tuple(reference.shape)} differ in shape")
+    est = estimate - estimate.mean(dim=-1, keepdim=True)
+    ref = reference - reference.mean(dim=-1, keepdim=True)
+    alpha = (est * ref).sum(-1, keepdim=True) / ((ref * ref).sum(-1, keepdim=True) + eps)
+    target = alpha * ref
+    residual = est - target
+    return 10 * torch.log10(((target * target).sum(-1) + eps) / ((residual * residual).sum(-1) + eps))

@@ -1,0 +1,84 @@
+"""Samplers on Gaussian priors, where the posterior given the mix is known in closed form."""
+
+import pytest
+import torch
+
+from sepmodels.data import toy
+from sepmodels.inference.langevin import LangevinConfig, langevin, run
+from sepmodels.priors import GaussianPriors
+
+PRIORS = GaussianPriors(torch.tensor([0.5, -0.2, 0.1]), torch.tensor([0.04, 0.09, 0.01]))
+T = 4000
+MIX_VALUE = 0.2
+
+
+def _moments(sources):
+    return sources.mean(dim=1), sources.var(dim=1)
+
+
+@pytest.mark.parametrize(
+    ("config", "gamma", "sigma"),
+    [
+        (LangevinConfig(method="sgld", steps=3000, delta=2e-4, gamma=0.1), 0.1, None),
+        (LangevinConfig(method="annealed", sigma_min=0.05, levels=5, steps=600, delta=5e-4), 0.05, 0.05),
+        (LangevinConfig(method="constrained", sigma_min=0.05, levels=5, steps=600, delta=5e-4), None, 0.05),
+    ],
+    ids=["sgld", "annealed", "constrained"],
+)
+def test_long_run_moments_match_the_closed_form_posterior(config, gamma, sigma):
+    mixture = torch.full((T,), MIX_VALUE, dtype=torch.float64)  # every sample is an independent chain
+    last = run(mixture, PRIORS, 3, config)
+    mean, cov = PRIORS.posterior(MIX_VALUE, gamma, sigma)
+    got_mean, got_var = _moments(last.sources)
+    torch.testing.assert_close(got_mean, mean, atol=0.01, rtol=0)
+    torch.testing.assert_close(got_var, torch.diagonal(cov), atol=0.0, rtol=0.12)
+    if config.method == "constrained":
+        assert last.mix_error < 1e-12
+
+
+def test_sgld_without_the_mix_term_would_be_the_prior():
+    # sanity of the reference itself: a huge gamma makes the posterior the prior
+    mean, cov = PRIORS.posterior(MIX_VALUE, gamma=1e6)
+    torch.testing.assert_close(mean, PRIORS.means, atol=1e-6, rtol=0)
+    torch.testing.assert_close(torch.diagonal(cov), PRIORS.variances, atol=1e-6, rtol=0)
+
+
+def test_iterates_carry_everything_the_apps_draw():
+    truth = toy.toy_test_set(1, 64)[0, :3].double()
+    mixture = truth.mean(0)
+    cfg = LangevinConfig(levels=3, steps=4, sigma_min=0.1)
+    its = list(langevin(mixture, PRIORS, 3, cfg, truth=truth))
+    assert [it.step for it in its] == list(range(1, 13))
+    assert {it.total for it in its} == {12}
+    assert [it.level for it in its] == [0] * 4 + [1] * 4 + [2] * 4
+    assert its[0].sigma == pytest.approx(1.0) and its[-1].sigma == pytest.approx(0.1)
+    last = its[-1]
+    assert last.sources.shape == (3, 64) and last.sources.dtype == torch.float64
+    assert last.log_prob.shape == (3, 64) and last.si_sdr.shape == (3,)
+    assert last.mix_error >= 0
+
+
+def test_seed_makes_runs_repeatable_and_sum_mixes_work():
+    mixture = torch.full((100,), 0.3, dtype=torch.float64)
+    cfg = LangevinConfig(method="constrained", levels=2, steps=5, mix="sum", seed=4)
+    a, b = run(mixture, PRIORS, 3, cfg), run(mixture, PRIORS, 3, cfg)
+    assert torch.equal(a.sources, b.sources)
+    torch.testing.assert_close(a.sources.sum(0), mixture)
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="unknown method 'gibbs'"):
+        LangevinConfig(method="gibbs")
+    with pytest.raises(ValueError, match="sigma_min <= sigma_max"):
+        LangevinConfig(sigma_min=2.0)
+    with pytest.raises(ValueError, match="at least 1"):
+        LangevinConfig(steps=0)
+    with pytest.raises(ValueError, match="mono"):
+        next(langevin(torch.zeros(2, 8), PRIORS, 3, LangevinConfig()))
+
+
+def test_flow_priors_run_end_to_end(tiny_priors):
+    truth = toy.toy_test_set(1, 256)[0]
+    last = run(truth.mean(0), tiny_priors, 4, LangevinConfig(levels=2, steps=3), truth=truth)
+    assert last.sources.shape == (4, 256) and torch.isfinite(last.sources).all()
+    assert torch.isfinite(last.log_prob).all() and torch.isfinite(last.si_sdr).all()
