@@ -17,7 +17,8 @@ def si_sdr(estimate: torch.Tensor, reference: torch.Tensor, eps: float = 1e-12) 
     in the limit; ``eps`` keeps the result finite.
     """
     if estimate.shape != reference.shape:
-        raise ValueError(f"estimate {tuple(estimate.shape)} and reference {tuple(reference.shape)} differ in shape")
+        shapes = f"estimate {tuple(estimate.shape)} and reference {tuple(reference.shape)}"
+        raise ValueError(f"{shapes} differ in shape")
     est = estimate - estimate.mean(dim=-1, keepdim=True)
     ref = reference - reference.mean(dim=-1, keepdim=True)
     alpha = (est * ref).sum(-1, keepdim=True) / ((ref * ref).sum(-1, keepdim=True) + eps)

@@ -202,8 +202,13 @@ class GaussianPriors:
         names: source names (default ``s0, s1, ...``).
     """
 
-    def __init__(self, means: torch.Tensor, variances: torch.Tensor, names: tuple[str, ...] | None = None,
-                 sample_rate: int = 14_700) -> None:
+    def __init__(
+        self,
+        means: torch.Tensor,
+        variances: torch.Tensor,
+        names: tuple[str, ...] | None = None,
+        sample_rate: int = 14_700,
+    ) -> None:
         self.means = torch.as_tensor(means, dtype=torch.float64)
         self.variances = torch.as_tensor(variances, dtype=torch.float64)
         if self.means.shape != self.variances.shape or self.means.dim() != 1:
@@ -226,14 +231,16 @@ class GaussianPriors:
     def log_prob_and_score(self, x: torch.Tensor, sigma: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return self.log_prob(x, sigma), self.score(x, sigma)
 
-    def sample(self, n: int, length: int, sigma: float | None = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self, n: int, length: int, sigma: float | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         mu, var = self._moments(torch.zeros(()), sigma)
         z = torch.randn(n, len(self.means), length, generator=generator, dtype=torch.float64)
         return (mu + var.sqrt() * z).float()
 
-    def posterior(self, mixture: float, gamma: float | None, sigma: float | None = None,
-                  how: str = "mean") -> tuple[torch.Tensor, torch.Tensor]:
+    def posterior(
+        self, mixture: float, gamma: float | None, sigma: float | None = None, how: str = "mean"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean ``[N]`` and covariance ``[N, N]`` of the sources at one sample given its mix value.
 
         ``gamma`` is the standard deviation of the mix likelihood; None means the mix is exact.

@@ -18,6 +18,7 @@ Sources are a tensor dimension: ``[N, T]``; nothing is written per source.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -142,8 +143,14 @@ def _initial(mixture: torch.Tensor, n: int, cfg: LangevinConfig, generator: torc
     return share[None] + sigma0 * noise
 
 
-def langevin(mixture: torch.Tensor, priors: ScoredPrior, n_sources: int, config: LangevinConfig,
-             truth: torch.Tensor | None = None, start: torch.Tensor | None = None) -> Iterator[Iterate]:
+def langevin(
+    mixture: torch.Tensor,
+    priors: ScoredPrior,
+    n_sources: int,
+    config: LangevinConfig,
+    truth: torch.Tensor | None = None,
+    start: torch.Tensor | None = None,
+) -> Iterator[Iterate]:
     """Run the sampler ``config.method`` on ``mixture: [T]``; yield an :class:`Iterate` after every step.
 
     Arguments:
@@ -190,12 +197,13 @@ def langevin(mixture: torch.Tensor, priors: ScoredPrior, n_sources: int, config:
             yield Iterate(step, total, level, sigma, s, log_prob, err, sdr)
 
 
-def run(mixture: torch.Tensor, priors: ScoredPrior, n_sources: int, config: LangevinConfig,
-        truth: torch.Tensor | None = None) -> Iterate:
+def run(
+    mixture: torch.Tensor,
+    priors: ScoredPrior,
+    n_sources: int,
+    config: LangevinConfig,
+    truth: torch.Tensor | None = None,
+) -> Iterate:
     """Run a sampler to the end and return its last iterate."""
-    last = None
-    for last in langevin(mixture, priors, n_sources, config, truth):
-        pass
-    assert last is not None  # config guarantees at least one step
+    (last,) = deque(langevin(mixture, priors, n_sources, config, truth), maxlen=1)
     return last
-
