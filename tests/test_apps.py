@@ -23,7 +23,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("app", ["priors"])
+@pytest.mark.parametrize("app", ["priors", "langevin"])
 def test_app_serves_a_session_without_errors(app, tiny_priors_path, tmp_path):
     port = _free_port()
     log = tmp_path / "server.log"

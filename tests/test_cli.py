@@ -194,8 +194,21 @@ def test_separate_rejects_bad_method_and_steps(tmp_path, capsys):
 
 
 def test_evaluate_reports_si_sdr_and_the_mix_floor(tiny_priors_path, capsys):
-    argv = ["evaluate", "--priors", tiny_priors_path, "--n", "2", "--seconds", "0.05", "--steps", "2",
-            "--levels", "2", "--json", "--quiet"]
+    argv = [
+        "evaluate",
+        "--priors",
+        tiny_priors_path,
+        "--n",
+        "2",
+        "--seconds",
+        "0.05",
+        "--steps",
+        "2",
+        "--levels",
+        "2",
+        "--json",
+        "--quiet",
+    ]
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     assert set(report["si_sdr"]) == set(toy.SOURCES) and report["mixes"] == 2

@@ -1,0 +1,353 @@
+"""Watch a mix being separated by Langevin dynamics, step by step, and listen to every iterate."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import panel as pn
+import param
+import torch
+import torch.nn.functional as F
+from bokeh.models import ColorBar, ColumnDataSource, LinearColorMapper
+from bokeh.plotting import figure
+
+from explorer.audio import envelope, playable, smooth
+from explorer.mixview import PALETTE
+from explorer.runner import SamplerRunner
+from sepmodels.data import toy
+from sepmodels.data.audio import Audio, AudioError, load_audio
+from sepmodels.inference.langevin import METHODS, Iterate, LangevinConfig, langevin
+from sepmodels.priors import PriorSet
+
+MAX_UPLOAD_BYTES = 20_000_000
+MAX_UPLOAD_SECONDS = 10.0
+_STRIP_BINS = 300
+
+
+class LangevinExplorer(pn.viewable.Viewer):
+    """Separate a toy mix (or an uploaded one) live under the priors.
+
+    A per-session :class:`SamplerRunner` advances the sampler on its own thread; a periodic callback
+    (``refresh_ms``) draws the newest iterate, decimated. The figures are plain Bokeh figures built once,
+    whose data sources are replaced on each draw: rebuilding HoloViews plots took 2.6 s per draw on the
+    2-core CPU, updating sources takes milliseconds. Audio players of the estimates change only on Pause,
+    Step and at the end, since resending a clip restarts its playback.
+    """
+
+    seed = param.Integer(default=0, bounds=(0, None), doc="Seed of the toy mix.")
+    seconds = param.Number(default=1.0, bounds=(0.1, 4.0), step=0.1, doc="Length of the toy mix, seconds.")
+    method = param.Selector(default="annealed", objects=list(METHODS), doc="Sampler.")
+    steps = param.Integer(default=LangevinConfig.steps, bounds=(1, 10_000), doc="Steps per noise level.")
+    levels = param.Integer(default=LangevinConfig.levels, bounds=(1, 100), doc="Number of noise levels.")
+    sigma_max = param.Number(default=LangevinConfig.sigma_max, bounds=(1e-4, 10.0), doc="Largest noise level.")
+    sigma_min = param.Number(default=LangevinConfig.sigma_min, bounds=(1e-4, 10.0), doc="Smallest noise level.")
+    delta = param.Number(default=LangevinConfig.delta, bounds=(1e-9, 1.0), doc="Step size at sigma_min.")
+    sampler_seed = param.Integer(default=0, bounds=(0, None), doc="Seed of the sampler's noise.")
+    refresh_ms = param.Integer(default=250, bounds=(50, 5000), doc="How often the views pull the newest iterate.")
+
+    status = param.String(default="", doc="Counter and state, as shown (read-only).")
+    message = param.String(default="", doc="The last notice or error (read-only).")
+
+    def __init__(self, priors: PriorSet, **params) -> None:
+        super().__init__(**params)
+        self.priors = priors
+        self.mixture: torch.Tensor = torch.zeros(0)
+        self.truth: torch.Tensor | None = None
+        self._shown_step = self._played_step = -1
+        sr = priors.sample_rate
+        names = priors.names
+        self._mix_player = pn.pane.Audio(None, sample_rate=sr, name="mix")
+        self._estimate_players = [pn.pane.Audio(None, sample_rate=sr, name=n) for n in names]
+        self._truth_players = [pn.pane.Audio(None, sample_rate=sr, name=n) for n in names]
+        self._build_figures()
+        self.start_button = pn.widgets.Button(label="Start")
+        self.pause_button = pn.widgets.Button(label="Pause")
+        self.step_button = pn.widgets.Button(label="Step")
+        self.reset_button = pn.widgets.Button(label="Reset")
+        self.new_mix_button = pn.widgets.Button(label="New mix")
+        self.upload = pn.widgets.FileInput(accept=".wav,.flac,.ogg,.aiff,.aif", multiple=False)
+        self.start_button.on_click(lambda _e: self.start())
+        self.pause_button.on_click(lambda _e: self.pause())
+        self.step_button.on_click(lambda _e: self.step())
+        self.reset_button.on_click(lambda _e: self.reset())
+        self.new_mix_button.on_click(lambda _e: setattr(self, "seed", self.seed + 1))
+        self.upload.param.watch(self._on_upload, "value")
+        self.runner = SamplerRunner(self._make_generator)
+        self._callback = None
+        self._toy_mix()
+
+    # -- the mix -----------------------------------------------------------------------------------------
+    @param.depends("seed", "seconds", watch=True)
+    def _toy_mix(self) -> None:
+        length = self.priors.model.valid_length(max(1, int(self.seconds * self.priors.sample_rate)))
+        clips = toy.toy_batch(1, length, torch.Generator().manual_seed(self.seed), self.priors.sample_rate)
+        self._set_mix(toy.mix(clips)[0], clips[0], f"toy mix, seed {self.seed}")
+
+    def _on_upload(self, event: param.parameterized.Event) -> None:
+        data = event.new
+        if not data:
+            return
+        if len(data) > MAX_UPLOAD_BYTES:
+            self.message = (
+                f"upload refused: {len(data) / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES / 1e6:.0f} MB"
+            )
+            return
+        name = self.upload.filename or "upload"
+        try:
+            audio = load_audio_bytes(data, name, self.priors.sample_rate)
+        except AudioError as err:
+            self.message = f"upload refused: {err}"
+            return
+        T = audio.samples.shape[0]
+        padded = F.pad(audio.samples, (0, self.priors.model.valid_length(T) - T))
+        self._set_mix(padded, None, name)
+        self.message = "; ".join(audio.notes) or f"loaded {name}"
+
+    def _set_mix(self, mixture: torch.Tensor, truth: torch.Tensor | None, label: str) -> None:
+        self.mixture, self.truth, self._label = mixture, truth, label
+        self._mix_player.object = playable(mixture)
+        for k, player in enumerate(self._truth_players):
+            player.object = None if truth is None else playable(truth[k])
+        self.reset()
+
+    # -- control -----------------------------------------------------------------------------------------
+    def config(self) -> LangevinConfig:
+        return LangevinConfig(
+            method=self.method,
+            sigma_max=self.sigma_max,
+            sigma_min=self.sigma_min,
+            levels=self.levels,
+            steps=self.steps,
+            delta=self.delta,
+            seed=self.sampler_seed,
+        )
+
+    def _make_generator(self):
+        return langevin(
+            self.mixture.to(self.priors.device), self.priors, len(self.priors), self.config(), truth=self.truth
+        )
+
+    def start(self) -> None:
+        try:
+            self.config()
+        except ValueError as err:
+            self.message = f"cannot start: {err}"
+            return
+        self.message = ""
+        self.runner.start()
+        self.refresh()
+
+    def pause(self) -> None:
+        self.runner.pause()
+        self.refresh(players=True)
+
+    def step(self) -> None:
+        try:
+            self.config()
+        except ValueError as err:
+            self.message = f"cannot step: {err}"
+            return
+        self.runner.step()
+
+    @param.depends("method", "steps", "levels", "sigma_max", "sigma_min", "delta", "sampler_seed", watch=True)
+    def reset(self) -> None:
+        self.runner.reset(self._make_generator)
+        self._shown_step = self._played_step = -1
+        for player in self._estimate_players:
+            player.object = None
+        self._draw_idle()
+        self.refresh()
+
+    # -- drawing -------------------------------------------------------------------------------------------
+    def refresh(self, players: bool = False) -> None:
+        """Pull the newest iterate into the views (the periodic callback calls this)."""
+        it = self.runner.latest
+        total = self.config_total()
+        if self.runner.error:
+            self.message = f"sampler stopped: {self.runner.error}"
+        state = "running" if self.runner.running else ("finished" if self.runner.finished else "paused")
+        if it is None:
+            self.status = f"Step 0 / {total} · {state}"
+            return
+        self.status = f"Step {it.step} / {it.total} · sigma {it.sigma:.3g} · {state}"
+        if it.step != self._shown_step:
+            self._shown_step = it.step
+            self._draw(it)
+        if (players or not self.runner.running) and it.step != self._played_step:
+            self._played_step = it.step
+            self._update_players(it)
+
+    def config_total(self) -> int:
+        try:
+            return self.config().total_steps
+        except ValueError:
+            return 0
+
+    def _update_players(self, it: Iterate) -> None:
+        for player, est in zip(self._estimate_players, it.sources, strict=True):
+            player.object = playable(est)
+
+    def _build_figures(self) -> None:
+        """Create every figure once; drawing then only replaces the data of their sources."""
+        names = self.priors.names
+        wave = {"t": [], "lo": [], "hi": []}
+        self._mix_src = ColumnDataSource(dict(wave))
+        self._mix_fig = _figure("Mix", "seconds", "amplitude", height=150)
+        self._mix_fig.varea("t", "lo", "hi", source=self._mix_src, color="#555555")
+        self._truth_srcs, self._est_srcs, self._source_figs = [], [], []
+        for k, name in enumerate(names):
+            fig = _figure(name, "seconds", "amplitude", height=120)
+            truth, est = ColumnDataSource(dict(wave)), ColumnDataSource(dict(wave))
+            fig.varea("t", "lo", "hi", source=truth, color="#bbbbbb", legend_label="truth")
+            fig.varea("t", "lo", "hi", source=est, color=PALETTE[k % len(PALETTE)], alpha=0.6,
+                      legend_label="estimate")  # fmt: skip
+            fig.legend.location, fig.legend.visible = "top_right", k == 0
+            self._truth_srcs.append(truth)
+            self._est_srcs.append(est)
+            self._source_figs.append(fig)
+        self._strip_mapper = LinearColorMapper(palette="Viridis256", low=-5, high=5)
+        self._strip_src = ColumnDataSource({"image": [np.zeros((len(names), 2))], "dw": [1.0]})
+        self._strip_fig = _figure("Log-likelihood of each estimate under its prior", "seconds", "", height=170)
+        self._strip_fig.image(image="image", x=0, y=0, dw="dw", dh=len(names), source=self._strip_src,
+                              color_mapper=self._strip_mapper)  # fmt: skip
+        self._strip_fig.yaxis.ticker = [k + 0.5 for k in range(len(names))]
+        self._strip_fig.yaxis.major_label_overrides = {k + 0.5: n for k, n in enumerate(names)}
+        self._strip_fig.add_layout(ColorBar(color_mapper=self._strip_mapper, title="nats/sample"), "right")
+        columns = {"step": [], "err": [], **{f"lp{k}": [] for k in range(len(names))}}
+        columns.update({f"sdr{k}": [] for k in range(len(names))})
+        self._hist_src = ColumnDataSource(columns)
+        self._sdr_fig = _figure("SI-SDR per source", "step", "dB", height=220)
+        self._lp_fig = _figure("Log-likelihood per source", "step", "nats per sample", height=220)
+        self._err_fig = _figure("Mixing error (RMS)", "step", "RMS", height=220, y_axis_type="log")
+        for k, name in enumerate(names):
+            color = PALETTE[k % len(PALETTE)]
+            self._sdr_fig.line("step", f"sdr{k}", source=self._hist_src, color=color, legend_label=name)
+            self._lp_fig.line("step", f"lp{k}", source=self._hist_src, color=color, legend_label=name)
+        self._err_fig.line("step", "err", source=self._hist_src, color="#444444")
+        for fig in (self._sdr_fig, self._lp_fig):
+            fig.legend.location = "bottom_right"
+        self._strip_fig.x_range.range_padding = 0
+
+    def _draw_idle(self) -> None:
+        """Show the mix and the truths; clear the estimates, the strip and the curves."""
+        sr = self.priors.sample_rate
+        self._mix_fig.title.text = f"Mix: {self._label}"
+        self._mix_src.data = _wave_data(self.mixture, sr)
+        empty = {"t": [], "lo": [], "hi": []}
+        for k in range(len(self.priors)):
+            self._truth_srcs[k].data = empty if self.truth is None else _wave_data(self.truth[k], sr, 600)
+            self._est_srcs[k].data = dict(empty)
+        self._strip_src.data = {"image": [np.zeros((len(self.priors), 2))], "dw": [1.0]}
+        self._hist_src.data = {key: [] for key in self._hist_src.data}
+        self._sdr_fig.visible = self.truth is not None
+
+    def _draw(self, it: Iterate) -> None:
+        sr = self.priors.sample_rate
+        sources = it.sources.detach().cpu()
+        for k, src in enumerate(self._est_srcs):
+            src.data = _wave_data(sources[k], sr, 600)
+        T = it.log_prob.shape[-1]
+        per = max(1, T // _STRIP_BINS)
+        strip = np.stack([smooth(row, per)[::per] for row in it.log_prob.cpu()])
+        lo, hi = np.percentile(strip, [2, 98])
+        self._strip_mapper.low, self._strip_mapper.high = float(lo), float(max(hi, lo + 1e-3))
+        self._strip_src.data = {"image": [strip], "dw": [T / sr]}
+        self._strip_fig.title.text = f"Log-likelihood of each estimate under its prior (sigma {it.sigma:.3g})"
+        records = self.runner.history()
+        rec = records[:: max(1, len(records) // 1000)]  # decimate long runs for drawing
+        data = {"step": [r.step for r in rec], "err": [max(r.mix_error, 1e-12) for r in rec]}
+        for k in range(len(self.priors)):
+            data[f"lp{k}"] = [r.log_prob[k] for r in rec]
+            data[f"sdr{k}"] = [r.si_sdr[k] if r.si_sdr is not None else np.nan for r in rec]
+        self._hist_src.data = data
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+    def attach(self) -> None:
+        """Start the periodic refresh and stop the runner when the browser session closes."""
+        self._callback = pn.state.add_periodic_callback(self.refresh, period=self.refresh_ms)
+        pn.state.on_session_destroyed(lambda _ctx: self.close())
+
+    def close(self) -> None:
+        if self._callback is not None:
+            self._callback.stop()
+        self.runner.close()
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        counter = pn.pane.Markdown(self.param.status, styles={"font-size": "1.1em", "font-weight": "bold"})
+        notice = pn.pane.Markdown(self.param.message)
+        settings = pn.Column(
+            "### Mix",
+            self.new_mix_button,
+            pn.widgets.IntInput.from_param(self.param.seed, name="Seed"),
+            pn.widgets.FloatSlider.from_param(self.param.seconds, name="Seconds"),
+            pn.pane.Markdown("or upload a WAV (mono or stereo, any rate, up to 10 s):"),
+            self.upload,
+            "### Sampler",
+            pn.widgets.Select.from_param(self.param.method, name="Method"),
+            pn.widgets.IntInput.from_param(self.param.steps, name="Steps per level"),
+            pn.widgets.IntInput.from_param(self.param.levels, name="Levels"),
+            pn.widgets.FloatInput.from_param(self.param.sigma_max, name="Sigma max"),
+            pn.widgets.FloatInput.from_param(self.param.sigma_min, name="Sigma min"),
+            pn.widgets.FloatInput.from_param(self.param.delta, name="Delta (step at sigma min)"),
+            pn.widgets.IntInput.from_param(self.param.sampler_seed, name="Sampler seed"),
+            width=300,
+        )
+        buttons = pn.Row(self.start_button, self.pause_button, self.step_button, self.reset_button)
+        players = pn.Column(
+            "### Listen",
+            pn.Row(pn.pane.Markdown("**mix**", width=90), self._mix_player),
+            *[
+                pn.Row(pn.pane.Markdown(f"**{n}**", width=90), est, truth)
+                for n, est, truth in zip(
+                    self.priors.names, self._estimate_players, self._truth_players, strict=True
+                )
+            ],
+            pn.pane.Markdown("Left: current estimate (refreshed on Pause, Step and at the end). Right: truth."),
+        )
+        main = pn.Column(
+            buttons,
+            counter,
+            notice,
+            pn.pane.Bokeh(self._mix_fig, sizing_mode="stretch_width"),
+            *[pn.pane.Bokeh(f, sizing_mode="stretch_width") for f in self._source_figs],
+            pn.pane.Bokeh(self._strip_fig, sizing_mode="stretch_width"),
+            pn.Row(
+                *[
+                    pn.pane.Bokeh(f, sizing_mode="stretch_width")
+                    for f in (self._sdr_fig, self._lp_fig, self._err_fig)
+                ],
+                sizing_mode="stretch_width",
+            ),
+            players,
+            sizing_mode="stretch_width",
+        )
+        return pn.Row(settings, main, sizing_mode="stretch_width")
+
+
+def load_audio_bytes(data: bytes, name: str, sample_rate: int) -> Audio:
+    """Validate and decode an uploaded file (the same checks as files on disk), named ``name`` in messages."""
+    suffix = Path(name).suffix or ".wav"
+    with tempfile.NamedTemporaryFile(suffix=suffix) as f:
+        f.write(data)
+        f.flush()
+        try:
+            audio = load_audio(f.name, sample_rate, max_seconds=MAX_UPLOAD_SECONDS)
+        except AudioError as err:
+            raise AudioError(str(err).replace(f.name, name)) from None
+    audio.notes = [n.replace(f.name, name) for n in audio.notes]
+    return audio
+
+
+def _figure(title: str, x_label: str, y_label: str, height: int, **kw) -> figure:
+    fig = figure(title=title, height=height, sizing_mode="stretch_width", tools="pan,wheel_zoom,box_zoom,reset",
+                 output_backend="canvas", **kw)  # fmt: skip
+    fig.xaxis.axis_label, fig.yaxis.axis_label = x_label, y_label
+    fig.toolbar.logo = None
+    return fig
+
+
+def _wave_data(x: torch.Tensor, sample_rate: int, bins: int = 1200) -> dict[str, np.ndarray]:
+    t, lo, hi = envelope(x, sample_rate, bins)
+    return {"t": t, "lo": lo, "hi": hi}

@@ -1,0 +1,92 @@
+import time
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from explorer.langevin_view import LangevinExplorer
+
+
+def _wait(view, predicate, timeout=20.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        view.refresh()
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _view(tiny_priors, **params):
+    return LangevinExplorer(tiny_priors, seconds=0.1, steps=4, levels=3, **params)
+
+
+def test_start_pause_step_reset_through_the_component(tiny_priors):
+    view = _view(tiny_priors)
+    try:
+        assert view.status.startswith("Step 0 / 12")
+        view.start()
+        assert _wait(view, lambda: "finished" in view.status)
+        assert view.status.startswith("Step 12 / 12 · sigma 0.01")
+        assert all(p.object is not None for p in view._estimate_players)  # refreshed at the end
+        assert len(view._hist_src.data["step"]) == 12
+        assert view._strip_src.data["image"][0].shape[0] == 4
+        assert len(view._est_srcs[0].data["t"]) > 0
+        sdr = view.runner.history()[-1].si_sdr
+        assert sdr is not None and len(sdr) == 4
+
+        view.reset()
+        assert view.status.startswith("Step 0 / 12")
+        assert all(p.object is None for p in view._estimate_players)
+        view.step()
+        assert _wait(view, lambda: view.status.startswith("Step 1 / 12"))
+        assert all(p.object is not None for p in view._estimate_players)
+        view.step()
+        assert _wait(view, lambda: view.status.startswith("Step 2 / 12"))
+    finally:
+        view.close()
+    assert not view.runner.alive
+
+
+def test_settings_and_new_mix_reset_the_run(tiny_priors):
+    view = _view(tiny_priors)
+    try:
+        view.step()
+        assert _wait(view, lambda: view.runner.latest is not None)
+        before = view.mixture.clone()
+        view.new_mix_button.clicks += 1
+        assert view.seed == 1 and not torch.equal(view.mixture, before)
+        assert view.runner.latest is None
+        view.method = "constrained"
+        view.steps = 2
+        assert view.status.startswith("Step 0 / 6")
+        view.step()
+        assert _wait(view, lambda: view.runner.latest is not None)
+        last = view.runner.latest
+        assert last.mix_error < 1e-5  # the constrained sampler keeps the mix exact
+        view.sigma_min = 5.0  # above sigma_max: refused with a message, nothing runs
+        view.start()
+        assert "cannot start" in view.message and not view.runner.running
+    finally:
+        view.close()
+
+
+def test_upload_replaces_the_mix_and_hides_the_truth(tiny_priors, tmp_path):
+    view = _view(tiny_priors)
+    try:
+        t = np.arange(22_050) / 44_100
+        sf.write(tmp_path / "up.wav", np.stack([0.5 * np.sin(2 * np.pi * 330 * t)] * 2, axis=1), 44_100)
+        view.upload.filename = "up.wav"
+        view.upload.value = (tmp_path / "up.wav").read_bytes()
+        assert view.truth is None and view.mixture.shape[0] >= 7350
+        assert "averaged to mono" in view.message and "resampled" in view.message
+        assert all(p.object is None for p in view._truth_players)
+        view.step()
+        assert _wait(view, lambda: view.runner.latest is not None)
+        assert view.runner.latest.si_sdr is None
+
+        view.upload.filename = "bad.wav"
+        view.upload.value = b"not audio at all"
+        assert view.message.startswith("upload refused: bad.wav is not a readable audio file")
+    finally:
+        view.close()
