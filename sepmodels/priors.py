@@ -181,7 +181,9 @@ class PriorSet:
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise CheckpointError(f"{where} does not match its own description ({first[:120]})") from None
-        return cls(model.eval(), names, int(ckpt["sample_rate"]), ladder, ckpt.get("meta"))
+        # Loaded priors are for inference: no weight gradients, which also halves the work of a score.
+        model.eval().requires_grad_(False)
+        return cls(model, names, int(ckpt["sample_rate"]), ladder, ckpt.get("meta"))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu") -> PriorSet:
