@@ -244,24 +244,26 @@ class LangevinExplorer(pn.viewable.Viewer):
         self._strip_src.data = {"image": [np.zeros((len(self.priors), 2))], "dw": [1.0]}
         self._hist_src.data = {key: [] for key in self._hist_src.data}
         self._sdr_fig.visible = self.truth is not None
+        self._strip_fig.visible = self._lp_fig.visible = self.priors.has_likelihood
 
     def _draw(self, it: Iterate) -> None:
         sr = self.priors.sample_rate
         sources = it.sources.detach().cpu()
         for k, src in enumerate(self._est_srcs):
             src.data = _wave_data(sources[k], sr, 600)
-        T = it.log_prob.shape[-1]
-        per = max(1, T // _STRIP_BINS)
-        strip = np.stack([smooth(row, per)[::per] for row in it.log_prob.cpu()])
-        lo, hi = np.percentile(strip, [2, 98])
-        self._strip_mapper.low, self._strip_mapper.high = float(lo), float(max(hi, lo + 1e-3))
-        self._strip_src.data = {"image": [strip], "dw": [T / sr]}
-        self._strip_fig.title.text = f"Log-likelihood of each estimate under its prior (sigma {it.sigma:.3g})"
+        if it.log_prob is not None:
+            T = it.log_prob.shape[-1]
+            per = max(1, T // _STRIP_BINS)
+            strip = np.stack([smooth(row, per)[::per] for row in it.log_prob.cpu()])
+            lo, hi = np.percentile(strip, [2, 98])
+            self._strip_mapper.low, self._strip_mapper.high = float(lo), float(max(hi, lo + 1e-3))
+            self._strip_src.data = {"image": [strip], "dw": [T / sr]}
+            self._strip_fig.title.text = f"Log-likelihood of each estimate under its prior (sigma {it.sigma:.3g})"
         records = self.runner.history()
         rec = records[:: max(1, len(records) // 1000)]  # decimate long runs for drawing
         data = {"step": [r.step for r in rec], "err": [max(r.mix_error, 1e-12) for r in rec]}
         for k in range(len(self.priors)):
-            data[f"lp{k}"] = [r.log_prob[k] for r in rec]
+            data[f"lp{k}"] = [r.log_prob[k] if r.log_prob is not None else np.nan for r in rec]
             data[f"sdr{k}"] = [r.si_sdr[k] if r.si_sdr is not None else np.nan for r in rec]
         self._hist_src.data = data
 

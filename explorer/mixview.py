@@ -131,11 +131,11 @@ class MixLikelihood(pn.viewable.Viewer):
 
 def describe(priors: PriorSet) -> str:
     """One paragraph about the loaded priors for the page header."""
-    cfg = priors.model.config
-    kind = "noise-conditional" if cfg.noise_conditional else "plain"
+    conditional = getattr(priors.model.config, "noise_conditional", True)
+    kind = f"{'noise-conditional' if conditional else 'plain'} {priors.kind}"
     step = priors.meta.get("step", "?")
     return (
-        f"{len(priors)} {kind} flow priors ({', '.join(priors.names)}), "
+        f"{len(priors)} {kind} priors ({', '.join(priors.names)}), "
         f"{priors.parameters_count() / 1e6:.2f} M parameters, receptive field "
         f"{priors.model.receptive_field()} samples ({priors.model.receptive_field() / priors.sample_rate:.2f} s), "
         f"trained {step} steps; sample rate {priors.sample_rate} Hz; noise levels "

@@ -20,7 +20,7 @@ class Record:
     step: int
     sigma: float
     mix_error: float
-    log_prob: tuple[float, ...]  # mean nats per sample, per source
+    log_prob: tuple[float, ...] | None  # mean nats per sample, per source (None for score priors)
     si_sdr: tuple[float, ...] | None  # dB per source
 
 
@@ -137,7 +137,7 @@ class SamplerRunner:
                 it.step,
                 it.sigma,
                 it.mix_error,
-                tuple(float(v) for v in it.log_prob.mean(dim=-1)),
+                None if it.log_prob is None else tuple(float(v) for v in it.log_prob.mean(dim=-1)),
                 None if it.si_sdr is None else tuple(float(v) for v in it.si_sdr),
             )
             with self._cond:

@@ -58,6 +58,7 @@ def _positive_float(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     from sepmodels.nn.flows import PRESETS
+    from sepmodels.nn.score import SCORE_PRESETS
 
     parser = _Parser(prog="sepmodels", description="Deep generative priors for audio source separation.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -65,7 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a set of flow priors (one per source)")
     t.add_argument("--data", choices=["toy"], default="toy", help="training data (default: toy)")
     t.add_argument("--out", required=True, type=Path, help="folder for priors.pt and train_log.csv")
-    t.add_argument("--config", choices=sorted(PRESETS), default="default", help="model size (default: default)")
+    model_help = "flow priors (likelihood) or score priors (denoising score matching; default: flow)"
+    t.add_argument("--model", choices=["flow", "score"], default="flow", help=model_help)
+    configs = sorted({*PRESETS, *SCORE_PRESETS})
+    t.add_argument("--config", choices=configs, default="default", help="model size (default: default)")
     t.add_argument("--steps", type=_positive_int, help="total optimiser steps (default: 3000)")
     t.add_argument("--batch-size", type=_positive_int, help="clips per step (default: 16)")
     t.add_argument("--length", type=_positive_int, help="samples per training crop (default: 2048)")
@@ -251,6 +255,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from sepmodels.nn.flows import FlowConfig
+    from sepmodels.nn.score import ScoreConfig
     from sepmodels.train import TrainConfig, Trainer
 
     overrides = {
@@ -262,8 +267,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "checkpoint_every": args.checkpoint_every,
     }
     train_cfg = replace(TrainConfig(), **{k: v for k, v in overrides.items() if v is not None})
-    model_cfg = FlowConfig.preset(args.config)
+    try:
+        model_cfg = FlowConfig.preset(args.config) if args.model == "flow" else ScoreConfig.preset(args.config)
+    except ValueError as err:
+        raise UsageError(f"--config: {err} for --model {args.model}") from None
     if args.plain:
+        if args.model != "flow":
+            raise UsageError("--plain applies to flow priors only (a score network always sees sigma)")
         model_cfg = replace(model_cfg, noise_conditional=False)
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} is a file, not a folder")
@@ -286,6 +296,8 @@ def _cmd_likelihood(args: argparse.Namespace) -> int:
     if args.map is not None and args.map.is_dir():
         raise UsageError(f"--map {args.map} is a folder; give a file name ending in .npy")
     priors = PriorSet.load(args.priors)
+    if not priors.has_likelihood:
+        raise UsageError("these are score priors: they give no likelihood; pass flow priors with --priors")
     sigma = priors.default_sigma if args.sigma is None else args.sigma
     if not priors.model.config.noise_conditional and args.sigma is not None:
         print(f"note: these priors are not noise-conditional; --sigma {args.sigma} is ignored", file=sys.stderr)

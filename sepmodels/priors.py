@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from sepmodels.checkpoint import CheckpointError, default_priors_path, load_checkpoint, save_checkpoint
 from sepmodels.nn.flows import FlowConfig, FlowPrior
+from sepmodels.nn.score import ScoreConfig, ScoreNet
 
 
 class Prior(Protocol):
@@ -59,10 +60,13 @@ class NoiseLadder:
 
 
 class PriorSet:
-    """N named flow priors (one per source class) sharing one grouped :class:`FlowPrior`.
+    """N named source priors sharing one grouped model: a :class:`FlowPrior` or a :class:`ScoreNet`.
+
+    A flow gives the exact log-density map and its score; a score network gives the score only (from one
+    forward pass), so ``log_prob`` and ``cross_log_prob`` need a flow (``has_likelihood``).
 
     Arguments:
-        model: the grouped flow; ``model.groups`` must equal ``len(names)``.
+        model: the grouped model; ``model.groups`` must equal ``len(names)``.
         names: source names in group order, e.g. ``("sin", "square", "saw", "triangle")``.
         sample_rate: rate the priors were trained at, Hz.
         ladder: the noise levels the model was trained on (a plain prior has one level, its training noise).
@@ -71,7 +75,7 @@ class PriorSet:
 
     def __init__(
         self,
-        model: FlowPrior,
+        model: FlowPrior | ScoreNet,
         names: tuple[str, ...],
         sample_rate: int,
         ladder: NoiseLadder,
@@ -95,6 +99,15 @@ class PriorSet:
         """The smallest noise level the priors know: the default for scoring."""
         return self.ladder.sigma_min
 
+    @property
+    def has_likelihood(self) -> bool:
+        """Whether these priors give log-densities (flows) or only their gradient (score networks)."""
+        return isinstance(self.model, FlowPrior)
+
+    @property
+    def kind(self) -> str:
+        return "flow" if self.has_likelihood else "score"
+
     def to(self, device: str | torch.device) -> PriorSet:
         self.model.to(device)
         return self
@@ -105,6 +118,8 @@ class PriorSet:
     # -- the Prior contract ------------------------------------------------------------------------------
     def log_prob(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
         """Per-sample log-density of each source under its own prior: ``[B, N, T] -> [B, N, T]``, nats."""
+        if not isinstance(self.model, FlowPrior):
+            raise TypeError("score priors give no likelihood; load flow priors for log_prob")
         return self.model.log_prob(x, self._sigma(sigma))
 
     def score(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
@@ -113,8 +128,14 @@ class PriorSet:
 
     def log_prob_and_score(
         self, x: torch.Tensor, sigma: torch.Tensor | float | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The log-density map and its gradient from one forward and backward pass: both ``[B, N, T]``."""
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """The log-density map and its gradient, both ``[B, N, T]``: one forward and backward pass of a flow.
+
+        A score network gives ``(None, score)`` from one forward pass.
+        """
+        if not isinstance(self.model, FlowPrior):
+            with torch.no_grad():
+                return None, self.model.score(x, self._sigma(sigma))
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
             log_prob = self.log_prob(x, sigma)
@@ -128,8 +149,27 @@ class PriorSet:
         sigma: torch.Tensor | float | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """``n`` draws from every prior: ``[n, N, length]``."""
-        return self.model.sample(n, length, self._sigma(sigma), generator=generator)
+        """``n`` draws from every prior: ``[n, N, length]``.
+
+        A flow inverts its latent; a score network runs annealed Langevin dynamics from noise down to
+        ``sigma`` (20 steps per level of the ladder, BASIS's step rule).
+        """
+        if isinstance(self.model, FlowPrior):
+            return self.model.sample(n, length, self._sigma(sigma), generator=generator)
+        return self._langevin_sample(n, length, self._sigma(sigma), generator)
+
+    @torch.no_grad()
+    def _langevin_sample(
+        self, n: int, length: int, sigma: float, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        levels = [float(v) for v in self.ladder.sigmas() if v >= sigma - 1e-12] or [float(sigma)]
+        x = torch.randn(n, len(self), length, generator=generator).to(self.device) * levels[0]
+        for level in levels:
+            eta = 0.2 * level**2
+            for _ in range(20):
+                noise = torch.randn(x.shape, generator=generator).to(self.device)
+                x = x + eta * self.model.score(x, level) + (2 * eta) ** 0.5 * noise
+        return x
 
     # -- conveniences for scoring arbitrary clips -----------------------------------------------------------
     def cross_log_prob(self, clips: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
@@ -140,6 +180,8 @@ class PriorSet:
         """
         if clips.dim() != 2:
             raise ValueError(f"cross_log_prob expects clips [B, T], got shape {tuple(clips.shape)}")
+        if not self.has_likelihood:
+            raise TypeError("score priors give no likelihood; load flow priors to score clips")
         B, T = clips.shape
         padded = F.pad(clips, (0, self.model.valid_length(T) - T))
         x = padded[:, None, :].expand(B, len(self), padded.shape[-1]).contiguous()
@@ -147,7 +189,7 @@ class PriorSet:
             return self.log_prob(x.to(self.device), sigma)[..., :T].cpu()
 
     def _sigma(self, sigma: torch.Tensor | float | None) -> torch.Tensor | float | None:
-        if not self.model.config.noise_conditional:
+        if isinstance(self.model, FlowPrior) and not self.model.config.noise_conditional:
             return None
         return self.default_sigma if sigma is None else sigma
 
@@ -170,13 +212,15 @@ class PriorSet:
     @classmethod
     def from_checkpoint(cls, ckpt: dict[str, Any], where: str = "checkpoint") -> PriorSet:
         """Build a set from a loaded checkpoint dict; ``where`` names it in error messages."""
-        if ckpt.get("class") != FlowPrior.__name__:
-            raise CheckpointError(f"{where} holds a {ckpt.get('class')!r}, not a set of flow priors")
+        kinds = {FlowPrior.__name__: (FlowPrior, FlowConfig), ScoreNet.__name__: (ScoreNet, ScoreConfig)}
+        if ckpt.get("class") not in kinds:
+            raise CheckpointError(f"{where} holds a {ckpt.get('class')!r}, not a set of flow or score priors")
+        model_class, config_class = kinds[ckpt["class"]]
         try:
-            config = FlowConfig(**ckpt["config"])
+            config = config_class(**ckpt["config"])
             names = tuple(str(n) for n in ckpt["sources"])
             ladder = NoiseLadder(**ckpt["noise"])
-            model = FlowPrior(len(names), config)
+            model = model_class(len(names), config)
             model.load_state_dict(ckpt["state_dict"])
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

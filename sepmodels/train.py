@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from sepmodels.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from sepmodels.data import toy
 from sepmodels.nn.flows import FlowConfig, FlowPrior
+from sepmodels.nn.score import ScoreConfig, ScoreNet
 from sepmodels.priors import NoiseLadder, PriorSet
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,11 @@ def nll(z: torch.Tensor, logdet: torch.Tensor) -> torch.Tensor:
     return (0.5 * (z * z + math.log(2 * math.pi)) - logdet).mean()
 
 
+def dsm_loss(predicted_noise: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Denoising score matching with sigma^2 weighting: the mean squared error of the predicted noise."""
+    return (predicted_noise - noise).pow(2).mean()
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """The thesis's step schedule: ``lr * decay ** k`` after the k-th of ``lr_decays`` even milestones."""
     k = min(cfg.lr_decays, step * (cfg.lr_decays + 1) // cfg.steps)
@@ -120,7 +126,8 @@ class Trainer:
 
     Arguments:
         out_dir: folder for ``priors.pt`` and ``train_log.csv``.
-        model_config: the flow's size (ignored on resume: the checkpoint's own is used).
+        model_config: a :class:`FlowConfig` (flow priors, maximum likelihood) or a :class:`ScoreConfig` (score
+            priors, denoising score matching); ignored on resume, where the checkpoint's own is used.
         train_config: schedule and data settings (its ``steps`` may be raised on resume).
         resume: continue from ``out_dir/priors.pt`` exactly where it stopped.
         device: torch device; CUDA when present if None.
@@ -130,7 +137,7 @@ class Trainer:
     def __init__(
         self,
         out_dir: str | os.PathLike[str],
-        model_config: FlowConfig,
+        model_config: FlowConfig | ScoreConfig,
         train_config: TrainConfig,
         resume: bool = False,
         device: str | None = None,
@@ -149,10 +156,13 @@ class Trainer:
         if ckpt is not None:
             saved = TrainConfig(**ckpt["meta"]["train_config"])
             train_config = replace(saved, steps=max(train_config.steps, saved.steps))
-            model_config = FlowConfig(**ckpt["config"])
+            config_class = ScoreConfig if ckpt["class"] == ScoreNet.__name__ else FlowConfig
+            model_config = config_class(**ckpt["config"])
         self.cfg, self.model_config = train_config, model_config
+        self.is_flow = isinstance(model_config, FlowConfig)
         torch.manual_seed(train_config.seed)
-        self.model = FlowPrior(len(toy.SOURCES), model_config).to(self.device)
+        model_class = FlowPrior if self.is_flow else ScoreNet
+        self.model = model_class(len(toy.SOURCES), model_config).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train_config.lr)
         # Each rank reads its own stream; rank 0's is the single-process stream.
         self.data_gen = torch.Generator().manual_seed(train_config.seed + 7919 * self.dist.rank)
@@ -173,9 +183,11 @@ class Trainer:
         try:
             self.model.load_state_dict(ckpt["state_dict"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
-            rng = ckpt["rng"][self.dist.rank] if self.dist.rank < len(ckpt["rng"]) else ckpt["rng"][0]
-            self.data_gen.set_state(rng["data"])
-            self.noise_gen.set_state(rng["noise"])
+            # A rank the checkpoint did not have (resuming on more processes) keeps its own fresh stream.
+            if self.dist.rank < len(ckpt["rng"]):
+                rng = ckpt["rng"][self.dist.rank]
+                self.data_gen.set_state(rng["data"])
+                self.noise_gen.set_state(rng["noise"])
         except (KeyError, RuntimeError, ValueError) as err:
             raise CheckpointError(
                 f"{self.ckpt_path} cannot be resumed ({str(err).splitlines()[0][:120]})"
@@ -189,39 +201,51 @@ class Trainer:
             "world_size": self.dist.world,
             "saved": datetime.now(UTC).isoformat(timespec="seconds"),
             "data": "toy",
+            "objective": "maximum likelihood" if self.is_flow else "denoising score matching",
         }
         return PriorSet(self.model, toy.SOURCES, toy.SAMPLE_RATE, self.cfg.ladder, meta)
 
     def save(self) -> None:
+        """Write the checkpoint (rank 0); every rank's generator states go in it, so each resumes its own."""
+        mine = {"data": self.data_gen.get_state(), "noise": self.noise_gen.get_state()}
+        states = [mine]
+        if self.dist.world > 1:
+            states = [None] * self.dist.world
+            dist.all_gather_object(states, mine)
         if not self.dist.main:
             return
         payload = self.priors().payload()
         payload["optimizer"] = self.optimizer.state_dict()
-        # Only rank 0 saves; other ranks resume from its generators (their streams then coincide with
-        # rank 0's shifted copy, which keeps resumption exact for single-process runs).
-        payload["rng"] = [{"data": self.data_gen.get_state(), "noise": self.noise_gen.get_state()}]
+        payload["rng"] = states
         save_checkpoint(self.ckpt_path, payload)
 
     # -- one step ------------------------------------------------------------------------------------------
-    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Noisy clips ``[B, N, T]`` and their noise levels ``[B]``, on the device."""
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Clean clips ``[B, N, T]``, their noise levels ``[B]`` and unit noise ``[B, N, T]``, on the device."""
         clean = toy.toy_batch(self.cfg.batch_size, self.cfg.length, self.data_gen)
         sigma = draw_sigma(self.cfg.batch_size, self.cfg.ladder, self.noise_gen)
         noise = torch.randn(clean.shape, generator=self.noise_gen)
-        if not self.model_config.noise_conditional:
+        if not getattr(self.model_config, "noise_conditional", True):
             sigma = torch.full_like(sigma, self.cfg.sigma_min)
+        return clean.to(self.device), sigma.to(self.device), noise.to(self.device)
+
+    def loss(self, model: torch.nn.Module) -> torch.Tensor:
+        """One batch's loss: nats per sample for a flow, the noise's mean squared error for a score network."""
+        clean, sigma, noise = self.batch()
         noisy = clean + sigma[:, None, None] * noise
-        return noisy.to(self.device), sigma.to(self.device)
+        if self.is_flow:
+            z, logdet = model(noisy, sigma)
+            return nll(z, logdet)
+        return dsm_loss(model(noisy, sigma), noise)
 
     def run(self) -> PriorSet:
         """Train to ``cfg.steps``; returns the trained priors (in eval mode)."""
         self.out.mkdir(parents=True, exist_ok=True)
         model: torch.nn.Module = self.model
         self.model.train()
-        if self.step == 0:
+        if self.step == 0 and self.is_flow:
             with torch.no_grad():  # data-dependent ActNorm init, before DDP copies rank 0's state everywhere
-                x, sigma = self.batch()
-                self.model(x, sigma)
+                self.loss(self.model)
         if self.dist.world > 1:
             model = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
@@ -236,9 +260,7 @@ class Trainer:
                 lr = lr_at(self.step, self.cfg)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
-                x, sigma = self.batch()
-                z, logdet = model(x, sigma)
-                loss = nll(z, logdet)
+                loss = self.loss(model)
                 if not torch.isfinite(loss):
                     raise TrainingError(
                         f"loss became {loss.item()} at step {self.step + 1}; the last good checkpoint "
@@ -252,13 +274,15 @@ class Trainer:
                 bar.update(1)
                 if self.step % self.cfg.log_every == 0 or self.step == self.cfg.steps:
                     value = loss.item()
-                    bar.set_postfix(loss=f"{value:.3f}", nats_per_sample=f"{-value:.3f}", lr=f"{lr:.1e}")
+                    # A flow's loss is minus its log-likelihood; a score network's has no such reading.
+                    nats = f"{-value:.6f}" if self.is_flow else ""
+                    bar.set_postfix(loss=f"{value:.3f}", nats_per_sample=nats[:6] or "-", lr=f"{lr:.1e}")
                     if writer is not None:
                         writer.writerow(
                             [
                                 self.step,
                                 f"{value:.6f}",
-                                f"{-value:.6f}",
+                                nats,
                                 f"{lr:.3e}",
                                 f"{float(grad_norm):.4f}",
                                 f"{time.perf_counter() - started:.2f}",

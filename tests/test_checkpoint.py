@@ -66,7 +66,7 @@ def test_truncated_and_mismatched_checkpoints(tiny_priors, tmp_path):
         PriorSet.load(tmp_path / "odd.pt")
     payload["class"] = "SomethingElse"
     save_checkpoint(tmp_path / "other.pt", {k: v for k, v in payload.items() if k not in ("format", "version")})
-    with pytest.raises(CheckpointError, match="not a set of flow priors"):
+    with pytest.raises(CheckpointError, match="not a set of flow or score priors"):
         PriorSet.load(tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         PriorSet.load(tmp_path / "missing.pt")

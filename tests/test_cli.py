@@ -215,3 +215,24 @@ def test_evaluate_reports_si_sdr_and_the_mix_floor(tiny_priors_path, capsys):
     assert report["steps"] == 4
     # the mix as an estimate of each source: around -6 dB for four equal-energy sources
     assert -12 < report["mix_si_sdr_mean"] < 0
+
+
+def test_score_priors_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "score"
+    argv = ["train", "--model", "score", "--config", "tiny", "--out", str(out), "--steps", "2", "--length", "64",
+            "--batch-size", "2", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    clip = _wav(tmp_path / "c.wav", toy.toy_test_set(1, 500)[0, 0].numpy())
+    line = _one_line_error(capsys, main(["likelihood", clip, "--priors", str(out / "priors.pt")]))
+    assert "score priors" in line
+    line = _one_line_error(capsys, main([*argv[:-1], "--plain", "--out", str(tmp_path / "p")]))
+    assert "--plain applies to flow priors only" in line
+    line = _one_line_error(
+        capsys, main(["train", "--model", "score", "--config", "thesis_toy", "--out", str(tmp_path / "q")])
+    )
+    assert "unknown config 'thesis_toy'" in line
+    sep = ["separate", clip, "--priors", str(out / "priors.pt"), "--out", str(tmp_path / "sep"), "--steps", "2",
+           "--levels", "2", "--quiet"]  # fmt: skip
+    assert main(sep) == 0
+    assert len(list((tmp_path / "sep").iterdir())) == 4

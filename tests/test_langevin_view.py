@@ -90,3 +90,20 @@ def test_upload_replaces_the_mix_and_hides_the_truth(tiny_priors, tmp_path):
         assert view.message.startswith("upload refused: bad.wav is not a readable audio file")
     finally:
         view.close()
+
+
+def test_score_priors_run_without_a_likelihood_strip(tmp_path):
+    from sepmodels.nn.score import ScoreConfig
+    from sepmodels.priors import PriorSet
+    from sepmodels.train import TrainConfig, Trainer
+
+    cfg = TrainConfig(steps=1, batch_size=2, length=64, checkpoint_every=1)
+    Trainer(tmp_path, ScoreConfig.preset("tiny"), cfg, progress=False).run()
+    view = _view(PriorSet.load(tmp_path / "priors.pt"))
+    try:
+        assert not view._strip_fig.visible and not view._lp_fig.visible
+        view.start()
+        assert _wait(view, lambda: "finished" in view.status)
+        assert len(view._hist_src.data["step"]) == 12
+    finally:
+        view.close()

@@ -125,4 +125,10 @@ def test_distributed_training_with_gloo_on_two_processes(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     ckpt = load_checkpoint(tmp_path / "priors.pt")
     assert ckpt["meta"]["world_size"] == 2 and ckpt["meta"]["step"] == 4
+    assert len(ckpt["rng"]) == 2  # each rank's data stream is saved
+    assert not torch.equal(ckpt["rng"][0]["data"], ckpt["rng"][1]["data"])
     assert result.stdout.count("trained 4 steps") == 1  # only rank 0 reports
+    resumed = [*cmd[: cmd.index("--steps") + 1], "6", *cmd[cmd.index("--steps") + 2 :], "--resume"]
+    result = subprocess.run(resumed, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert load_checkpoint(tmp_path / "priors.pt")["meta"]["step"] == 6

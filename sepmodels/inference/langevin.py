@@ -33,7 +33,7 @@ METHODS = ("sgld", "annealed", "constrained")
 class ScoredPrior(Protocol):
     """What a sampler needs: each source's log-density map and its gradient, at a noise level."""
 
-    def log_prob_and_score(self, x: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def log_prob_and_score(self, x: torch.Tensor, sigma: float) -> tuple[torch.Tensor | None, torch.Tensor]: ...
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,8 @@ class Iterate:
         level: 0-based index of the noise level; ``sigma``: its value.
         sources: current estimates ``[N, T]``.
         log_prob: each source's per-sample log-density under its prior at ``sigma``, ``[N, T]`` (nats),
-            evaluated at the state before the step (it comes free with the score).
+            evaluated at the state before the step (it comes free with a flow's score); None for score
+            priors, which give no likelihood.
         mix_error: root-mean-square difference between the mix and the mix of the estimates.
         si_sdr: SI-SDR per source in dB ``[N]`` when the truth was given, else None.
     """
@@ -113,7 +114,7 @@ class Iterate:
     level: int
     sigma: float
     sources: torch.Tensor
-    log_prob: torch.Tensor
+    log_prob: torch.Tensor | None
     mix_error: float
     si_sdr: torch.Tensor | None = None
 
@@ -183,7 +184,7 @@ def langevin(
         gamma2 = config.gamma**2 if config.method == "sgld" else sigma**2
         for _ in range(config.steps):
             log_prob, score = priors.log_prob_and_score(s[None], sigma)
-            log_prob, score = log_prob[0], score[0]
+            log_prob, score = (None if log_prob is None else log_prob[0]), score[0]
             noise = torch.randn(s.shape, generator=generator, dtype=s.dtype).to(s.device)
             if config.method == "constrained":
                 s = s + eta * _project(score) + noise_scale * _project(noise)
