@@ -1,4 +1,4 @@
-"""The ``sepmodels`` command line: ``train``, ``likelihood``, ``separate``, ``evaluate``.
+"""The ``sepmodels`` command line: ``train``, ``export``, ``likelihood``, ``separate``, ``evaluate``.
 
 User mistakes (a bad value, a missing or broken file, a foreign checkpoint) end with one line on stderr
 and a non-zero exit, never a traceback.
@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OUT.npy",
         help="save per-sample maps as float32 [files, priors, T] (NaN past each file's end)",
     )
+    x = sub.add_parser("export", help="write a training checkpoint's priors without the training state")
+    x.add_argument("checkpoint", type=Path, metavar="CKPT", help="a checkpoint written by train")
+    x.add_argument("out", type=Path, metavar="OUT.pt", help="where to write the inference-only priors")
+
     sep = sub.add_parser("separate", help="separate a mix into one file per source")
     sep.add_argument("mix", type=Path, metavar="MIX.wav", help="the mix (any rate; stereo is downmixed)")
     sep.add_argument("--out", required=True, type=Path, help="folder for <source>.wav")
@@ -159,6 +163,19 @@ def _separate(mixture, priors, config, truth=None, progress=True, desc="separati
             if it.step % 25 == 0:
                 bar.set_postfix(sigma=f"{it.sigma:.3g}", mix_err=f"{it.mix_error:.2e}")
     return last
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from sepmodels.priors import PriorSet
+
+    if args.out.is_dir():
+        raise UsageError(f"{args.out} is a folder; give a file name ending in .pt")
+    priors = PriorSet.load(args.checkpoint)
+    priors.save(args.out)
+    size = args.out.stat().st_size / 1e6
+    what = f"{len(priors)} {priors.kind} priors ({priors.parameters_count()} parameters)"
+    print(f"wrote {what} to {args.out} ({size:.1f} MB)")
+    return 0
 
 
 def _cmd_separate(args: argparse.Namespace) -> int:
@@ -346,6 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = {
         "train": _cmd_train,
         "likelihood": _cmd_likelihood,
+        "export": _cmd_export,
         "separate": _cmd_separate,
         "evaluate": _cmd_evaluate,
     }

@@ -236,3 +236,16 @@ def test_score_priors_from_the_command_line(tmp_path, capsys):
            "--levels", "2", "--quiet"]  # fmt: skip
     assert main(sep) == 0
     assert len(list((tmp_path / "sep").iterdir())) == 4
+
+
+def test_export_strips_the_training_state(tmp_path, capsys):
+    from sepmodels.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    argv = ["train", "--config", "tiny", "--out", str(run), "--steps", "2", "--length", "64", "--batch-size", "2"]
+    assert main([*argv, "--quiet"]) == 0
+    assert main(["export", str(run / "priors.pt"), str(tmp_path / "slim.pt")]) == 0
+    slim = load_checkpoint(tmp_path / "slim.pt")
+    assert "optimizer" not in slim and "rng" not in slim and slim["meta"]["step"] == 2
+    assert (tmp_path / "slim.pt").stat().st_size < (run / "priors.pt").stat().st_size
+    assert "wrote 4 flow priors" in capsys.readouterr().out
