@@ -16,11 +16,10 @@ from pathlib import Path
 
 import torch
 
-from sepmodels.data import toy
 from sepmodels.fileio import atomic_path
-from sepmodels.inference.langevin import METHODS, LangevinConfig, run
-from sepmodels.metrics import si_sdr
+from sepmodels.inference.langevin import METHODS, LangevinConfig
 from sepmodels.priors import PriorSet
+from sepmodels.studies import toy_separation
 
 
 def main() -> None:
@@ -37,14 +36,13 @@ def main() -> None:
     args = parser.parse_args()
     priors = PriorSet.load(args.priors)
     length = priors.model.valid_length(int(args.seconds * priors.sample_rate))
-    truths = toy.toy_test_set(args.n, length, seed=args.seed)
-    floor = torch.stack([si_sdr(toy.mix(t).expand_as(t), t) for t in truths])
     rows = []
     for method in args.methods:
         cfg = LangevinConfig(method=method, steps=args.steps, levels=args.levels, delta=args.delta)
         start = time.perf_counter()
-        sdr = torch.stack([run(toy.mix(t), priors, len(priors), cfg, truth=t).si_sdr for t in truths])
+        result = toy_separation(priors, cfg, args.n, length, seed=args.seed, progress=True)
         seconds = time.perf_counter() - start
+        sdr, floor = result.separated, result.mix
         rows.append(
             {
                 "method": method,

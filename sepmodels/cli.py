@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 
 from sepmodels.checkpoint import CheckpointError
@@ -149,22 +148,6 @@ def _sampler_config(args: argparse.Namespace):
         raise UsageError(str(err)) from None
 
 
-def _separate(mixture, priors, config, truth=None, progress=True, desc="separating"):
-    """Run the sampler with a progress bar; returns the last iterate."""
-    from tqdm.auto import tqdm
-
-    from sepmodels.inference.langevin import langevin
-
-    last = None
-    with tqdm(total=config.total_steps, desc=desc, unit="step", disable=not progress, leave=False) as bar:
-        for it in langevin(mixture, priors, len(priors), config, truth=truth):
-            last = it
-            bar.update(1)
-            if it.step % 25 == 0:
-                bar.set_postfix(sigma=f"{it.sigma:.3g}", mix_err=f"{it.mix_error:.2e}")
-    return last
-
-
 def _cmd_export(args: argparse.Namespace) -> int:
     from sepmodels.priors import PriorSet
 
@@ -184,6 +167,7 @@ def _cmd_separate(args: argparse.Namespace) -> int:
     import tempfile
 
     from sepmodels.data.audio import load_audio, save_audio
+    from sepmodels.inference.langevin import run
     from sepmodels.priors import PriorSet
     from sepmodels.train import pick_device
 
@@ -196,7 +180,7 @@ def _cmd_separate(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     T = audio.samples.shape[0]
     padded = F.pad(audio.samples, (0, priors.model.valid_length(T) - T)).to(priors.device)
-    last = _separate(padded, priors, config, progress=not args.quiet)
+    last = run(padded, priors, len(priors), config, progress=not args.quiet)
     estimates = last.sources[:, :T].cpu()
     # All files or none: write into a temporary folder beside --out, then move them in.
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -218,8 +202,8 @@ def _cmd_separate(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from sepmodels.data import toy
-    from sepmodels.metrics import si_sdr
     from sepmodels.priors import PriorSet
+    from sepmodels.studies import toy_separation
     from sepmodels.train import pick_device
 
     config = _sampler_config(args)
@@ -229,21 +213,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             f"--data toy needs priors for {', '.join(toy.SOURCES)}; these are {', '.join(priors.names)}"
         )
     length = priors.model.valid_length(int(args.seconds * priors.sample_rate))
-    truths = toy.toy_test_set(args.n, length, seed=args.seed)
-    rows, floors = [], []
-    for i, truth in enumerate(truths):
-        mixture = toy.mix(truth)
-        last = _separate(
-            mixture.to(priors.device),
-            priors,
-            config,
-            truth.to(priors.device),
-            progress=not args.quiet,
-            desc=f"mix {i + 1}/{args.n}",
-        )
-        rows.append(last.si_sdr.cpu())
-        floors.append(si_sdr(mixture.expand_as(truth), truth))
-    sdr, floor = torch.stack(rows), torch.stack(floors)  # [n, N]
+    result = toy_separation(priors, config, args.n, length, seed=args.seed, progress=not args.quiet)
+    sdr, floor = result.separated, result.mix  # [n, N]
     report = {
         "method": config.method,
         "steps": config.total_steps,

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
+from tqdm.auto import tqdm
 
 from sepmodels.metrics import si_sdr
 
@@ -204,7 +205,12 @@ def run(
     n_sources: int,
     config: LangevinConfig,
     truth: torch.Tensor | None = None,
+    progress: bool = False,
+    desc: str = "separating",
 ) -> Iterate:
-    """Run a sampler to the end and return its last iterate."""
-    (last,) = deque(langevin(mixture, priors, n_sources, config, truth), maxlen=1)
+    """Run a sampler to the end and return its last iterate (with a tqdm bar if ``progress``)."""
+    iterates = langevin(mixture, priors, n_sources, config, truth)
+    if progress:
+        iterates = tqdm(iterates, total=config.total_steps, desc=desc, unit="step", leave=False)
+    (last,) = deque(iterates, maxlen=1)
     return last

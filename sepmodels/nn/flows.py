@@ -19,6 +19,11 @@ from sepmodels.nn.wavenet import WaveNet
 _LOG_2PI = math.log(2 * math.pi)
 
 
+def _no_logdet(y: torch.Tensor) -> torch.Tensor:
+    """Zero log-scales shaped like ``y`` without allocating them (a broadcast view of one zero)."""
+    return y.new_zeros(()).expand_as(y)
+
+
 class FlowLayer(nn.Module):
     """The one protocol every flow layer follows (see the module docstring)."""
 
@@ -40,22 +45,22 @@ class Squeeze(FlowLayer):
         if T % 2:
             raise ValueError(f"Squeeze needs an even length, got T={T}")
         y = x.view(B, G, C, T // 2, 2).transpose(3, 4).reshape(B, G, 2 * C, T // 2)
-        return y, torch.zeros_like(y)
+        return y, _no_logdet(y)
 
     def inverse(self, y: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         B, G, C2, T2 = y.shape
         x = y.view(B, G, C2 // 2, 2, T2).transpose(3, 4).reshape(B, G, C2 // 2, 2 * T2)
-        return x, torch.zeros_like(x)
+        return x, _no_logdet(x)
 
 
 class Flip(FlowLayer):
     """Reverse the channel order, so the next coupling transforms the half this one conditioned on."""
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return x.flip(2), torch.zeros_like(x)
+        return x.flip(2), _no_logdet(x)
 
     def inverse(self, y: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return y.flip(2), torch.zeros_like(y)
+        return y.flip(2), _no_logdet(y)
 
 
 class ActNorm(FlowLayer):
