@@ -73,6 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=_positive_int, help="clips per step (default: 16)")
     t.add_argument("--length", type=_positive_int, help="samples per training crop (default: 2048)")
     t.add_argument("--lr", type=_positive_float, help="initial learning rate (default: 1e-3)")
+    t.add_argument(
+        "--sigma-min",
+        type=_positive_float,
+        help="smallest training noise; the only one for --plain flows (default: 0.01)",
+    )
+    t.add_argument("--sigma-max", type=_positive_float, help="largest training noise (default: 1.0)")
+    t.add_argument(
+        "--init", type=Path, metavar="CKPT", help="fine-tune: start from these priors (same --model and --config)"
+    )
     t.add_argument("--seed", type=int, help="seed of data, noise and initialisation (default: 0)")
     t.add_argument("--checkpoint-every", type=_positive_int, help="steps between checkpoints (default: 250)")
     t.add_argument("--plain", action="store_true", help="no noise conditioning: train at the minimum noise only")
@@ -108,6 +117,31 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seconds", type=_positive_float, default=1.0, help="length of each mix (default: 1)")
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _sampler_arguments(ev)
+
+    st = sub.add_parser("study", help="run a study of the priors and write its results file (for apps/priors.py)")
+    st.add_argument(
+        "study",
+        choices=["cross", "noise", "probes", "samples", "all"],
+        help="cross-likelihood, noise conditioning, constant/noise probes, samples, or all four",
+    )
+    st.add_argument("--out", required=True, type=Path, help="folder for <study>.pt")
+    st.add_argument("--priors", type=Path, help="priors checkpoint (default: the shipped toy priors)")
+    st.add_argument("--n", type=_positive_int, help="test clips per source (default: per study)")
+    st.add_argument("--seconds", type=_positive_float, help="length of each clip or sample (default: per study)")
+    st.add_argument("--seed", type=int, default=0, help="seed of the test clips (default: 0)")
+    st.add_argument(
+        "--base-steps",
+        type=_positive_int,
+        default=300,
+        help="noise study: steps of the plain flow before fine-tuning (default: 300)",
+    )
+    st.add_argument(
+        "--finetune-steps",
+        type=int,
+        default=100,
+        help="noise study: steps of each fine-tune; 0 skips the fine-tuned side (default: 100)",
+    )
+    st.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
 
 
@@ -244,6 +278,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from sepmodels.nn.flows import FlowConfig
     from sepmodels.nn.score import ScoreConfig
+    from sepmodels.priors import PriorSet
     from sepmodels.train import TrainConfig, Trainer
 
     overrides = {
@@ -251,10 +286,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
         "length": args.length,
         "lr": args.lr,
+        "sigma_min": args.sigma_min,
+        "sigma_max": args.sigma_max,
         "seed": args.seed,
         "checkpoint_every": args.checkpoint_every,
     }
-    train_cfg = replace(TrainConfig(), **{k: v for k, v in overrides.items() if v is not None})
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if "sigma_min" in overrides and "sigma_max" not in overrides:
+        overrides["sigma_max"] = max(TrainConfig.sigma_max, overrides["sigma_min"])
+    if overrides.get("sigma_min", TrainConfig.sigma_min) > overrides.get("sigma_max", TrainConfig.sigma_max):
+        raise UsageError("--sigma-min must not exceed --sigma-max")
+    train_cfg = replace(TrainConfig(), **overrides)
     try:
         model_cfg = FlowConfig.preset(args.config) if args.model == "flow" else ScoreConfig.preset(args.config)
     except ValueError as err:
@@ -267,9 +309,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {args.out} is a file, not a folder")
     if not args.resume and (args.out / "priors.pt").exists():
         raise UsageError(f"{args.out / 'priors.pt'} exists; pass --resume to continue it or choose another --out")
+    if args.init is not None and args.resume:
+        raise UsageError("--init starts a new run; it cannot be combined with --resume")
+    init = PriorSet.load(args.init) if args.init is not None else None
+    if init is not None:  # fine-tuning keeps the initial priors' own model
+        if init.kind != args.model:
+            raise UsageError(f"--init {args.init} holds {init.kind} priors; pass --model {init.kind}")
+        model_cfg = init.model.config
     trainer = Trainer(
-        args.out, model_cfg, train_cfg, resume=args.resume, device=args.device, progress=not args.quiet
-    )
+        args.out, model_cfg, train_cfg, resume=args.resume, device=args.device, progress=not args.quiet,
+        init=init,
+    )  # fmt: skip
     trainer.run()
     if trainer.dist.main:
         print(f"trained {trainer.step} steps; priors written to {trainer.ckpt_path}")
@@ -326,9 +376,35 @@ def _print_table(results: list[dict], names: Sequence[str], sigma: float) -> Non
         print(f"{r['file']:<{width}}  " + "  ".join(cells))
 
 
+def _cmd_study(args: argparse.Namespace) -> int:
+    from sepmodels.priors import PriorSet
+    from sepmodels.studies import STUDIES, describe_priors, run_study, save_study
+
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a file, not a folder")
+    if args.finetune_steps < 0:
+        raise UsageError(f"--finetune-steps must be 0 or more, got {args.finetune_steps}")
+    priors = PriorSet.load(args.priors)
+    names = STUDIES if args.study == "all" else (args.study,)
+    say = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        say(f"study {name} ...")
+        options = {}
+        if name == "noise":
+            options = {"base_steps": args.base_steps, "finetune_steps": args.finetune_steps,
+                       "progress": not args.quiet, "log": say}  # fmt: skip
+        results, data = run_study(name, priors, args.n, args.seconds, args.seed, **options)
+        path = args.out / f"{name}.pt"
+        save_study(path, name, results, describe_priors(priors, args.priors), data)
+        print(f"{name}: written to {path}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    from sepmodels.studies import StudyError
     from sepmodels.train import TrainingError
 
     commands = {
@@ -337,10 +413,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "export": _cmd_export,
         "separate": _cmd_separate,
         "evaluate": _cmd_evaluate,
+        "study": _cmd_study,
     }
     try:
         return commands[args.command](args)
-    except (AudioError, CheckpointError, TrainingError, UsageError) as err:
+    except (AudioError, CheckpointError, StudyError, TrainingError, UsageError) as err:
         print(f"sepmodels {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:

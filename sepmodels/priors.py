@@ -108,6 +108,15 @@ class PriorSet:
     def kind(self) -> str:
         return "flow" if self.has_likelihood else "score"
 
+    @property
+    def noise_conditional(self) -> bool:
+        """Whether the priors take the noise level as an input (plain flows know one level only)."""
+        return bool(getattr(self.model.config, "noise_conditional", True))
+
+    def valid_length(self, length: int) -> int:
+        """The shortest length the model accepts that is at least ``length`` samples."""
+        return self.model.valid_length(length)
+
     def to(self, device: str | torch.device) -> PriorSet:
         self.model.to(device)
         return self
@@ -261,6 +270,19 @@ class GaussianPriors:
             raise ValueError("means and variances must both be [N]")
         self.names = names or tuple(f"s{k}" for k in range(len(self.means)))
         self.sample_rate = sample_rate
+
+    # The parts of the PriorSet interface that the studies and samplers use.
+    has_likelihood = True
+    noise_conditional = True
+    kind = "gaussian"
+    device = torch.device("cpu")
+    default_sigma = 0.0
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def valid_length(self, length: int) -> int:
+        return length
 
     def _moments(self, x: torch.Tensor, sigma: float | None) -> tuple[torch.Tensor, torch.Tensor]:
         var = self.variances + (0.0 if sigma is None else float(sigma) ** 2)

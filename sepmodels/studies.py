@@ -1,19 +1,51 @@
-"""Experiments on trained priors: how well does each prior tell its own source from the others, and how
-well do they separate toy mixes?
+"""Experiments on trained priors: the thesis's tests of the priors, done with the Jacobian, and separation.
 
 Clips are scored at a noise level sigma as the priors define it: a clean clip plus ``sigma * eps``.
+
+The studies (``sepmodels study ...``) each return a plain dict of tensors, lists and numbers that
+:func:`save_study` writes, with what was studied (which priors, which data, when), to a file that loads
+with ``weights_only=True`` and that the priors app reads:
+
+- ``cross``: every source's test clips under every prior, at several noise levels (thesis Fig. 15).
+- ``noise``: noise conditioning two ways: the thesis's chain of fine-tuned plain flows, and one
+  noise-conditional prior conditioned at the same levels; test log-likelihood against the noise added to
+  the data (Fig. 16) and the cross-likelihood at each level (Fig. 17).
+- ``probes``: constant inputs 0 and 1 and Gaussian noise of growing sigma (Table 2, Fig. 18).
+- ``samples``: draws from each prior (Fig. 14).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import inspect
+import os
+import pickle
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from sepmodels.data import toy
+from sepmodels.fileio import atomic_path
 from sepmodels.inference.langevin import LangevinConfig, run
 from sepmodels.metrics import si_sdr
 from sepmodels.priors import PriorSet
+
+STUDY_FORMAT = "sepmodels-study"
+STUDY_VERSION = 1
+STUDIES = ("cross", "noise", "probes", "samples")
+# The thesis fine-tuned at 5 geometric noise levels between 0 and 1 (its figures name 0.027, 0.077, 0.359).
+NOISE_LEVELS = (0.01, 0.0316, 0.1, 0.316, 1.0)
+# Noise added to test data and the sigmas of the noise probes: 1e-3 .. 1, geometric.
+TEST_NOISE = tuple(round(10 ** (-3 + 0.5 * i), 6) for i in range(7))
+
+
+class StudyError(ValueError):
+    """A study that cannot run or a results file that cannot be read; one line for the user."""
 
 
 @dataclass(frozen=True)
@@ -56,14 +88,23 @@ class CrossLikelihood:
         return "\n".join(rows)
 
 
+def study_clips(n: int, length: int, sigma: float, seed: int = 0) -> torch.Tensor:
+    """The noisy test clips the studies score, ``[n, 4, length]``: toy test clips plus ``sigma * eps``.
+
+    The same ``(n, length, seed)`` gives the same clips and the same unit noise at every sigma, so an app
+    can rebuild exactly the clip behind a number of a results file.
+    """
+    clean = toy.toy_test_set(n, length, seed=seed)
+    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(seed + 1))
+    return clean + sigma * noise
+
+
 def toy_cross_likelihood(
     priors: PriorSet, n: int = 32, length: int = 4096, sigma: float | None = None, seed: int = 0, batch: int = 8
 ) -> CrossLikelihood:
     """Score ``n`` fresh toy test clips of every source under every prior at ``sigma``."""
     sigma = priors.default_sigma if sigma is None else sigma
-    clean = toy.toy_test_set(n, length, seed=seed)  # [n, 4, T]
-    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(seed + 1))
-    noisy = clean + sigma * noise
+    noisy = study_clips(n, length, sigma, seed)
     values = torch.empty(len(toy.SOURCES), len(priors), n)
     for k in range(len(toy.SOURCES)):
         for start in range(0, n, batch):
@@ -92,3 +133,209 @@ def toy_separation(priors: PriorSet, config: LangevinConfig, n: int, length: int
         separated.append(last.si_sdr.cpu())
         floor.append(si_sdr(mixture.expand_as(truth), truth).cpu())
     return ToySeparation(torch.stack(separated), torch.stack(floor))
+
+
+# -- the studies ------------------------------------------------------------------------------------------------
+def _need_likelihood(priors: PriorSet, study: str) -> None:
+    if not priors.has_likelihood:
+        raise StudyError(f"the {study} study needs log-likelihoods; these are score priors (pass flow priors)")
+
+
+def cross_study(
+    priors: PriorSet, sigmas: tuple[float, ...] | None = None, n: int = 16, length: int = 4096, seed: int = 0
+) -> dict[str, Any]:
+    """Cross-likelihood at every noise level in ``sigmas`` (the priors' own level for plain flows).
+
+    Returns ``values [levels, sources, priors, clips]`` (nats per sample, each clip's mean), the
+    ``sigmas``, and the names of sources and priors; means and medians are taken by the reader.
+    """
+    _need_likelihood(priors, "cross")
+    if sigmas is None:
+        sigmas = NOISE_LEVELS if priors.noise_conditional else (priors.default_sigma,)
+    values = torch.stack([toy_cross_likelihood(priors, n, length, s, seed).values for s in sigmas])
+    return {"sigmas": [float(s) for s in sigmas], "sources": list(toy.SOURCES), "priors": list(priors.names),
+            "values": values}  # fmt: skip
+
+
+def own_likelihood(priors: PriorSet, sigma: float | None, test_noise: tuple[float, ...], n: int, length: int,
+                   seed: int = 0) -> torch.Tensor:  # fmt: skip
+    """Mean log-likelihood of each source's test clips plus noise ``test_noise[j]`` under its own prior,
+    the prior conditioned at ``sigma``: ``[len(test_noise), sources]``, nats per sample."""
+    rows = []
+    for s in test_noise:
+        x = study_clips(n, length, s, seed).to(priors.device)
+        with torch.no_grad():
+            rows.append(priors.log_prob(x, sigma).mean(dim=(0, 2)).cpu())
+    return torch.stack(rows)
+
+
+def noise_study(
+    priors: PriorSet,
+    levels: tuple[float, ...] = NOISE_LEVELS,
+    test_noise: tuple[float, ...] = TEST_NOISE,
+    n: int = 8,
+    length: int = 4096,
+    seed: int = 0,
+    finetune_steps: int = 100,
+    base_steps: int = 300,
+    base_sigma: float = 1e-3,
+    batch_size: int = 8,
+    work_dir: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> dict[str, Any]:
+    """Noise conditioning two ways, on the same test clips and levels.
+
+    (a) The thesis's: a plain flow of the priors' size is trained at (almost) no noise (``base_sigma``, a
+    dequantisation) for ``base_steps``, then fine-tuned ``finetune_steps`` at each level, low to high, each
+    fine-tune starting from the previous one. ``finetune_steps = 0`` skips (a).
+    (b) Ours: the given noise-conditional priors, conditioned at each level.
+
+    For each model: ``own [test_noise, sources]``, each source's log-likelihood under its own prior against
+    the noise added to the data (Fig. 16), and ``cross [sources, priors]`` at the model's level (Fig. 17).
+    """
+    _need_likelihood(priors, "noise")
+    if not priors.noise_conditional:
+        raise StudyError("the noise study needs noise-conditional flow priors for its side (b); these are plain")
+    from sepmodels.train import TrainConfig, Trainer  # training is only needed here
+
+    result: dict[str, Any] = {"levels": [float(v) for v in levels], "test_noise": [float(v) for v in test_noise],
+                              "sources": list(toy.SOURCES), "priors": list(priors.names)}  # fmt: skip
+    cross = lambda p, s: toy_cross_likelihood(p, n, length, s, seed).mean  # noqa: E731
+    log("noise study (b): the noise-conditional priors at each level")
+    result["conditional"] = {
+        "own": torch.stack([own_likelihood(priors, s, test_noise, n, length, seed) for s in levels]),
+        "cross": torch.stack([cross(priors, s) for s in levels]),
+    }
+    if finetune_steps <= 0:
+        return result
+    plain = replace(priors.model.config, noise_conditional=False)
+    base_cfg = TrainConfig(steps=base_steps, batch_size=batch_size, sigma_min=base_sigma, seed=seed)
+    own, crosses, labels = [], [], []
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        log(f"noise study (a): training the plain flow at sigma {base_sigma:g} for {base_steps} steps")
+        model = Trainer(Path(tmp) / "base", plain, base_cfg, progress=progress).run()
+        own.append(own_likelihood(model, None, test_noise, n, length, seed))
+        crosses.append(cross(model, base_sigma))
+        labels.append(f"plain, sigma {base_sigma:g}")
+        for i, level in enumerate(levels):
+            log(f"noise study (a): fine-tuning at sigma {level:g} for {finetune_steps} steps")
+            cfg = replace(base_cfg, steps=finetune_steps, sigma_min=level, sigma_max=max(1.0, level),
+                          lr=base_cfg.lr * 0.5, seed=seed + 1 + i)  # fmt: skip
+            model = Trainer(Path(tmp) / f"level{i}", plain, cfg, progress=progress, init=model).run()
+            own.append(own_likelihood(model, None, test_noise, n, length, seed))
+            crosses.append(cross(model, level))
+            labels.append(f"fine-tuned at {level:g}")
+    result["finetuned"] = {"labels": labels, "own": torch.stack(own), "cross": torch.stack(crosses),
+                           "base_steps": base_steps, "finetune_steps": finetune_steps}  # fmt: skip
+    return result
+
+
+def probe_study(
+    priors: PriorSet,
+    conditionings: tuple[float, ...] | None = None,
+    noise_sigmas: tuple[float, ...] = TEST_NOISE,
+    n: int = 4,
+    length: int = 4096,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Constant inputs 0 and 1 and pure Gaussian noise of growing sigma under every prior.
+
+    Returns ``constants [conditionings, 2, priors]`` and ``noise [conditionings, noise_sigmas, priors]``,
+    nats per sample; a noise-conditional prior is probed at each level in ``conditionings`` (a plain one
+    once).
+    """
+    _need_likelihood(priors, "probes")
+    if conditionings is None:
+        conditionings = NOISE_LEVELS if priors.noise_conditional else (priors.default_sigma,)
+    P, T = len(priors), priors.valid_length(length)
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(n, P, T, generator=g)
+    constants, noises = [], []
+    with torch.no_grad():
+        for c in conditionings:
+            x = torch.stack([torch.zeros(P, T), torch.ones(P, T)]).to(priors.device)
+            constants.append(priors.log_prob(x, c).mean(dim=2).cpu())
+            noises.append(torch.stack([priors.log_prob((s * noise).to(priors.device), c).mean(dim=(0, 2)).cpu()
+                                       for s in noise_sigmas]))  # fmt: skip
+    return {"conditionings": [float(c) for c in conditionings], "values": [0.0, 1.0],
+            "noise_sigmas": [float(s) for s in noise_sigmas], "priors": list(priors.names),
+            "constants": torch.stack(constants), "noise": torch.stack(noises)}  # fmt: skip
+
+
+def sample_study(priors: PriorSet, n: int = 3, seconds: float = 0.5, sigma: float | None = None,
+                 seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    """``n`` draws from every prior, ``samples [n, priors, T]``, at noise level ``sigma``."""
+    T = priors.valid_length(max(1, int(seconds * priors.sample_rate)))
+    sigma = priors.default_sigma if sigma is None else sigma
+    with torch.no_grad():
+        x = priors.sample(n, T, sigma, generator=torch.Generator().manual_seed(seed)).cpu()
+    if not torch.isfinite(x).all():
+        raise StudyError("a prior drew non-finite samples; these priors are broken at this noise level")
+    return {"samples": x.float(), "sigma": float(sigma), "priors": list(priors.names),
+            "sample_rate": priors.sample_rate}  # fmt: skip
+
+
+# -- results files ----------------------------------------------------------------------------------------------
+def describe_priors(priors: PriorSet, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """What a results file says about the priors it studied."""
+    return {
+        "path": str(path) if path else "shipped default",
+        "kind": priors.kind,
+        "class": type(priors.model).__name__,
+        "config": priors.model.config.to_dict(),
+        "sources": list(priors.names),
+        "sample_rate": priors.sample_rate,
+        "step": priors.meta.get("step"),
+        "trained": priors.meta.get("saved"),
+    }
+
+
+def save_study(path: str | os.PathLike[str], study: str, results: dict[str, Any], priors: dict[str, Any],
+               data: dict[str, Any]) -> None:  # fmt: skip
+    """Write one study's results with what was studied (priors, data) and when, atomically."""
+    if study not in STUDIES:
+        raise ValueError(f"unknown study {study!r}; expected one of {STUDIES}")
+    payload = {"format": STUDY_FORMAT, "version": STUDY_VERSION, "study": study,
+               "created": datetime.now(UTC).isoformat(timespec="seconds"), "priors": priors, "data": data,
+               "results": results}  # fmt: skip
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_study(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a results file of :func:`save_study`; anything else raises :class:`StudyError` (one line)."""
+    p = Path(path)
+    if not p.is_file():
+        raise StudyError(f"{p}: no such results file")
+    try:
+        study = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise StudyError(f"{p} is not a sepmodels results file (unsafe or not a torch.save file)") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise StudyError(f"{p} is not a readable results file ({first[:120]})") from None
+    if not isinstance(study, dict) or study.get("format") != STUDY_FORMAT:
+        raise StudyError(f"{p} is not a sepmodels results file (no '{STUDY_FORMAT}' header)")
+    if study.get("version") != STUDY_VERSION or study.get("study") not in STUDIES:
+        raise StudyError(f"{p} is a results file this sepmodels cannot read (version {study.get('version')})")
+    return study
+
+
+def run_study(name: str, priors: PriorSet, n: int | None = None, seconds: float | None = None, seed: int = 0,
+              **options: Any) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+    """Run study ``name`` on toy test data; returns ``(results, data description)``."""
+    study = {"cross": cross_study, "noise": noise_study, "probes": probe_study, "samples": sample_study}[name]
+    kw = {k: v.default for k, v in inspect.signature(study).parameters.items() if v.default is not v.empty}
+    kw.update(seed=seed, **options)
+    if n is not None:
+        kw["n"] = n
+    if seconds is not None and name == "samples":
+        kw["seconds"] = seconds
+    elif seconds is not None:
+        kw["length"] = priors.valid_length(max(1, int(seconds * priors.sample_rate)))
+    results = study(priors, **kw)
+    length = kw.get("length") or priors.valid_length(int(kw["seconds"] * priors.sample_rate))
+    data = {"name": "toy", "split": "test", "seed": seed, "n": kw["n"], "length": length,
+            "sample_rate": priors.sample_rate}  # fmt: skip
+    return results, data

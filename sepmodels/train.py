@@ -132,6 +132,7 @@ class Trainer:
         resume: continue from ``out_dir/priors.pt`` exactly where it stopped.
         device: torch device; CUDA when present if None.
         progress: show a tqdm bar.
+        init: priors to start from (fine-tuning); their model must have the same class and config.
     """
 
     def __init__(
@@ -142,6 +143,7 @@ class Trainer:
         resume: bool = False,
         device: str | None = None,
         progress: bool = True,
+        init: PriorSet | None = None,
     ) -> None:
         self.out = Path(out_dir)
         self.ckpt_path = self.out / CHECKPOINT
@@ -169,6 +171,14 @@ class Trainer:
         self.noise_gen = torch.Generator().manual_seed(train_config.seed + 104_729 + 7919 * self.dist.rank)
         if ckpt is not None:
             self._restore(ckpt)
+        elif init is not None:
+            if type(init.model) is not model_class or init.model.config != model_config:
+                raise TrainingError(
+                    f"cannot fine-tune: the initial priors are {type(init.model).__name__} {init.model.config}, "
+                    f"not {model_class.__name__} {model_config}"
+                )
+            self.model.load_state_dict(init.model.state_dict())
+        self.fine_tune = init is not None and ckpt is None
 
     # -- state ---------------------------------------------------------------------------------------------
     def _resume_state(self) -> dict[str, Any] | None:
@@ -243,7 +253,7 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         model: torch.nn.Module = self.model
         self.model.train()
-        if self.step == 0 and self.is_flow:
+        if self.step == 0 and self.is_flow and not self.fine_tune:
             with torch.no_grad():  # data-dependent ActNorm init, before DDP copies rank 0's state everywhere
                 self.loss(self.model)
         if self.dist.world > 1:

@@ -31,6 +31,7 @@ class ScoreConfig:
     kernel: int = 3
     cycle: int = 100
     cond_features: int = 8
+    global_context: bool = False  # see WaveNet: time-averaged features bias every gate
 
     @staticmethod
     def preset(name: str) -> ScoreConfig:
@@ -46,6 +47,8 @@ class ScoreConfig:
 SCORE_PRESETS: dict[str, ScoreConfig] = {
     # receptive field 4 * (1 + 2 * 1023) = 8188 samples
     "default": ScoreConfig(),
+    # the same with a whole-clip context path in every layer
+    "global": ScoreConfig(global_context=True),
     "tiny": ScoreConfig(fold=2, layers=2, width=4, cond_features=4),
 }
 
@@ -63,7 +66,8 @@ class ScoreNet(nn.Module):
         super().__init__()
         self.groups, self.config = groups, config
         self.net = WaveNet(groups, config.fold, config.fold, config.width, config.layers, config.kernel,
-                           config.cycle, causal=False, cond_dim=config.cond_features)  # fmt: skip
+                           config.cycle, causal=False, cond_dim=config.cond_features,
+                           global_context=config.global_context)  # fmt: skip
 
     @property
     def hop(self) -> int:
@@ -72,7 +76,8 @@ class ScoreNet(nn.Module):
     def valid_length(self, length: int) -> int:
         return -(-length // self.hop) * self.hop
 
-    def receptive_field(self) -> int:
+    def receptive_field(self) -> float:
+        """Input samples one output sample can depend on (``inf`` with global context)."""
         return self.config.fold * self.net.receptive_field()
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:

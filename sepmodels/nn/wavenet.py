@@ -6,6 +6,8 @@ each other (every convolution is grouped), which is how N source priors are eval
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -60,6 +62,10 @@ class WaveNet(nn.Module):
         cond_dim: size of a global condition vector per example (e.g. features of the noise level);
             0 means unconditioned. It enters every gate as a bias.
         zero_init_out: zero-initialise the output layer.
+        global_context: every gate also gets a bias computed from the time-average of the residual stream
+            (per example and group), so that evidence gathered over the whole clip (a pitch, a waveform
+            shape) can steer every time step; the receptive field is then the whole input. The path starts
+            at zero, so the network starts as its local counterpart.
 
     Example:
         >>> net = WaveNet(groups=4, c_in=1, c_out=2, width=8, layers=3)
@@ -79,6 +85,7 @@ class WaveNet(nn.Module):
         causal: bool = False,
         cond_dim: int = 0,
         zero_init_out: bool = False,
+        global_context: bool = False,
     ) -> None:
         super().__init__()
         self.groups, self.width, self.layers, self.c_out = groups, width, layers, c_out
@@ -90,11 +97,16 @@ class WaveNet(nn.Module):
         # Each layer's 1x1 writes residual and skip at once; the last layer has no residual.
         self.mixes = nn.ModuleList(GroupConv(G, W, 2 * W if i < layers - 1 else W) for i in range(layers))
         self.cond = GroupConv(G, cond_dim, layers * 2 * W) if cond_dim else None
+        self.context = None
+        if global_context:
+            self.context = nn.ModuleList(GroupConv(G, W, 2 * W, zero_init=True) for _ in range(layers))
         self.head = GroupConv(G, W, W)
         self.out = GroupConv(G, W, c_out, zero_init=zero_init_out)
 
-    def receptive_field(self) -> int:
-        """Number of input steps that one output step can depend on."""
+    def receptive_field(self) -> float:
+        """Number of input steps that one output step can depend on (``inf`` with global context)."""
+        if self.context is not None:
+            return math.inf
         return 1 + (self.kernel - 1) * sum(self.dilations)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
@@ -113,6 +125,8 @@ class WaveNet(nn.Module):
             a = gate(h)
             if biases is not None:
                 a = a + biases[:, :, i].reshape(B, G * 2 * W, 1)
+            if self.context is not None:
+                a = a + self.context[i](h.mean(dim=-1, keepdim=True))
             filt, gate_ = a.view(B, G, 2, W, T).unbind(2)
             z = (torch.tanh(filt) * torch.sigmoid(gate_)).reshape(B, G * W, T)
             m = mix(z)

@@ -1,0 +1,126 @@
+"""The thesis's studies of the priors: shapes, meaning, results files, and the `study` command."""
+
+import math
+
+import pytest
+import torch
+
+from sepmodels.cli import main
+from sepmodels.data import toy
+from sepmodels.priors import GaussianPriors
+from sepmodels.studies import (
+    STUDIES,
+    StudyError,
+    cross_study,
+    describe_priors,
+    load_study,
+    noise_study,
+    own_likelihood,
+    probe_study,
+    run_study,
+    sample_study,
+    save_study,
+    study_clips,
+)
+
+
+def test_study_clips_share_their_noise_across_levels():
+    a, b = study_clips(2, 64, 0.1), study_clips(2, 64, 0.3)
+    clean = toy.toy_test_set(2, 64)
+    torch.testing.assert_close((a - clean) * 3, b - clean)
+
+
+def test_cross_study_values_are_the_mean_log_likelihood_of_each_clip(tiny_priors):
+    r = cross_study(tiny_priors, sigmas=(0.05, 0.5), n=2, length=256)
+    assert r["values"].shape == (2, 4, 4, 2) and r["sigmas"] == [0.05, 0.5]
+    clip = study_clips(2, 256, 0.5)[1, 2]  # the second saw clip at sigma 0.5
+    expect = tiny_priors.cross_log_prob(clip[None], 0.5)[0].mean(dim=1)  # under every prior
+    torch.testing.assert_close(r["values"][1, 2, :, 1], expect)
+
+
+def test_own_likelihood_matches_the_gaussian_closed_form():
+    # Gaussian priors N(0, v) scored on toy clips: the mean log-density has a closed form in the clips' power.
+    var = torch.tensor([0.5, 1.0, 0.3, 0.4])
+    g = GaussianPriors(torch.zeros(4), var)
+    got = own_likelihood(g, 0.1, (0.1,), n=3, length=128)
+    x = study_clips(3, 128, 0.1)
+    v = (var + 0.01)[None, :, None]
+    expect = (-0.5 * (x.pow(2) / v + torch.log(2 * math.pi * v))).mean(dim=(0, 2))
+    torch.testing.assert_close(got[0], expect)
+
+
+def test_probes_find_constant_zero_likelier_than_one_under_a_zero_mean_gaussian():
+    g = GaussianPriors(torch.zeros(4), torch.ones(4), names=toy.SOURCES)
+    r = probe_study(g, conditionings=(0.0,), noise_sigmas=(0.1, 3.0), n=2, length=64)
+    assert r["constants"].shape == (1, 2, 4) and r["noise"].shape == (1, 2, 4)
+    c = r["constants"][0]
+    torch.testing.assert_close(c[0], torch.full((4,), -0.5 * math.log(2 * math.pi)))
+    torch.testing.assert_close(c[1], torch.full((4,), -0.5 * math.log(2 * math.pi) - 0.5))
+    assert (r["noise"][0, 0] > r["noise"][0, 1]).all()  # wider noise is less likely under N(0, 1)
+
+
+def test_probe_and_sample_studies_on_flow_priors(tiny_priors):
+    p = probe_study(tiny_priors, n=1, length=128)
+    assert p["constants"].shape == (5, 2, 4) and p["noise"].shape == (5, 7, 4)
+    assert torch.isfinite(p["constants"]).all() and torch.isfinite(p["noise"]).all()
+    s = sample_study(tiny_priors, n=2, seconds=0.01)
+    assert s["samples"].shape == (2, 4, tiny_priors.model.valid_length(147))
+
+
+def test_noise_study_fine_tunes_a_chain_and_conditions_the_given_priors(tiny_priors, tmp_path):
+    r = noise_study(tiny_priors, levels=(0.05, 0.5), test_noise=(0.01, 0.3), n=2, length=128,
+                    finetune_steps=2, base_steps=2, batch_size=2, work_dir=tmp_path)  # fmt: skip
+    assert r["conditional"]["own"].shape == (2, 2, 4) and r["conditional"]["cross"].shape == (2, 4, 4)
+    f = r["finetuned"]
+    assert f["labels"] == ["plain, sigma 0.001", "fine-tuned at 0.05", "fine-tuned at 0.5"]
+    assert f["own"].shape == (3, 2, 4) and f["cross"].shape == (3, 4, 4)
+    assert torch.isfinite(f["own"]).all()
+    assert list(tmp_path.iterdir()) == []  # the fine-tuned models are not left behind
+
+
+def test_studies_that_need_a_likelihood_refuse_score_priors():
+    from sepmodels.nn.score import ScoreConfig, ScoreNet
+    from sepmodels.priors import NoiseLadder, PriorSet
+
+    score = PriorSet(ScoreNet(4, ScoreConfig.preset("tiny")), toy.SOURCES, toy.SAMPLE_RATE, NoiseLadder())
+    for study in (cross_study, probe_study, noise_study):
+        with pytest.raises(StudyError, match="score priors"):
+            study(score)
+
+
+def test_results_files_round_trip_and_describe_themselves(tiny_priors, tmp_path):
+    results, data = run_study("cross", tiny_priors, n=1, seconds=0.01)
+    path = tmp_path / "cross.pt"
+    save_study(path, "cross", results, describe_priors(tiny_priors, "tiny.pt"), data)
+    study = load_study(path)
+    assert study["study"] == "cross" and study["priors"]["path"] == "tiny.pt" and study["data"]["n"] == 1
+    assert study["created"] and study["priors"]["kind"] == "flow"
+    torch.testing.assert_close(study["results"]["values"], results["values"])
+
+
+@pytest.mark.parametrize("content", [b"", b"not a torch file", None])
+def test_bad_results_files_give_one_line(tmp_path, content):
+    path = tmp_path / "bad.pt"
+    if content is None:
+        torch.save({"format": "something else"}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(StudyError) as err:
+        load_study(path)
+    assert "\n" not in str(err.value)
+
+
+def test_study_command_writes_every_results_file(tiny_priors_path, tmp_path, capsys):
+    out = tmp_path / "studies"
+    code = main(["study", "all", "--priors", tiny_priors_path, "--out", str(out), "--n", "1", "--seconds", "0.01",
+                 "--base-steps", "1", "--finetune-steps", "1", "--quiet"])  # fmt: skip
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{s}.pt" for s in STUDIES)
+    assert load_study(out / "noise.pt")["results"]["finetuned"]["own"].shape[0] == 6
+
+
+def test_study_command_rejects_a_file_as_out_folder(tiny_priors_path, tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert main(["study", "cross", "--priors", tiny_priors_path, "--out", str(f)]) != 0
+    assert "is a file" in capsys.readouterr().err
