@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import torch
+from bokeh.plotting import figure
+
+from sepmodels.data.audio import Audio, AudioError, load_audio
+
+MAX_UPLOAD_BYTES = 20_000_000
+MAX_UPLOAD_SECONDS = 10.0
 
 
 def playable(x: torch.Tensor | np.ndarray, headroom: float = 0.98) -> np.ndarray:
@@ -46,3 +55,32 @@ def smooth(x: torch.Tensor | np.ndarray, window: int) -> np.ndarray:
     num = np.convolve(a, kernel, mode="same")
     den = np.convolve(np.ones_like(a), kernel, mode="same")
     return num / den
+
+
+def load_audio_bytes(data: bytes, name: str, sample_rate: int) -> Audio:
+    """Validate and decode an uploaded file (the same checks as files on disk), named ``name`` in messages."""
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise AudioError(f"{name} is {len(data) / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES / 1e6:.0f} MB")
+    suffix = Path(name).suffix or ".wav"
+    with tempfile.NamedTemporaryFile(suffix=suffix) as f:
+        f.write(data)
+        f.flush()
+        try:
+            audio = load_audio(f.name, sample_rate, max_seconds=MAX_UPLOAD_SECONDS)
+        except AudioError as err:
+            raise AudioError(str(err).replace(f.name, name)) from None
+    audio.notes = [n.replace(f.name, name) for n in audio.notes]
+    return audio
+
+
+def new_figure(title: str, x_label: str, y_label: str, height: int, **kw) -> figure:
+    fig = figure(title=title, height=height, sizing_mode="stretch_width", tools="pan,wheel_zoom,box_zoom,reset",
+                 output_backend="canvas", **kw)  # fmt: skip
+    fig.xaxis.axis_label, fig.yaxis.axis_label = x_label, y_label
+    fig.toolbar.logo = None
+    return fig
+
+
+def wave_data(x: torch.Tensor, sample_rate: int, bins: int = 1200) -> dict[str, np.ndarray]:
+    t, lo, hi = envelope(x, sample_rate, bins)
+    return {"t": t, "lo": lo, "hi": hi}

@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import numpy as np
 import panel as pn
 import param
 import torch
 import torch.nn.functional as F
 from bokeh.models import ColorBar, ColumnDataSource, LinearColorMapper
-from bokeh.plotting import figure
 
-from explorer.audio import envelope, playable, smooth
+from explorer.audio import load_audio_bytes, new_figure, playable, smooth, wave_data
 from explorer.mixview import PALETTE
 from explorer.runner import SamplerRunner
 from sepmodels.data import toy
-from sepmodels.data.audio import Audio, AudioError, load_audio
+from sepmodels.data.audio import AudioError
 from sepmodels.inference.langevin import METHODS, Iterate, LangevinConfig, langevin
 from sepmodels.priors import PriorSet
 
-MAX_UPLOAD_BYTES = 20_000_000
-MAX_UPLOAD_SECONDS = 10.0
 _STRIP_BINS = 300
 
 
@@ -90,11 +84,6 @@ class LangevinExplorer(pn.viewable.Viewer):
     def _on_upload(self, event: param.parameterized.Event) -> None:
         data = event.new
         if not data:
-            return
-        if len(data) > MAX_UPLOAD_BYTES:
-            self.message = (
-                f"upload refused: {len(data) / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES / 1e6:.0f} MB"
-            )
             return
         name = self.upload.filename or "upload"
         try:
@@ -196,11 +185,11 @@ class LangevinExplorer(pn.viewable.Viewer):
         names = self.priors.names
         wave = {"t": [], "lo": [], "hi": []}
         self._mix_src = ColumnDataSource(dict(wave))
-        self._mix_fig = _figure("Mix", "seconds", "amplitude", height=150)
+        self._mix_fig = new_figure("Mix", "seconds", "amplitude", height=150)
         self._mix_fig.varea("t", "lo", "hi", source=self._mix_src, color="#555555")
         self._truth_srcs, self._est_srcs, self._source_figs = [], [], []
         for k, name in enumerate(names):
-            fig = _figure(name, "seconds", "amplitude", height=120)
+            fig = new_figure(name, "seconds", "amplitude", height=120)
             truth, est = ColumnDataSource(dict(wave)), ColumnDataSource(dict(wave))
             fig.varea("t", "lo", "hi", source=truth, color="#bbbbbb", legend_label="truth")
             fig.varea("t", "lo", "hi", source=est, color=PALETTE[k % len(PALETTE)], alpha=0.6,
@@ -211,7 +200,7 @@ class LangevinExplorer(pn.viewable.Viewer):
             self._source_figs.append(fig)
         self._strip_mapper = LinearColorMapper(palette="Viridis256", low=-5, high=5)
         self._strip_src = ColumnDataSource({"image": [np.zeros((len(names), 2))], "dw": [1.0]})
-        self._strip_fig = _figure("Log-likelihood of each estimate under its prior", "seconds", "", height=170)
+        self._strip_fig = new_figure("Log-likelihood of each estimate under its prior", "seconds", "", height=170)
         self._strip_fig.image(image="image", x=0, y=0, dw="dw", dh=len(names), source=self._strip_src,
                               color_mapper=self._strip_mapper)  # fmt: skip
         self._strip_fig.yaxis.ticker = [k + 0.5 for k in range(len(names))]
@@ -220,9 +209,9 @@ class LangevinExplorer(pn.viewable.Viewer):
         columns = {"step": [], "err": [], **{f"lp{k}": [] for k in range(len(names))}}
         columns.update({f"sdr{k}": [] for k in range(len(names))})
         self._hist_src = ColumnDataSource(columns)
-        self._sdr_fig = _figure("SI-SDR per source", "step", "dB", height=220)
-        self._lp_fig = _figure("Log-likelihood per source", "step", "nats per sample", height=220)
-        self._err_fig = _figure("Mixing error (RMS)", "step", "RMS", height=220, y_axis_type="log")
+        self._sdr_fig = new_figure("SI-SDR per source", "step", "dB", height=220)
+        self._lp_fig = new_figure("Log-likelihood per source", "step", "nats per sample", height=220)
+        self._err_fig = new_figure("Mixing error (RMS)", "step", "RMS", height=220, y_axis_type="log")
         for k, name in enumerate(names):
             color = PALETTE[k % len(PALETTE)]
             self._sdr_fig.line("step", f"sdr{k}", source=self._hist_src, color=color, legend_label=name)
@@ -236,10 +225,10 @@ class LangevinExplorer(pn.viewable.Viewer):
         """Show the mix and the truths; clear the estimates, the strip and the curves."""
         sr = self.priors.sample_rate
         self._mix_fig.title.text = f"Mix: {self._label}"
-        self._mix_src.data = _wave_data(self.mixture, sr)
+        self._mix_src.data = wave_data(self.mixture, sr)
         empty = {"t": [], "lo": [], "hi": []}
         for k in range(len(self.priors)):
-            self._truth_srcs[k].data = empty if self.truth is None else _wave_data(self.truth[k], sr, 600)
+            self._truth_srcs[k].data = empty if self.truth is None else wave_data(self.truth[k], sr, 600)
             self._est_srcs[k].data = dict(empty)
         self._strip_src.data = {"image": [np.zeros((len(self.priors), 2))], "dw": [1.0]}
         self._hist_src.data = {key: [] for key in self._hist_src.data}
@@ -250,7 +239,7 @@ class LangevinExplorer(pn.viewable.Viewer):
         sr = self.priors.sample_rate
         sources = it.sources.detach().cpu()
         for k, src in enumerate(self._est_srcs):
-            src.data = _wave_data(sources[k], sr, 600)
+            src.data = wave_data(sources[k], sr, 600)
         if it.log_prob is not None:
             T = it.log_prob.shape[-1]
             per = max(1, T // _STRIP_BINS)
@@ -328,30 +317,3 @@ class LangevinExplorer(pn.viewable.Viewer):
             sizing_mode="stretch_width",
         )
         return pn.Row(settings, main, sizing_mode="stretch_width")
-
-
-def load_audio_bytes(data: bytes, name: str, sample_rate: int) -> Audio:
-    """Validate and decode an uploaded file (the same checks as files on disk), named ``name`` in messages."""
-    suffix = Path(name).suffix or ".wav"
-    with tempfile.NamedTemporaryFile(suffix=suffix) as f:
-        f.write(data)
-        f.flush()
-        try:
-            audio = load_audio(f.name, sample_rate, max_seconds=MAX_UPLOAD_SECONDS)
-        except AudioError as err:
-            raise AudioError(str(err).replace(f.name, name)) from None
-    audio.notes = [n.replace(f.name, name) for n in audio.notes]
-    return audio
-
-
-def _figure(title: str, x_label: str, y_label: str, height: int, **kw) -> figure:
-    fig = figure(title=title, height=height, sizing_mode="stretch_width", tools="pan,wheel_zoom,box_zoom,reset",
-                 output_backend="canvas", **kw)  # fmt: skip
-    fig.xaxis.axis_label, fig.yaxis.axis_label = x_label, y_label
-    fig.toolbar.logo = None
-    return fig
-
-
-def _wave_data(x: torch.Tensor, sample_rate: int, bins: int = 1200) -> dict[str, np.ndarray]:
-    t, lo, hi = envelope(x, sample_rate, bins)
-    return {"t": t, "lo": lo, "hi": hi}

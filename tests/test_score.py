@@ -63,3 +63,29 @@ def test_denoising_loss_falls(tmp_path):
     values = [float(r["loss"]) for r in rows]
     assert sum(values[-10:]) / 10 < sum(values[:10]) / 10
     assert rows[0]["nats_per_sample"] == ""  # a score network's loss is not a likelihood
+
+
+GLOBAL_TINY = ScoreConfig(fold=2, layers=2, width=4, cond_features=4, global_context=True)
+
+
+def test_global_context_starts_at_zero_and_then_reaches_the_whole_clip():
+    torch.manual_seed(0)
+    local = perturb(ScoreNet(3, ScoreConfig(fold=2, layers=2, width=4, cond_features=4)), 0.2).eval()
+    wide = ScoreNet(3, GLOBAL_TINY).eval()
+    missing, unexpected = wide.load_state_dict(local.state_dict(), strict=False)
+    assert unexpected == [] and all(".context." in k for k in missing)
+    x = torch.randn(2, 3, 256, requires_grad=True)
+    torch.testing.assert_close(wide(x, 0.1), local(x, 0.1))  # the context path starts as nothing
+    assert wide.receptive_field() == float("inf")
+    wide = perturb(wide, 0.2)
+    (grad,) = torch.autograd.grad(wide(x, 0.1)[0, 1, :16].sum(), x)
+    assert grad[0, 1, -32:].abs().max() > 0  # the first samples now hear the end of the clip
+    assert grad[1].abs().max() == 0 and grad[0, [0, 2]].abs().max() == 0  # not other examples or groups
+
+
+def test_global_context_parameters_learn(tmp_path):
+    cfg = TrainConfig(steps=3, batch_size=2, length=64, checkpoint_every=3, log_every=1)
+    trainer = Trainer(tmp_path, GLOBAL_TINY, cfg, progress=False)
+    trainer.run()
+    assert any(p.abs().max() > 0 for n, p in trainer.model.named_parameters() if ".context." in n)
+    assert PriorSet.load(tmp_path / "priors.pt").model.config.global_context

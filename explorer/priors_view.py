@@ -1,0 +1,541 @@
+"""Diagnose priors by looking and listening: the thesis's studies of the priors, redone, as one app.
+
+Five views, each a :class:`panel.viewable.Viewer` driven by params (so tests need no browser):
+
+- :class:`CrossView`: the cross-likelihood heatmap (source x prior) at a chosen noise level; a click on a
+  cell (or ``select(source, prior)``) plays that source's test clip and draws its per-sample
+  log-likelihood under that prior.
+- :class:`NoiseView`: test log-likelihood against the noise added to the data, for the thesis's fine-tuned
+  flows and for the noise-conditional priors conditioned at the same levels, and both cross-likelihoods.
+- :class:`ProbeView`: constant inputs 0 and 1 and Gaussian noise under each prior.
+- :class:`SamplesView`: draws from each prior, drawn and playable.
+- :class:`ClipView`: an uploaded or toy clip, with each prior's log-likelihood strip under the waveform and a
+  playhead that follows playback.
+
+The first four read results files written by ``sepmodels study`` (:func:`load_studies`); the last scores
+live with the loaded priors.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import panel as pn
+import param
+import torch
+import torch.nn.functional as F
+from bokeh.models import BasicTicker, ColorBar, ColumnDataSource, LinearColorMapper, Span
+from bokeh.palettes import Viridis256
+
+from explorer.audio import load_audio_bytes, new_figure, playable, smooth, wave_data
+from explorer.mixview import PALETTE
+from sepmodels.data import toy
+from sepmodels.data.audio import AudioError
+from sepmodels.priors import PriorSet
+from sepmodels.studies import STUDIES, StudyError, load_study, study_clips
+
+_STRIP_BINS = 400
+
+
+def default_studies_dir() -> Path:
+    """Results of the studies of the shipped priors, shipped beside them."""
+    from sepmodels.checkpoint import default_priors_path
+
+    return default_priors_path().parent / "studies"
+
+
+def load_studies(folder: str | os.PathLike[str] | None) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Every ``<study>.pt`` in ``folder`` that loads: ``(studies by name, one line per problem)``."""
+    studies: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+    if folder is None:
+        return studies, problems
+    for name in STUDIES:
+        path = Path(folder) / f"{name}.pt"
+        if not path.exists():
+            continue
+        try:
+            studies[name] = load_study(path)
+        except StudyError as err:
+            problems.append(str(err))
+    return studies, problems
+
+
+def studies_from_env() -> tuple[dict[str, dict[str, Any]], list[str], str]:
+    """The results named by ``SEPMODELS_STUDIES`` (a folder), else the shipped ones when the shipped priors
+    are in use; also where they came from."""
+    folder = os.environ.get("SEPMODELS_STUDIES")
+    if not folder and not os.environ.get("SEPMODELS_PRIORS"):
+        folder = str(default_studies_dir())
+    studies, problems = load_studies(folder)
+    return studies, problems, folder or "none"
+
+
+def _missing(study: str) -> pn.pane.Markdown:
+    return pn.pane.Markdown(
+        f"No **{study}** results loaded. Write them with `sepmodels study {study} --out DIR` and serve the app "
+        f"with `SEPMODELS_STUDIES=DIR`."
+    )
+
+
+def _provenance(study: dict[str, Any]) -> str:
+    p, d = study["priors"], study["data"]
+    return (
+        f"*{study['study']} study of {p['kind']} priors `{p['path']}` (step {p.get('step')}) on {d['n']} "
+        f"{d['name']} {d['split']} clips of {d['length']} samples, seed {d['seed']}; written {study['created']}.*"
+    )
+
+
+def _heatmap(title: str, rows: list[str], cols: list[str], height: int = 300):
+    """A labelled heatmap figure (rows top to bottom) with a colour bar; returns (figure, source, mapper)."""
+    src = ColumnDataSource({"row": [], "col": [], "value": [], "label": [], "text_color": []})
+    fig = new_figure(title, "prior", "data", height, x_range=cols, y_range=list(reversed(rows)))
+    mapper = LinearColorMapper(palette=Viridis256, low=0, high=1)
+    fig.rect(
+        "col", "row", 1, 1, source=src, fill_color={"field": "value", "transform": mapper}, line_color="white"
+    )
+    fig.text("col", "row", text="label", source=src, text_align="center", text_baseline="middle",
+             text_font_size="11px", text_color="text_color")  # fmt: skip
+    fig.add_layout(ColorBar(color_mapper=mapper, ticker=BasicTicker(), title="nats/sample"), "right")
+    fig.grid.visible = False
+    return fig, src, mapper
+
+
+def _fill_heatmap(src: ColumnDataSource, mapper: LinearColorMapper, rows, cols, values: torch.Tensor) -> None:
+    """Write ``values [rows, cols]``; the colours are clipped to the central range so one outlier (a flow can
+    give -1e4) does not wash out the rest, while the labels stay exact."""
+    v = values.double()
+    finite = v[torch.isfinite(v)]
+    lo, hi = (float(finite.quantile(0.1)), float(finite.max())) if finite.numel() else (0.0, 1.0)
+    mapper.low, mapper.high = lo, max(hi, lo + 1e-6)
+    r, c, val, lab, tc = [], [], [], [], []
+    for i, row in enumerate(rows):
+        for j, col in enumerate(cols):
+            x = float(v[i, j])
+            r.append(row), c.append(col), val.append(min(max(x, lo), hi)), lab.append(f"{x:.3g}")
+            tc.append("black" if x > lo + 0.6 * (hi - lo) else "white")
+    src.data = {"row": r, "col": c, "value": val, "label": lab, "text_color": tc}
+
+
+class CrossView(pn.viewable.Viewer):
+    """Every source's test clips under every prior, at one noise level; a cell opens its clip."""
+
+    level = param.Selector(doc="Noise level of the clips (and the priors' conditioning).")
+    statistic = param.Selector(default="mean", objects=["mean", "median"], doc="Over the clips.")
+    source = param.Selector(doc="Data of the selected cell.")
+    prior = param.Selector(doc="Prior of the selected cell.")
+    clip = param.Integer(default=0, bounds=(0, None), doc="Which test clip of the selected source to open.")
+    smoothing = param.Integer(default=128, bounds=(1, 4096), doc="Moving average of the strip, samples.")
+    summary = param.String(default="", doc="What the selected cell shows (read-only).")
+
+    def __init__(self, priors: PriorSet, study: dict[str, Any], **params) -> None:
+        r = study["results"]
+        self.study, self.priors = study, priors
+        self.sources, self.prior_names = list(r["sources"]), list(r["priors"])
+        self.sigmas = [float(s) for s in r["sigmas"]]
+        self.param.level.objects = self.sigmas
+        self.param.source.objects = self.sources
+        self.param.prior.objects = self.prior_names
+        params.setdefault("level", self.sigmas[0])
+        params.setdefault("source", self.sources[0])
+        params.setdefault("prior", self.prior_names[0])
+        super().__init__(**params)
+        self.param.clip.bounds = (0, int(study["data"]["n"]) - 1)
+        self._fig, self._src, self._mapper = _heatmap("Cross-likelihood", self.sources, self.prior_names)
+        self._fig.add_tools("tap")
+        self._src.selected.on_change("indices", self._on_tap)
+        self._strip_src = ColumnDataSource({"t": [], "y": [], "own": []})
+        self._strip = new_figure("Log-likelihood of the clip", "seconds", "nats per sample", 220)
+        self._strip.line("t", "y", source=self._strip_src, color=PALETTE[0], line_width=1.5, legend_label="prior")
+        self._strip.line("t", "own", source=self._strip_src, color="#999999", line_dash="dashed",
+                         legend_label="its own prior")  # fmt: skip
+        self._player = pn.pane.Audio(None, sample_rate=int(study["data"]["sample_rate"]), name="clip")
+        self._note = pn.pane.Markdown()
+        self._draw_heatmap()
+        self._open_clip()
+
+    def values(self) -> torch.Tensor:
+        """The heatmap's numbers ``[sources, priors]`` at the current level and statistic."""
+        v = self.study["results"]["values"][self.sigmas.index(self.level)]
+        return v.mean(dim=-1) if self.statistic == "mean" else v.median(dim=-1).values
+
+    @param.depends("level", "statistic", watch=True)
+    def _draw_heatmap(self) -> None:
+        _fill_heatmap(self._src, self._mapper, self.sources, self.prior_names, self.values())
+        self._fig.title.text = f"Cross-likelihood, {self.statistic} over clips, sigma {self.level:g}"
+
+    def select(self, source: str, prior: str) -> None:
+        """Open ``source``'s clip under ``prior`` (what a click on that cell does)."""
+        self.param.update(source=source, prior=prior)
+
+    def _on_tap(self, _attr, _old, new) -> None:
+        if new:
+            data = self._src.data
+            self.select(data["row"][new[0]], data["col"][new[0]])
+
+    def clip_audio(self) -> torch.Tensor:
+        """The selected test clip, exactly as the study scored it: ``[T]``."""
+        d = self.study["data"]
+        clips = study_clips(int(d["n"]), int(d["length"]), self.level, int(d["seed"]))
+        return clips[self.clip, self.sources.index(self.source)]
+
+    @param.depends("source", "prior", "clip", "level", "smoothing", watch=True)
+    def _open_clip(self) -> None:
+        x = self.clip_audio()
+        self._player.object = playable(x)
+        names = list(self.priors.names)
+        if self.prior not in names or not self.priors.has_likelihood:
+            self._note.object = "The loaded priors cannot score this clip (they are not the study's priors)."
+            self._strip_src.data = {"t": [], "y": [], "own": []}
+            return
+        maps = self.priors.cross_log_prob(x[None], self.level)[0]  # [priors, T]
+        y = maps[names.index(self.prior)]
+        own = maps[names.index(self.source)] if self.source in names else y
+        t = np.arange(len(y)) / self.priors.sample_rate
+        step = max(1, len(y) // 1200)
+        self._strip_src.data = {"t": t[::step], "y": smooth(y, self.smoothing)[::step],
+                                "own": smooth(own, self.smoothing)[::step]}  # fmt: skip
+        self._strip.title.text = (
+            f"{self.source} clip {self.clip} under the {self.prior} prior (sigma {self.level:g})"
+        )
+        self.summary = (
+            f"{self.source} clip {self.clip} under the {self.prior} prior: {float(y.mean()):.3f} nats/sample "
+            f"(under its own {self.source} prior: {float(own.mean()):.3f})"
+        )
+        self._note.object = self.summary
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        controls = pn.Row(
+            pn.widgets.Select.from_param(self.param.level, name="Noise level"),
+            pn.widgets.RadioButtonGroup.from_param(self.param.statistic),
+            pn.widgets.IntInput.from_param(self.param.clip, name="Clip", width=100),
+        )
+        return pn.Column(
+            pn.pane.Markdown(_provenance(self.study) + " Click a cell to hear its clip."),
+            controls,
+            pn.pane.Bokeh(self._fig, sizing_mode="stretch_width"),
+            self._note,
+            self._player,
+            pn.pane.Bokeh(self._strip, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )
+
+
+class NoiseView(pn.viewable.Viewer):
+    """Noise conditioning two ways: curves of test log-likelihood against added noise, and heatmaps."""
+
+    source = param.Selector(doc="Whose test clips the curves show ('all' = mean over sources).")
+    level = param.Integer(default=0, bounds=(0, None), doc="Index of the level of the heatmaps.")
+
+    def __init__(self, study: dict[str, Any], **params) -> None:
+        r = study["results"]
+        self.study, self.r = study, r
+        self.param.source.objects = ["all", *r["sources"]]
+        params.setdefault("source", "all")
+        super().__init__(**params)
+        self.param.level.bounds = (0, len(r["levels"]) - 1)
+        self._curves = new_figure("Test log-likelihood against the noise added", "noise added (sigma)",
+                                  "nats per sample", 340, x_axis_type="log")  # fmt: skip
+        self._curve_srcs: list[ColumnDataSource] = []
+        for label, dashed, level in self.curve_names():
+            src = ColumnDataSource({"x": [], "y": []})
+            color = "#777777" if level is None else PALETTE[level % len(PALETTE)]
+            self._curves.line("x", "y", source=src, color=color, line_width=2, legend_label=label,
+                              line_dash="dashed" if dashed else "solid")  # fmt: skip
+            self._curves.scatter("x", "y", source=src, color=color, size=5)
+            self._curve_srcs.append(src)
+        self._curves.legend.location = "bottom_left"
+        self._curves.legend.click_policy = "hide"
+        self._heat_b = _heatmap("Noise-conditional prior", r["sources"], r["priors"], 260)
+        self._heat_a = _heatmap("Fine-tuned flows", r["sources"], r["priors"], 260) if "finetuned" in r else None
+        self._draw()
+
+    def curve_names(self) -> list[tuple[str, bool, int | None]]:
+        """Every curve's legend, whether it is the noise-conditional (dashed) kind, and its level's index
+        (None for the plain base flow)."""
+        labels = self.r.get("finetuned", {}).get("labels", [])
+        names = [(label, False, i - 1 if i else None) for i, label in enumerate(labels)]
+        return names + [(f"conditioned at {s:g}", True, i) for i, s in enumerate(self.r["levels"])]
+
+    def curves(self) -> torch.Tensor:
+        """``[curves, test noise]``: fine-tuned models first, then the conditioned ones."""
+        own = [self.r["finetuned"]["own"]] if "finetuned" in self.r else []
+        own = torch.cat([*own, self.r["conditional"]["own"]])  # [models, test noise, sources]
+        return own.mean(dim=-1) if self.source == "all" else own[..., self.r["sources"].index(self.source)]
+
+    @param.depends("source", "level", watch=True)
+    def _draw(self) -> None:
+        x = list(self.r["test_noise"])
+        for src, y in zip(self._curve_srcs, self.curves(), strict=True):
+            src.data = {"x": x, "y": y.tolist()}
+        sigma = self.r["levels"][self.level]
+        fig, src, mapper = self._heat_b
+        _fill_heatmap(src, mapper, self.r["sources"], self.r["priors"], self.r["conditional"]["cross"][self.level])
+        fig.title.text = f"Noise-conditional priors conditioned at {sigma:g} (data + noise {sigma:g})"
+        if self._heat_a is not None:
+            fig, src, mapper = self._heat_a
+            k = self.level + 1  # row 0 is the plain base
+            _fill_heatmap(src, mapper, self.r["sources"], self.r["priors"], self.r["finetuned"]["cross"][k])
+            fig.title.text = f"Flows {self.r['finetuned']['labels'][k]} (data + noise {sigma:g})"
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        level = pn.widgets.IntSlider.from_param(self.param.level, name="Heatmap level (index)")
+        heatmaps = [pn.pane.Bokeh(h[0], sizing_mode="stretch_width") for h in (self._heat_a, self._heat_b) if h]
+        note = "" if self._heat_a else " The fine-tuned side was not run (`--finetune-steps 0`)."
+        return pn.Column(
+            pn.pane.Markdown(
+                _provenance(self.study) + note + " Solid: the thesis's fine-tuned flows; dashed: one "
+                "noise-conditional prior conditioned at the same levels."
+            ),
+            pn.widgets.Select.from_param(self.param.source, name="Test clips of"),
+            pn.pane.Bokeh(self._curves, sizing_mode="stretch_width"),
+            level,
+            pn.Row(*heatmaps, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )
+
+
+class ProbeView(pn.viewable.Viewer):
+    """Constant inputs and pure noise under each prior."""
+
+    conditioning = param.Integer(default=0, bounds=(0, None), doc="Index of the priors' conditioning level.")
+
+    def __init__(self, study: dict[str, Any], **params) -> None:
+        super().__init__(**params)
+        self.study, self.r = study, study["results"]
+        self.param.conditioning.bounds = (0, len(self.r["conditionings"]) - 1)
+        self._fig = new_figure("Gaussian noise under each prior", "noise sigma", "nats per sample", 300,
+                               x_axis_type="log")  # fmt: skip
+        self._srcs = []
+        for k, name in enumerate(self.r["priors"]):
+            src = ColumnDataSource({"x": [], "y": []})
+            self._fig.line("x", "y", source=src, color=PALETTE[k % len(PALETTE)], line_width=2, legend_label=name)
+            self._srcs.append(src)
+        self._fig.legend.location = "bottom_left"
+        self._table = pn.pane.DataFrame(self.table(), sizing_mode="stretch_width")
+        self._draw()
+
+    def table(self):
+        """Constant inputs: one row per (conditioning, value), one column per prior (nats per sample)."""
+        import pandas as pd
+
+        rows, index = [], []
+        for i, c in enumerate(self.r["conditionings"]):
+            for j, v in enumerate(self.r["values"]):
+                rows.append([float(x) for x in self.r["constants"][i, j]])
+                index.append(f"input {v:g}, prior at sigma {c:g}")
+        return pd.DataFrame(rows, index=index, columns=self.r["priors"]).round(3)
+
+    @param.depends("conditioning", watch=True)
+    def _draw(self) -> None:
+        c = self.r["conditionings"][self.conditioning]
+        for src, y in zip(self._srcs, self.r["noise"][self.conditioning].T, strict=True):
+            src.data = {"x": list(self.r["noise_sigmas"]), "y": y.tolist()}
+        self._fig.title.text = f"Gaussian noise under each prior (priors conditioned at sigma {c:g})"
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Column(
+            pn.pane.Markdown(_provenance(self.study)),
+            "#### Constant inputs (mean nats per sample over the whole clip)",
+            self._table,
+            pn.widgets.IntSlider.from_param(self.param.conditioning, name="Conditioning level (index)"),
+            pn.pane.Bokeh(self._fig, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )
+
+
+class SamplesView(pn.viewable.Viewer):
+    """Draws from each prior: the first ``zoom_ms`` drawn, the whole draw playable."""
+
+    sample = param.Integer(default=0, bounds=(0, None), doc="Which draw.")
+    zoom_ms = param.Number(default=40.0, bounds=(1.0, 5000.0), doc="Milliseconds drawn.")
+
+    def __init__(self, study: dict[str, Any], **params) -> None:
+        super().__init__(**params)
+        self.study, self.r = study, study["results"]
+        self.param.sample.bounds = (0, self.r["samples"].shape[0] - 1)
+        sr = int(self.r["sample_rate"])
+        self.players = [pn.pane.Audio(None, sample_rate=sr, name=n) for n in self.r["priors"]]
+        self._figs, self._srcs = [], []
+        for k, name in enumerate(self.r["priors"]):
+            fig = new_figure(f"{name} prior", "milliseconds", "amplitude", 160)
+            src = ColumnDataSource({"t": [], "y": []})
+            fig.line("t", "y", source=src, color=PALETTE[k % len(PALETTE)])
+            self._figs.append(fig)
+            self._srcs.append(src)
+        self._draw()
+
+    @param.depends("sample", "zoom_ms", watch=True)
+    def _draw(self) -> None:
+        sr = int(self.r["sample_rate"])
+        n = max(2, int(self.zoom_ms * sr / 1000))
+        for k, (src, player) in enumerate(zip(self._srcs, self.players, strict=True)):
+            x = self.r["samples"][self.sample, k]
+            src.data = {"t": (np.arange(min(n, len(x))) * 1000 / sr).tolist(), "y": x[:n].tolist()}
+            player.object = playable(x)
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        cells = [pn.Column(pn.pane.Bokeh(f, sizing_mode="stretch_width"), p, sizing_mode="stretch_width")
+                 for f, p in zip(self._figs, self.players, strict=True)]  # fmt: skip
+        return pn.Column(
+            pn.pane.Markdown(_provenance(self.study) + f" Drawn at sigma {self.r['sigma']:g}."),
+            pn.Row(
+                pn.widgets.IntSlider.from_param(self.param.sample, name="Draw"),
+                pn.widgets.FloatInput.from_param(self.param.zoom_ms, name="Milliseconds drawn"),
+            ),
+            pn.GridBox(*cells, ncols=2, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )
+
+
+class ClipView(pn.viewable.Viewer):
+    """Your clip: which parts does each prior find unlikely? Waveform, likelihood strip, playhead."""
+
+    toy_source = param.Selector(default=toy.SOURCES[0], objects=[*toy.SOURCES, "mix"], doc="Toy clip to score.")
+    seed = param.Integer(default=0, bounds=(0, None), doc="Seed of the toy clip.")
+    seconds = param.Number(default=1.0, bounds=(0.1, 10.0), doc="Length of the toy clip.")
+    sigma = param.Number(default=0.01, bounds=(1e-4, 2.0), doc="Noise level the priors score at.")
+    playhead = param.Number(default=0.0, doc="Seconds: where playback is (follows the player).")
+    message = param.String(default="", doc="The last notice or error (read-only).")
+
+    def __init__(self, priors: PriorSet, **params) -> None:
+        params.setdefault("sigma", priors.default_sigma)
+        super().__init__(**params)
+        self.priors = priors
+        self.label = ""
+        self.audio = torch.zeros(0)
+        self.loglik: torch.Tensor | None = None
+        self.player = pn.pane.Audio(None, sample_rate=priors.sample_rate, name="clip")
+        self.player.param.watch(lambda e: setattr(self, "playhead", float(e.new or 0.0)), "time")
+        self.upload = pn.widgets.FileInput(accept=".wav,.flac,.ogg,.aiff,.aif", multiple=False)
+        self.upload.param.watch(self._on_upload, "value")
+        self._wave_src = ColumnDataSource({"t": [], "lo": [], "hi": []})
+        self._wave = new_figure("Clip", "seconds", "amplitude", 160)
+        self._wave.varea("t", "lo", "hi", source=self._wave_src, color="#555555")
+        names = list(priors.names)
+        self._strip_src = ColumnDataSource({"image": [], "x": [], "dw": []})
+        self._mapper = LinearColorMapper(palette=Viridis256, low=-5, high=3)
+        self._strip = new_figure("Log-likelihood under each prior", "seconds", "prior", 60 + 40 * len(names),
+                                 y_range=list(reversed(names)), x_range=self._wave.x_range)  # fmt: skip
+        self._strip.image(image="image", x="x", y=0, dw="dw", dh=len(names), source=self._strip_src,
+                          color_mapper=self._mapper)  # fmt: skip
+        self._strip.add_layout(ColorBar(color_mapper=self._mapper, title="nats/sample"), "right")
+        self._heads = [Span(location=0, dimension="height", line_color="#ff7f0e", line_width=2) for _ in range(2)]
+        self._wave.add_layout(self._heads[0])
+        self._strip.add_layout(self._heads[1])
+        self._means = pn.pane.Markdown()
+        self._toy_clip()
+
+    @param.depends("toy_source", "seed", "seconds", watch=True)
+    def _toy_clip(self) -> None:
+        length = max(1, int(self.seconds * self.priors.sample_rate))
+        clips = toy.toy_batch(1, length, torch.Generator().manual_seed(self.seed), self.priors.sample_rate)[0]
+        x = toy.mix(clips) if self.toy_source == "mix" else clips[toy.SOURCES.index(self.toy_source)]
+        self.set_clip(x, f"toy {self.toy_source}, seed {self.seed}")
+
+    def _on_upload(self, event) -> None:
+        if not event.new:
+            return
+        name = self.upload.filename or "upload"
+        try:
+            audio = load_audio_bytes(event.new, name, self.priors.sample_rate)
+        except AudioError as err:
+            self.message = f"upload refused: {err}"
+            return
+        self.set_clip(audio.samples, name)
+        self.message = "; ".join(audio.notes) or f"loaded {name}"
+
+    def set_clip(self, x: torch.Tensor, label: str) -> None:
+        self.audio, self.label = x.float(), label
+        self.player.object = playable(x)
+        self.playhead = 0.0
+        self._score()
+
+    @param.depends("sigma", watch=True)
+    def _score(self) -> None:
+        sr = self.priors.sample_rate
+        self._wave_src.data = wave_data(self.audio, sr)
+        self._wave.title.text = self.label
+        if not self.priors.has_likelihood:
+            self.loglik = None
+            self._strip_src.data = {"image": [], "x": [], "dw": []}
+            self._means.object = "Score priors give no likelihood: load flow priors to see the strips."
+            return
+        self.loglik = self.priors.cross_log_prob(self.audio[None], self.sigma)[0]  # [priors, T]
+        T = self.loglik.shape[1]
+        bins = min(_STRIP_BINS, T)
+        binned = F.adaptive_avg_pool1d(self.loglik[None].double(), bins)[0].numpy()  # [priors, bins]
+        lo, hi = np.quantile(binned, 0.05), binned.max()
+        self._mapper.low, self._mapper.high = float(lo), float(max(hi, lo + 1e-6))
+        self._strip_src.data = {"image": [binned[::-1].copy()], "x": [0.0], "dw": [T / sr]}
+        means = self.loglik.mean(dim=1)
+        best = int(means.argmax())
+        self._means.object = "Mean nats/sample: " + ", ".join(
+            f"**{n} {float(v):.3f}**" if k == best else f"{n} {float(v):.3f}"
+            for k, (n, v) in enumerate(zip(self.priors.names, means, strict=True))
+        )
+
+    @param.depends("playhead", watch=True)
+    def _move_playhead(self) -> None:
+        for span in self._heads:
+            span.location = self.playhead
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        controls = pn.Column(
+            "#### A toy clip",
+            pn.widgets.Select.from_param(self.param.toy_source, name="Source"),
+            pn.widgets.IntInput.from_param(self.param.seed, name="Seed"),
+            pn.widgets.FloatInput.from_param(self.param.seconds, name="Seconds"),
+            "#### Or your own (WAV, FLAC, OGG; up to 10 s)",
+            self.upload,
+            pn.widgets.FloatInput.from_param(self.param.sigma, name="Sigma (noise level)"),
+            pn.pane.Str(self.param.message),
+            width=300,
+        )
+        return pn.Row(
+            controls,
+            pn.Column(
+                self.player,
+                pn.pane.Bokeh(self._wave, sizing_mode="stretch_width"),
+                pn.pane.Bokeh(self._strip, sizing_mode="stretch_width"),
+                self._means,
+                sizing_mode="stretch_width",
+            ),
+            sizing_mode="stretch_width",
+        )
+
+
+class PriorsExplorer(pn.viewable.Viewer):
+    """The whole app: one tab per study (or a note saying how to make it) and "Your clip"."""
+
+    def __init__(self, priors: PriorSet, studies: dict[str, dict[str, Any]], problems: list[str] = ()) -> None:
+        super().__init__()
+        self.priors, self.studies = priors, studies
+        self.cross = CrossView(priors, studies["cross"]) if "cross" in studies else None
+        self.noise = NoiseView(studies["noise"]) if "noise" in studies else None
+        self.probes = ProbeView(studies["probes"]) if "probes" in studies else None
+        self.samples = SamplesView(studies["samples"]) if "samples" in studies else None
+        self.clip = ClipView(priors)
+        self.problems = list(problems)
+        mismatch = [n for n, s in studies.items() if list(s["priors"]["sources"]) != list(priors.names)]
+        if mismatch:
+            self.problems.append(f"results of {', '.join(mismatch)} are for other sources than the loaded priors")
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        tabs = pn.Tabs(
+            ("Cross-likelihood", self.cross or _missing("cross")),
+            ("Noise conditioning", self.noise or _missing("noise")),
+            ("Probes", self.probes or _missing("probes")),
+            ("Samples", self.samples or _missing("samples")),
+            ("Your clip", self.clip),
+            dynamic=False,
+            sizing_mode="stretch_width",
+        )
+        notes = [pn.pane.Alert(p, alert_type="warning") for p in self.problems]
+        return pn.Column(*notes, tabs, sizing_mode="stretch_width")
+
+
+__all__ = ["ClipView", "CrossView", "NoiseView", "PriorsExplorer", "ProbeView", "SamplesView", "load_studies"]

@@ -1,0 +1,114 @@
+"""The priors app's components, driven through their params (no browser)."""
+
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from explorer.priors_view import (
+    ClipView,
+    CrossView,
+    NoiseView,
+    PriorsExplorer,
+    ProbeView,
+    SamplesView,
+    load_studies,
+)
+from sepmodels.studies import describe_priors, run_study, save_study, study_clips
+
+
+@pytest.fixture(scope="module")
+def studies(tiny_priors, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("studies")
+    for name, options in [("cross", {}), ("probes", {}), ("samples", {}),
+                          ("noise", {"base_steps": 1, "finetune_steps": 1, "batch_size": 2})]:  # fmt: skip
+        results, data = run_study(name, tiny_priors, n=2, seconds=0.02, **options)
+        save_study(folder / f"{name}.pt", name, results, describe_priors(tiny_priors), data)
+    loaded, problems = load_studies(folder)
+    assert problems == [] and sorted(loaded) == ["cross", "noise", "probes", "samples"]
+    return loaded
+
+
+def test_cross_view_shows_the_study_and_opens_a_cell(tiny_priors, studies):
+    view = CrossView(tiny_priors, studies["cross"])
+    values = studies["cross"]["results"]["values"]
+    torch.testing.assert_close(view.values(), values[0].mean(dim=-1))
+    labels = view._src.data["label"]
+    assert len(labels) == 16 and labels[0] == f"{float(values[0, 0, 0].mean()):.3g}"
+    view.param.update(level=view.sigmas[2], statistic="median")
+    torch.testing.assert_close(view.values(), values[2].median(dim=-1).values)
+    view.select("saw", "triangle")
+    d = studies["cross"]["data"]
+    torch.testing.assert_close(view.clip_audio(), study_clips(d["n"], d["length"], view.sigmas[2])[0, 2])
+    assert "saw clip 0 under the triangle prior" in view.summary
+    assert view._player.object is not None and len(view._strip_src.data["y"]) > 0
+    # The mean in the summary is the study's number for that clip (same clip, same noise, same prior).
+    mean = float(view.summary.split(": ")[1].split(" nats")[0])
+    assert mean == pytest.approx(float(values[2, 2, 3, 0]), abs=1e-3)
+
+
+def test_a_tap_on_a_cell_selects_it(tiny_priors, studies):
+    view = CrossView(tiny_priors, studies["cross"])
+    index = view._src.data["row"].index("square")
+    index += view._src.data["col"][index:].index("sin")
+    view._src.selected.indices = [index]
+    assert (view.source, view.prior) == ("square", "sin")
+
+
+def test_noise_view_draws_both_families(studies):
+    view = NoiseView(studies["noise"])
+    names = view.curve_names()
+    assert [n[1] for n in names].count(True) == 5 and names[0][0].startswith("plain")
+    assert len(view._curve_srcs) == len(names) == 11
+    curves = view.curves()
+    assert curves.shape == (11, 7)
+    view.source = "saw"
+    own = studies["noise"]["results"]["conditional"]["own"][:, :, 2]
+    torch.testing.assert_close(view.curves()[6:], own)
+    view.level = 3
+    assert "0.316" in view._heat_b[0].title.text and "fine-tuned at 0.316" in view._heat_a[0].title.text
+
+
+def test_probe_and_samples_views(studies):
+    probes = ProbeView(studies["probes"])
+    table = probes.table()
+    assert table.shape == (10, 4) and table.index[1] == "input 1, prior at sigma 0.01"
+    probes.conditioning = 4
+    assert "1" in probes._fig.title.text and len(probes._srcs[0].data["y"]) == 7
+    samples = SamplesView(studies["samples"])
+    samples.sample = 1
+    x = studies["samples"]["results"]["samples"][1, 0]
+    np.testing.assert_allclose(samples._srcs[0].data["y"][:5], x[:5].numpy(), rtol=1e-6)
+    assert all(p.object is not None for p in samples.players)
+
+
+def test_clip_view_scores_toy_clips_and_uploads(tiny_priors):
+    view = ClipView(tiny_priors, seconds=0.2)
+    assert view.loglik.shape == (4, int(0.2 * tiny_priors.sample_rate))
+    assert view._strip_src.data["image"][0].shape[0] == 4
+    view.toy_source = "mix"
+    assert view.label == "toy mix, seed 0"
+    buf = io.BytesIO()
+    sf.write(buf, 0.3 * np.sin(np.arange(2000) / 5.0), tiny_priors.sample_rate, format="WAV")
+    view.upload.filename = "tone.wav"
+    view.upload.value = buf.getvalue()
+    assert view.label == "tone.wav" and view.loglik.shape == (4, 2000)
+    view.player.time = 0.05  # playback moves: the playhead follows
+    assert view.playhead == pytest.approx(0.05) and view._heads[0].location == pytest.approx(0.05)
+
+
+def test_clip_view_refuses_bad_uploads_in_one_line(tiny_priors):
+    view = ClipView(tiny_priors, seconds=0.2)
+    view.upload.filename = "noise.wav"
+    view.upload.value = b"RIFF....not audio"
+    assert view.message.startswith("upload refused") and "\n" not in view.message
+    assert view.label.startswith("toy")  # the previous clip stays
+
+
+def test_whole_app_builds_with_and_without_results(tiny_priors, studies):
+    full = PriorsExplorer(tiny_priors, studies).__panel__()
+    assert len(full.objects[-1]) == 5
+    empty = PriorsExplorer(tiny_priors, {}).__panel__()
+    assert "sepmodels study cross" in empty.objects[-1][0].object
