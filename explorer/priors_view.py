@@ -247,8 +247,8 @@ class NoiseView(pn.viewable.Viewer):
                               line_dash="dashed" if dashed else "solid")  # fmt: skip
             self._curves.scatter("x", "y", source=src, color=color, size=5)
             self._curve_srcs.append(src)
-        self._curves.legend.location = "bottom_left"
         self._curves.legend.click_policy = "hide"
+        self._curves.add_layout(self._curves.legend[0], "right")  # beside the plot, not over the curves
         self._heat_b = _heatmap("Noise-conditional prior", r["sources"], r["priors"], 260)
         self._heat_a = _heatmap("Fine-tuned flows", r["sources"], r["priors"], 260) if "finetuned" in r else None
         self._draw()
@@ -314,7 +314,7 @@ class ProbeView(pn.viewable.Viewer):
             src = ColumnDataSource({"x": [], "y": []})
             self._fig.line("x", "y", source=src, color=PALETTE[k % len(PALETTE)], line_width=2, legend_label=name)
             self._srcs.append(src)
-        self._fig.legend.location = "bottom_left"
+        self._fig.add_layout(self._fig.legend[0], "right")
         self._table = pn.pane.DataFrame(self.table(), sizing_mode="stretch_width")
         self._draw()
 
