@@ -175,6 +175,7 @@ class CrossView(pn.viewable.Viewer):
         if new:
             data = self._src.data
             self.select(data["row"][new[0]], data["col"][new[0]])
+            self._player.paused = False  # a click means "let me hear it"
 
     def clip_audio(self) -> torch.Tensor:
         """The selected test clip, exactly as the study scored it: ``[T]``."""

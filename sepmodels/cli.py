@@ -141,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=100,
         help="noise study: steps of each fine-tune; 0 skips the fine-tuned side (default: 100)",
     )
+    st.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
     st.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
 
@@ -384,7 +385,9 @@ def _cmd_study(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {args.out} is a file, not a folder")
     if args.finetune_steps < 0:
         raise UsageError(f"--finetune-steps must be 0 or more, got {args.finetune_steps}")
-    priors = PriorSet.load(args.priors)
+    from sepmodels.train import pick_device
+
+    priors = PriorSet.load(args.priors, device=pick_device(args.device))
     names = STUDIES if args.study == "all" else (args.study,)
     say = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -214,7 +214,8 @@ def noise_study(
     own, crosses, labels = [], [], []
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         log(f"noise study (a): training the plain flow at sigma {base_sigma:g} for {base_steps} steps")
-        model = Trainer(Path(tmp) / "base", plain, base_cfg, progress=progress).run()
+        device = str(priors.device)
+        model = Trainer(Path(tmp) / "base", plain, base_cfg, device=device, progress=progress).run()
         own.append(own_likelihood(model, None, test_noise, n, length, seed))
         crosses.append(cross(model, base_sigma))
         labels.append(f"plain, sigma {base_sigma:g}")
@@ -222,7 +223,9 @@ def noise_study(
             log(f"noise study (a): fine-tuning at sigma {level:g} for {finetune_steps} steps")
             cfg = replace(base_cfg, steps=finetune_steps, sigma_min=level, sigma_max=max(1.0, level),
                           lr=base_cfg.lr * 0.5, seed=seed + 1 + i)  # fmt: skip
-            model = Trainer(Path(tmp) / f"level{i}", plain, cfg, progress=progress, init=model).run()
+            model = Trainer(
+                Path(tmp) / f"level{i}", plain, cfg, device=device, progress=progress, init=model
+            ).run()
             own.append(own_likelihood(model, None, test_noise, n, length, seed))
             crosses.append(cross(model, level))
             labels.append(f"fine-tuned at {level:g}")

@@ -362,10 +362,7 @@ class FlowPrior(nn.Module):
         """Draw ``n`` clips ``[n, G, length]`` from every prior (at noise level ``sigma``)."""
         self.check_length(length)
         p = next(self.parameters())
-        z = (
-            torch.randn(
-                n, self.groups, self.hop, length // self.hop, generator=generator, device=p.device, dtype=p.dtype
-            )
-            * temperature
-        )
+        # Drawn on the CPU, where a seeded generator lives, then moved: the same seed gives the same draw anywhere.
+        z = torch.randn(n, self.groups, self.hop, length // self.hop, generator=generator, dtype=p.dtype)
+        z = z.to(p.device) * temperature
         return self.inverse(z, sigma)
