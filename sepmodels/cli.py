@@ -58,6 +58,7 @@ def _positive_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     from sepmodels.nn.flows import PRESETS
     from sepmodels.nn.score import SCORE_PRESETS
+    from sepmodels.nn.vae import VAE_PRESETS
 
     parser = _Parser(prog="sepmodels", description="Deep generative priors for audio source separation.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -65,9 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a set of flow priors (one per source)")
     t.add_argument("--data", choices=["toy"], default="toy", help="training data (default: toy)")
     t.add_argument("--out", required=True, type=Path, help="folder for priors.pt and train_log.csv")
-    model_help = "flow priors (likelihood) or score priors (denoising score matching; default: flow)"
-    t.add_argument("--model", choices=["flow", "score"], default="flow", help=model_help)
-    configs = sorted({*PRESETS, *SCORE_PRESETS})
+    model_help = (
+        "flow priors (likelihood), score priors (denoising score matching) or a VAE posterior trained on mixes "
+        "against frozen flow priors (--priors); default: flow"
+    )
+    t.add_argument("--model", choices=["flow", "score", "vae"], default="flow", help=model_help)
+    t.add_argument("--priors", type=Path, help="--model vae: the frozen flow priors (default: the shipped ones)")
+    configs = sorted({*PRESETS, *SCORE_PRESETS, *VAE_PRESETS})
     t.add_argument("--config", choices=configs, default="default", help="model size (default: default)")
     t.add_argument("--steps", type=_positive_int, help="total optimiser steps (default: 3000)")
     t.add_argument("--batch-size", type=_positive_int, help="clips per step (default: 16)")
@@ -151,7 +156,15 @@ def _sampler_arguments(p: argparse.ArgumentParser) -> None:
 
     d = LangevinConfig()
     p.add_argument("--priors", type=Path, help="priors checkpoint (default: the shipped toy priors)")
-    p.add_argument("--method", choices=METHODS, default=d.method, help=f"sampler (default: {d.method})")
+    p.add_argument(
+        "--method",
+        choices=[*METHODS, "vae"],
+        default=d.method,
+        help=f"Langevin sampler, or vae: the posterior means of --posterior (default: {d.method})",
+    )
+    p.add_argument(
+        "--posterior", type=Path, metavar="CKPT", help="--method vae: a VAE posterior (train --model vae)"
+    )
     p.add_argument(
         "--steps", type=_positive_int, default=d.steps, help=f"steps per noise level (default: {d.steps})"
     )
@@ -169,6 +182,8 @@ def _sampler_arguments(p: argparse.ArgumentParser) -> None:
 def _sampler_config(args: argparse.Namespace):
     from sepmodels.inference.langevin import LangevinConfig
 
+    if args.method == "vae":
+        return None
     try:
         return LangevinConfig(
             method=args.method,
@@ -209,50 +224,76 @@ def _cmd_separate(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} is a file, not a folder")
     config = _sampler_config(args)
-    priors = PriorSet.load(args.priors, device=pick_device(args.device))
-    audio = load_audio(args.mix, priors.sample_rate)
-    for note in audio.notes:
-        print(f"note: {note}", file=sys.stderr)
-    T = audio.samples.shape[0]
-    padded = F.pad(audio.samples, (0, priors.model.valid_length(T) - T)).to(priors.device)
-    last = run(padded, priors, len(priors), config, progress=not args.quiet)
-    estimates = last.sources[:, :T].cpu()
+    if config is None:
+        demixer = _demixer(args)
+        audio = load_audio(args.mix, demixer.sample_rate)
+        for note in audio.notes:
+            print(f"note: {note}", file=sys.stderr)
+        estimates = demixer.separate(audio.samples).cpu()
+        names, sample_rate, how = demixer.names, demixer.sample_rate, "VAE posterior means"
+    else:
+        priors = PriorSet.load(args.priors, device=pick_device(args.device))
+        audio = load_audio(args.mix, priors.sample_rate)
+        for note in audio.notes:
+            print(f"note: {note}", file=sys.stderr)
+        T = audio.samples.shape[0]
+        padded = F.pad(audio.samples, (0, priors.model.valid_length(T) - T)).to(priors.device)
+        last = run(padded, priors, len(priors), config, progress=not args.quiet)
+        estimates = last.sources[:, :T].cpu()
+        names, sample_rate = priors.names, priors.sample_rate
+        how = f"{config.method}, {config.total_steps} steps, final mix error {last.mix_error:.2e}"
     # All files or none: write into a temporary folder beside --out, then move them in.
     args.out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{args.out.name}.", dir=args.out.parent))
     try:
-        for name, est in zip(priors.names, estimates, strict=True):
-            save_audio(staging / f"{name}.wav", est, priors.sample_rate)
+        for name, est in zip(names, estimates, strict=True):
+            save_audio(staging / f"{name}.wav", est, sample_rate)
         args.out.mkdir(parents=True, exist_ok=True)
-        for name in priors.names:
+        for name in names:
             os.replace(staging / f"{name}.wav", args.out / f"{name}.wav")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    print(
-        f"wrote {', '.join(f'{n}.wav' for n in priors.names)} to {args.out} "
-        f"({config.method}, {config.total_steps} steps, final mix error {last.mix_error:.2e})"
-    )
+    print(f"wrote {', '.join(f'{n}.wav' for n in names)} to {args.out} ({how})")
     return 0
+
+
+def _demixer(args: argparse.Namespace):
+    from sepmodels.inference.posterior import Demixer
+    from sepmodels.train import pick_device
+
+    if args.posterior is None:
+        raise UsageError("--method vae needs --posterior CKPT (a VAE posterior written by train --model vae)")
+    return Demixer.load(args.posterior, device=pick_device(args.device))
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from sepmodels.data import toy
     from sepmodels.priors import PriorSet
-    from sepmodels.studies import toy_separation
+    from sepmodels.studies import toy_separation, toy_vae_separation
     from sepmodels.train import pick_device
 
     config = _sampler_config(args)
-    priors = PriorSet.load(args.priors, device=pick_device(args.device))
-    if priors.names != toy.SOURCES:
+    if config is None:
+        model = _demixer(args)
+        length = model.encoder.valid_length(int(args.seconds * model.sample_rate))
+    else:
+        model = PriorSet.load(args.priors, device=pick_device(args.device))
+        length = model.model.valid_length(int(args.seconds * model.sample_rate))
+    if model.names != toy.SOURCES:
         raise UsageError(
-            f"--data toy needs priors for {', '.join(toy.SOURCES)}; these are {', '.join(priors.names)}"
+            f"--data toy needs models of {', '.join(toy.SOURCES)}; these are {', '.join(model.names)}"
         )
-    length = priors.model.valid_length(int(args.seconds * priors.sample_rate))
-    result = toy_separation(priors, config, args.n, length, seed=args.seed, progress=not args.quiet)
+    if config is None:
+        result = toy_vae_separation(model, args.n, length, seed=args.seed)
+    else:
+        result = toy_separation(model, config, args.n, length, seed=args.seed, progress=not args.quiet)
+    priors = model
     sdr, floor = result.separated, result.mix  # [n, N]
+    steps = 0 if config is None else config.total_steps
+    method = "vae" if config is None else config.method
     report = {
-        "method": config.method,
-        "steps": config.total_steps,
+        "method": method,
+        "steps": steps,
         "mixes": args.n,
         "seconds": length / priors.sample_rate,
         "si_sdr": {n: float(v) for n, v in zip(priors.names, sdr.mean(0), strict=True)},
@@ -263,10 +304,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(
-            f"SI-SDR in dB, mean over {args.n} toy mixes of {report['seconds']:.2f} s "
-            f"({config.method}, {config.total_steps} steps)"
-        )
+        print(f"SI-SDR in dB, mean over {args.n} toy mixes of {report['seconds']:.2f} s ({method}, {steps} steps)")
         print(f"{'source':<10}{'separated':>11}{'mix itself':>12}")
         for n in priors.names:
             print(f"{n:<10}{report['si_sdr'][n]:>11.2f}{report['mix_si_sdr'][n]:>12.2f}")
@@ -279,6 +317,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from sepmodels.nn.flows import FlowConfig
     from sepmodels.nn.score import ScoreConfig
+    from sepmodels.nn.vae import VAEConfig
     from sepmodels.priors import PriorSet
     from sepmodels.train import TrainConfig, Trainer
 
@@ -299,7 +338,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise UsageError("--sigma-min must not exceed --sigma-max")
     train_cfg = replace(TrainConfig(), **overrides)
     try:
-        model_cfg = FlowConfig.preset(args.config) if args.model == "flow" else ScoreConfig.preset(args.config)
+        preset = {"flow": FlowConfig.preset, "score": ScoreConfig.preset, "vae": VAEConfig.preset}[args.model]
+        model_cfg = preset(args.config)
     except ValueError as err:
         raise UsageError(f"--config: {err} for --model {args.model}") from None
     if args.plain:
@@ -317,13 +357,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if init.kind != args.model:
             raise UsageError(f"--init {args.init} holds {init.kind} priors; pass --model {init.kind}")
         model_cfg = init.model.config
+    frozen = None
+    if args.model == "vae":
+        frozen = PriorSet.load(args.priors)
+        if not frozen.has_likelihood:
+            raise UsageError(f"--priors {args.priors} holds score priors; a VAE needs flow priors (a likelihood)")
+    elif args.priors is not None:
+        raise UsageError("--priors is for --model vae (the priors it is trained against); use --init to fine-tune")
     trainer = Trainer(
         args.out, model_cfg, train_cfg, resume=args.resume, device=args.device, progress=not args.quiet,
-        init=init,
+        init=init, priors=frozen,
     )  # fmt: skip
     trainer.run()
     if trainer.dist.main:
-        print(f"trained {trainer.step} steps; priors written to {trainer.ckpt_path}")
+        what = "VAE posterior" if args.model == "vae" else "priors"
+        print(f"trained {trainer.step} steps; {what} written to {trainer.ckpt_path}")
     return 0
 
 

@@ -135,6 +135,17 @@ def toy_separation(priors: PriorSet, config: LangevinConfig, n: int, length: int
     return ToySeparation(torch.stack(separated), torch.stack(floor))
 
 
+def toy_vae_separation(demixer: Any, n: int, length: int, seed: int = 0) -> ToySeparation:
+    """Separate ``n`` fresh toy mixes with a VAE posterior's means (a :class:`Demixer`)."""
+    truths = toy.toy_test_set(n, length, seed=seed)
+    separated, floor = [], []
+    for truth in truths:
+        mixture = toy.mix(truth)
+        separated.append(si_sdr(demixer.separate(mixture).cpu(), truth))
+        floor.append(si_sdr(mixture.expand_as(truth), truth))
+    return ToySeparation(torch.stack(separated), torch.stack(floor))
+
+
 # -- the studies ------------------------------------------------------------------------------------------------
 def _need_likelihood(priors: PriorSet, study: str) -> None:
     if not priors.has_likelihood:

@@ -28,8 +28,10 @@ from tqdm.auto import tqdm
 
 from sepmodels.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from sepmodels.data import toy
+from sepmodels.inference.posterior import Demixer, elbo
 from sepmodels.nn.flows import FlowConfig, FlowPrior
 from sepmodels.nn.score import ScoreConfig, ScoreNet
+from sepmodels.nn.vae import VAEConfig, VAEEncoder
 from sepmodels.priors import NoiseLadder, PriorSet
 
 log = logging.getLogger(__name__)
@@ -133,6 +135,7 @@ class Trainer:
         device: torch device; CUDA when present if None.
         progress: show a tqdm bar.
         init: priors to start from (fine-tuning); their model must have the same class and config.
+        priors: for a :class:`VAEConfig` (a VAE posterior), the frozen flow priors its ELBO uses.
     """
 
     def __init__(
@@ -144,6 +147,7 @@ class Trainer:
         device: str | None = None,
         progress: bool = True,
         init: PriorSet | None = None,
+        priors: PriorSet | None = None,
     ) -> None:
         self.out = Path(out_dir)
         self.ckpt_path = self.out / CHECKPOINT
@@ -158,12 +162,23 @@ class Trainer:
         if ckpt is not None:
             saved = TrainConfig(**ckpt["meta"]["train_config"])
             train_config = replace(saved, steps=max(train_config.steps, saved.steps))
-            config_class = ScoreConfig if ckpt["class"] == ScoreNet.__name__ else FlowConfig
+            config_class = {ScoreNet.__name__: ScoreConfig, VAEEncoder.__name__: VAEConfig}.get(
+                ckpt["class"], FlowConfig
+            )
             model_config = config_class(**ckpt["config"])
         self.cfg, self.model_config = train_config, model_config
         self.is_flow = isinstance(model_config, FlowConfig)
+        self.is_vae = isinstance(model_config, VAEConfig)
+        self.frozen: PriorSet | None = None
+        if self.is_vae:
+            if priors is None or not priors.has_likelihood:
+                raise TrainingError("a VAE posterior is trained against flow priors: pass them (--priors)")
+            if tuple(priors.names) != toy.SOURCES:
+                raise TrainingError(f"the priors are for {priors.names}, the toy data has {toy.SOURCES}")
+            self.frozen = priors.to(self.device)
+            self.frozen.model.eval().requires_grad_(False)
         torch.manual_seed(train_config.seed)
-        model_class = FlowPrior if self.is_flow else ScoreNet
+        model_class = FlowPrior if self.is_flow else VAEEncoder if self.is_vae else ScoreNet
         self.model = model_class(len(toy.SOURCES), model_config).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train_config.lr)
         # Each rank reads its own stream; rank 0's is the single-process stream.
@@ -204,15 +219,20 @@ class Trainer:
             ) from None
         self.step = int(ckpt["meta"]["step"])
 
-    def priors(self) -> PriorSet:
+    def priors(self) -> PriorSet | Demixer:
+        """What is being trained, with its metadata: priors, or a VAE posterior (a :class:`Demixer`)."""
+        objective = "maximum likelihood" if self.is_flow else "ELBO" if self.is_vae else "denoising score matching"
         meta = {
             "step": self.step,
             "train_config": asdict(self.cfg),
             "world_size": self.dist.world,
             "saved": datetime.now(UTC).isoformat(timespec="seconds"),
             "data": "toy",
-            "objective": "maximum likelihood" if self.is_flow else "denoising score matching",
+            "objective": objective,
         }
+        if self.is_vae:
+            meta["priors"] = dict(self.frozen.meta, sources=list(self.frozen.names), kind=self.frozen.kind)
+            return Demixer(self.model, toy.SOURCES, toy.SAMPLE_RATE, meta)
         return PriorSet(self.model, toy.SOURCES, toy.SAMPLE_RATE, self.cfg.ladder, meta)
 
     def save(self) -> None:
@@ -246,6 +266,9 @@ class Trainer:
         if self.is_flow:
             z, logdet = model(noisy, sigma)
             return nll(z, logdet)
+        if self.is_vae:  # mixes only: the sources never reach the loss
+            mixture = toy.mix(clean)
+            return elbo(model, self.frozen, mixture, generator=self.noise_gen, config=self.model_config).loss
         return dsm_loss(model(noisy, sigma), noise)
 
     def run(self) -> PriorSet:
@@ -284,8 +307,9 @@ class Trainer:
                 bar.update(1)
                 if self.step % self.cfg.log_every == 0 or self.step == self.cfg.steps:
                     value = loss.item()
-                    # A flow's loss is minus its log-likelihood; a score network's has no such reading.
-                    nats = f"{-value:.6f}" if self.is_flow else ""
+                    # A flow's loss is minus its log-likelihood, a VAE's minus its ELBO; a score network's has
+                    # no such reading.
+                    nats = f"{-value:.6f}" if self.is_flow or self.is_vae else ""
                     bar.set_postfix(loss=f"{value:.3f}", nats_per_sample=nats[:6] or "-", lr=f"{lr:.1e}")
                     if writer is not None:
                         writer.writerow(
