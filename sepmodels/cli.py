@@ -56,6 +56,7 @@ def _positive_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from sepmodels.nn.ar import AR_PRESETS
     from sepmodels.nn.flows import PRESETS
     from sepmodels.nn.score import SCORE_PRESETS
     from sepmodels.nn.vae import VAE_PRESETS
@@ -67,12 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", choices=["toy"], default="toy", help="training data (default: toy)")
     t.add_argument("--out", required=True, type=Path, help="folder for priors.pt and train_log.csv")
     model_help = (
-        "flow priors (likelihood), score priors (denoising score matching) or a VAE posterior trained on mixes "
-        "against frozen flow priors (--priors); default: flow"
+        "flow priors (likelihood), autoregressive WaveNet priors (likelihood), score priors (denoising score "
+        "matching) or a VAE posterior trained on mixes against frozen flow priors (--priors); default: flow"
     )
-    t.add_argument("--model", choices=["flow", "score", "vae"], default="flow", help=model_help)
+    t.add_argument("--model", choices=["flow", "ar", "score", "vae"], default="flow", help=model_help)
     t.add_argument("--priors", type=Path, help="--model vae: the frozen flow priors (default: the shipped ones)")
-    configs = sorted({*PRESETS, *SCORE_PRESETS, *VAE_PRESETS})
+    configs = sorted({*PRESETS, *SCORE_PRESETS, *VAE_PRESETS, *AR_PRESETS})
     t.add_argument("--config", choices=configs, default="default", help="model size (default: default)")
     t.add_argument("--steps", type=_positive_int, help="total optimiser steps (default: 3000)")
     t.add_argument("--batch-size", type=_positive_int, help="clips per step (default: 16)")
@@ -315,6 +316,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from sepmodels.nn.ar import ARConfig
     from sepmodels.nn.flows import FlowConfig
     from sepmodels.nn.score import ScoreConfig
     from sepmodels.nn.vae import VAEConfig
@@ -338,7 +340,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise UsageError("--sigma-min must not exceed --sigma-max")
     train_cfg = replace(TrainConfig(), **overrides)
     try:
-        preset = {"flow": FlowConfig.preset, "score": ScoreConfig.preset, "vae": VAEConfig.preset}[args.model]
+        presets = {"flow": FlowConfig, "score": ScoreConfig, "vae": VAEConfig, "ar": ARConfig}
+        preset = presets[args.model].preset
         model_cfg = preset(args.config)
     except ValueError as err:
         raise UsageError(f"--config: {err} for --model {args.model}") from None

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from sepmodels.checkpoint import CheckpointError, default_priors_path, load_checkpoint, save_checkpoint
+from sepmodels.nn.ar import ARConfig, ARPrior
 from sepmodels.nn.flows import FlowConfig, FlowPrior
 from sepmodels.nn.score import ScoreConfig, ScoreNet
 
@@ -60,7 +61,8 @@ class NoiseLadder:
 
 
 class PriorSet:
-    """N named source priors sharing one grouped model: a :class:`FlowPrior` or a :class:`ScoreNet`.
+    """N named source priors sharing one grouped model: a :class:`FlowPrior`, an :class:`ARPrior` or a
+    :class:`ScoreNet`.
 
     A flow gives the exact log-density map and its score; a score network gives the score only (from one
     forward pass), so ``log_prob`` and ``cross_log_prob`` need a flow (``has_likelihood``).
@@ -75,7 +77,7 @@ class PriorSet:
 
     def __init__(
         self,
-        model: FlowPrior | ScoreNet,
+        model: FlowPrior | ARPrior | ScoreNet,
         names: tuple[str, ...],
         sample_rate: int,
         ladder: NoiseLadder,
@@ -102,11 +104,14 @@ class PriorSet:
     @property
     def has_likelihood(self) -> bool:
         """Whether these priors give log-densities (flows) or only their gradient (score networks)."""
-        return isinstance(self.model, FlowPrior)
+        return isinstance(self.model, FlowPrior | ARPrior)
 
     @property
     def kind(self) -> str:
-        return "flow" if self.has_likelihood else "score"
+        """``flow``, ``ar`` (autoregressive) or ``score``."""
+        return (
+            "flow" if isinstance(self.model, FlowPrior) else "ar" if isinstance(self.model, ARPrior) else "score"
+        )
 
     @property
     def noise_conditional(self) -> bool:
@@ -127,7 +132,7 @@ class PriorSet:
     # -- the Prior contract ------------------------------------------------------------------------------
     def log_prob(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
         """Per-sample log-density of each source under its own prior: ``[B, N, T] -> [B, N, T]``, nats."""
-        if not isinstance(self.model, FlowPrior):
+        if not self.has_likelihood:
             raise TypeError("score priors give no likelihood; load flow priors for log_prob")
         return self.model.log_prob(x, self._sigma(sigma))
 
@@ -142,7 +147,7 @@ class PriorSet:
 
         A score network gives ``(None, score)`` from one forward pass.
         """
-        if not isinstance(self.model, FlowPrior):
+        if not self.has_likelihood:
             with torch.no_grad():
                 return None, self.model.score(x, self._sigma(sigma))
         with torch.enable_grad():
@@ -163,7 +168,7 @@ class PriorSet:
         A flow inverts its latent; a score network runs annealed Langevin dynamics from noise down to
         ``sigma`` (20 steps per level of the ladder, BASIS's step rule).
         """
-        if isinstance(self.model, FlowPrior):
+        if self.has_likelihood:  # a flow inverts its latent; an autoregressive prior draws sample by sample
             return self.model.sample(n, length, self._sigma(sigma), generator=generator)
         return self._langevin_sample(n, length, self._sigma(sigma), generator)
 
@@ -198,7 +203,7 @@ class PriorSet:
             return self.log_prob(x.to(self.device), sigma)[..., :T].cpu()
 
     def _sigma(self, sigma: torch.Tensor | float | None) -> torch.Tensor | float | None:
-        if isinstance(self.model, FlowPrior) and not self.model.config.noise_conditional:
+        if self.has_likelihood and not self.model.config.noise_conditional:
             return None
         return self.default_sigma if sigma is None else sigma
 
@@ -221,7 +226,8 @@ class PriorSet:
     @classmethod
     def from_checkpoint(cls, ckpt: dict[str, Any], where: str = "checkpoint") -> PriorSet:
         """Build a set from a loaded checkpoint dict; ``where`` names it in error messages."""
-        kinds = {FlowPrior.__name__: (FlowPrior, FlowConfig), ScoreNet.__name__: (ScoreNet, ScoreConfig)}
+        kinds = {FlowPrior.__name__: (FlowPrior, FlowConfig), ScoreNet.__name__: (ScoreNet, ScoreConfig),
+                 ARPrior.__name__: (ARPrior, ARConfig)}  # fmt: skip
         if ckpt.get("class") not in kinds:
             raise CheckpointError(f"{where} holds a {ckpt.get('class')!r}, not a set of flow or score priors")
         model_class, config_class = kinds[ckpt["class"]]

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from sepmodels.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from sepmodels.data import toy
 from sepmodels.inference.posterior import Demixer, elbo
+from sepmodels.nn.ar import ARConfig, ARPrior
 from sepmodels.nn.flows import FlowConfig, FlowPrior
 from sepmodels.nn.score import ScoreConfig, ScoreNet
 from sepmodels.nn.vae import VAEConfig, VAEEncoder
@@ -162,13 +163,16 @@ class Trainer:
         if ckpt is not None:
             saved = TrainConfig(**ckpt["meta"]["train_config"])
             train_config = replace(saved, steps=max(train_config.steps, saved.steps))
-            config_class = {ScoreNet.__name__: ScoreConfig, VAEEncoder.__name__: VAEConfig}.get(
-                ckpt["class"], FlowConfig
-            )
+            config_class = {
+                ScoreNet.__name__: ScoreConfig,
+                VAEEncoder.__name__: VAEConfig,
+                ARPrior.__name__: ARConfig,
+            }.get(ckpt["class"], FlowConfig)
             model_config = config_class(**ckpt["config"])
         self.cfg, self.model_config = train_config, model_config
         self.is_flow = isinstance(model_config, FlowConfig)
         self.is_vae = isinstance(model_config, VAEConfig)
+        self.is_ar = isinstance(model_config, ARConfig)
         self.frozen: PriorSet | None = None
         if self.is_vae:
             if priors is None or not priors.has_likelihood:
@@ -178,7 +182,9 @@ class Trainer:
             self.frozen = priors.to(self.device)
             self.frozen.model.eval().requires_grad_(False)
         torch.manual_seed(train_config.seed)
-        model_class = FlowPrior if self.is_flow else VAEEncoder if self.is_vae else ScoreNet
+        model_class = {FlowConfig: FlowPrior, VAEConfig: VAEEncoder, ARConfig: ARPrior}.get(
+            type(model_config), ScoreNet
+        )
         self.model = model_class(len(toy.SOURCES), model_config).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train_config.lr)
         # Each rank reads its own stream; rank 0's is the single-process stream.
@@ -221,7 +227,13 @@ class Trainer:
 
     def priors(self) -> PriorSet | Demixer:
         """What is being trained, with its metadata: priors, or a VAE posterior (a :class:`Demixer`)."""
-        objective = "maximum likelihood" if self.is_flow else "ELBO" if self.is_vae else "denoising score matching"
+        objective = (
+            "maximum likelihood"
+            if self.is_flow or self.is_ar
+            else "ELBO"
+            if self.is_vae
+            else "denoising score matching"
+        )
         meta = {
             "step": self.step,
             "train_config": asdict(self.cfg),
@@ -266,6 +278,8 @@ class Trainer:
         if self.is_flow:
             z, logdet = model(noisy, sigma)
             return nll(z, logdet)
+        if self.is_ar:  # nats per sample of the binned density; the same gradient as the bins' cross-entropy
+            return -model(noisy).mean()
         if self.is_vae:  # mixes only: the sources never reach the loss
             mixture = toy.mix(clean)
             return elbo(model, self.frozen, mixture, generator=self.noise_gen, config=self.model_config).loss
@@ -309,7 +323,7 @@ class Trainer:
                     value = loss.item()
                     # A flow's loss is minus its log-likelihood, a VAE's minus its ELBO; a score network's has
                     # no such reading.
-                    nats = f"{-value:.6f}" if self.is_flow or self.is_vae else ""
+                    nats = f"{-value:.6f}" if self.is_flow or self.is_vae or self.is_ar else ""
                     bar.set_postfix(loss=f"{value:.3f}", nats_per_sample=nats[:6] or "-", lr=f"{lr:.1e}")
                     if writer is not None:
                         writer.writerow(
