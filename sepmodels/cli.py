@@ -164,7 +164,7 @@ def _sampler_arguments(p: argparse.ArgumentParser) -> None:
         help=f"Langevin sampler, or vae: the posterior means of --posterior (default: {d.method})",
     )
     p.add_argument(
-        "--posterior", type=Path, metavar="CKPT", help="--method vae: a VAE posterior (train --model vae)"
+        "--posterior", type=Path, metavar="CKPT", help="--method vae: a VAE posterior (train --model vae; default: the shipped one)"
     )
     p.add_argument(
         "--steps", type=_positive_int, default=d.steps, help=f"steps per noise level (default: {d.steps})"
@@ -262,9 +262,9 @@ def _demixer(args: argparse.Namespace):
     from sepmodels.inference.posterior import Demixer
     from sepmodels.train import pick_device
 
-    if args.posterior is None:
-        raise UsageError("--method vae needs --posterior CKPT (a VAE posterior written by train --model vae)")
-    return Demixer.load(args.posterior, device=pick_device(args.device))
+    from sepmodels.inference.posterior import default_posterior_path
+
+    return Demixer.load(args.posterior or default_posterior_path(), device=pick_device(args.device))
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:

@@ -153,6 +153,7 @@ def test_cli_trains_separates_and_evaluates_with_the_vae(tiny_priors_path, tmp_p
     assert main(["evaluate", "--method", "vae", "--posterior", str(out / "priors.pt"), "--n", "1",
                  "--seconds", "0.01", "--json"]) == 0  # fmt: skip
     assert '"method": "vae"' in capsys.readouterr().out
-    assert main(["separate", str(mix), "--method", "vae", "--out", str(sep)]) == 1
-    assert "needs --posterior" in capsys.readouterr().err
+    missing = str(tmp_path / "missing.pt")
+    assert main(["separate", str(mix), "--method", "vae", "--posterior", missing, "--out", str(sep)]) == 1
+    assert "no such checkpoint" in capsys.readouterr().err
     assert main(["train", "--model", "score", "--priors", tiny_priors_path, "--out", str(tmp_path / "x")]) == 1

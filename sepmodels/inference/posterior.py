@@ -18,8 +18,16 @@ from typing import Any
 
 import torch
 
-from sepmodels.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from sepmodels.checkpoint import CheckpointError, default_priors_path, load_checkpoint, save_checkpoint
 from sepmodels.nn.vae import VAEConfig, VAEEncoder
+
+
+DEFAULT_POSTERIOR = "toy_vae.pt"
+
+
+def default_posterior_path():
+    """The VAE posterior shipped beside the default priors (trained against them)."""
+    return default_priors_path().parent / DEFAULT_POSTERIOR
 
 
 @dataclass
