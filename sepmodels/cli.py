@@ -164,7 +164,10 @@ def _sampler_arguments(p: argparse.ArgumentParser) -> None:
         help=f"Langevin sampler, or vae: the posterior means of --posterior (default: {d.method})",
     )
     p.add_argument(
-        "--posterior", type=Path, metavar="CKPT", help="--method vae: a VAE posterior (train --model vae; default: the shipped one)"
+        "--posterior",
+        type=Path,
+        metavar="CKPT",
+        help="--method vae: a VAE posterior (train --model vae; default: the shipped one)",
     )
     p.add_argument(
         "--steps", type=_positive_int, default=d.steps, help=f"steps per noise level (default: {d.steps})"
@@ -259,10 +262,8 @@ def _cmd_separate(args: argparse.Namespace) -> int:
 
 
 def _demixer(args: argparse.Namespace):
-    from sepmodels.inference.posterior import Demixer
+    from sepmodels.inference.posterior import Demixer, default_posterior_path
     from sepmodels.train import pick_device
-
-    from sepmodels.inference.posterior import default_posterior_path
 
     return Demixer.load(args.posterior or default_posterior_path(), device=pick_device(args.device))
 

@@ -21,7 +21,6 @@ import torch
 from sepmodels.checkpoint import CheckpointError, default_priors_path, load_checkpoint, save_checkpoint
 from sepmodels.nn.vae import VAEConfig, VAEEncoder
 
-
 DEFAULT_POSTERIOR = "toy_vae.pt"
 
 
