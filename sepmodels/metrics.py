@@ -3,6 +3,9 @@
 SI-SDR (Le Roux et al., 2019): the estimate is projected on the reference, and the ratio of the projection's
 energy to the rest is reported in dB. Invariant to the estimate's scale, so it does not matter that a
 mean-mix convention scales sources by 1/N.
+
+BSS-Eval SDR (Vincent et al., 2006, in its museval v4 form, the figure musdb18 results are quoted in): the
+median over one-second windows, per source.
 """
 
 from __future__ import annotations
@@ -25,3 +28,20 @@ def si_sdr(estimate: torch.Tensor, reference: torch.Tensor, eps: float = 1e-12) 
     target = alpha * ref
     residual = est - target
     return 10 * torch.log10(((target * target).sum(-1) + eps) / ((residual * residual).sum(-1) + eps))
+
+
+def bss_sdr(estimates: torch.Tensor, references: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """museval's BSS-Eval v4 SDR of ``[N, T]`` estimates against ``[N, T]`` references: ``[N]`` dB, the median
+    over one-second windows (windows where a reference is silent do not count; all silent gives nan)."""
+    import museval  # heavy; only needed here
+    import numpy as np
+
+    if estimates.shape != references.shape or estimates.dim() != 2:
+        raise ValueError(
+            f"need two [N, T] tensors of one shape, got {tuple(estimates.shape)}, {tuple(references.shape)}"
+        )
+    ref = references.detach().cpu().double().numpy()[..., None]
+    est = estimates.detach().cpu().double().numpy()[..., None]
+    sdr, _isr, _sir, _sar = museval.evaluate(ref, est, win=sample_rate, hop=sample_rate)
+    with np.errstate(all="ignore"):
+        return torch.as_tensor(np.nanmedian(np.where(np.isfinite(sdr), sdr, np.nan), axis=1))

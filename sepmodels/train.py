@@ -61,6 +61,9 @@ class TrainConfig:
     sigma_min: float = 0.01  # also the minimum noise of every training clip
     levels: int = 10
     seed: int = 0
+    data: str = "toy"  # or "musdb"
+    root: str | None = None  # the musdb folder
+    mono: str = "left"  # musdb: the left channel (the thesis) or the mean
     checkpoint_every: int = 250
     log_every: int = 10
 
@@ -70,6 +73,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.data not in ("toy", "musdb"):
+            raise ValueError(f"data must be 'toy' or 'musdb', got {self.data!r}")
+        if self.data == "musdb" and not self.root:
+            raise ValueError("musdb training needs the dataset's root folder")
 
     @property
     def ladder(self) -> NoiseLadder:
@@ -170,6 +177,13 @@ class Trainer:
             }.get(ckpt["class"], FlowConfig)
             model_config = config_class(**ckpt["config"])
         self.cfg, self.model_config = train_config, model_config
+        self.dataset = None
+        self.names, self.sample_rate = toy.SOURCES, toy.SAMPLE_RATE
+        if train_config.data == "musdb":
+            from sepmodels.data import musdb
+
+            self.dataset = musdb.MusdbData(musdb.MusdbConfig(train_config.root, mono=train_config.mono), "train")
+            self.names, self.sample_rate = musdb.SOURCES, musdb.SAMPLE_RATE
         self.is_flow = isinstance(model_config, FlowConfig)
         self.is_vae = isinstance(model_config, VAEConfig)
         self.is_ar = isinstance(model_config, ARConfig)
@@ -177,15 +191,17 @@ class Trainer:
         if self.is_vae:
             if priors is None or not priors.has_likelihood:
                 raise TrainingError("a VAE posterior is trained against flow priors: pass them (--priors)")
-            if tuple(priors.names) != toy.SOURCES:
-                raise TrainingError(f"the priors are for {priors.names}, the toy data has {toy.SOURCES}")
+            if tuple(priors.names) != self.names:
+                raise TrainingError(
+                    f"the priors are for {priors.names}, the {train_config.data} data has {self.names}"
+                )
             self.frozen = priors.to(self.device)
             self.frozen.model.eval().requires_grad_(False)
         torch.manual_seed(train_config.seed)
         model_class = {FlowConfig: FlowPrior, VAEConfig: VAEEncoder, ARConfig: ARPrior}.get(
             type(model_config), ScoreNet
         )
-        self.model = model_class(len(toy.SOURCES), model_config).to(self.device)
+        self.model = model_class(len(self.names), model_config).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train_config.lr)
         # Each rank reads its own stream; rank 0's is the single-process stream.
         self.data_gen = torch.Generator().manual_seed(train_config.seed + 7919 * self.dist.rank)
@@ -239,13 +255,13 @@ class Trainer:
             "train_config": asdict(self.cfg),
             "world_size": self.dist.world,
             "saved": datetime.now(UTC).isoformat(timespec="seconds"),
-            "data": "toy",
+            "data": self.cfg.data,
             "objective": objective,
         }
         if self.is_vae:
             meta["priors"] = dict(self.frozen.meta, sources=list(self.frozen.names), kind=self.frozen.kind)
-            return Demixer(self.model, toy.SOURCES, toy.SAMPLE_RATE, meta)
-        return PriorSet(self.model, toy.SOURCES, toy.SAMPLE_RATE, self.cfg.ladder, meta)
+            return Demixer(self.model, self.names, self.sample_rate, meta)
+        return PriorSet(self.model, self.names, self.sample_rate, self.cfg.ladder, meta)
 
     def save(self) -> None:
         """Write the checkpoint (rank 0); every rank's generator states go in it, so each resumes its own."""
@@ -264,7 +280,10 @@ class Trainer:
     # -- one step ------------------------------------------------------------------------------------------
     def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Clean clips ``[B, N, T]``, their noise levels ``[B]`` and unit noise ``[B, N, T]``, on the device."""
-        clean = toy.toy_batch(self.cfg.batch_size, self.cfg.length, self.data_gen)
+        if self.dataset is not None:
+            clean = self.dataset.batch(self.cfg.batch_size, self.cfg.length, self.data_gen)
+        else:
+            clean = toy.toy_batch(self.cfg.batch_size, self.cfg.length, self.data_gen)
         sigma = draw_sigma(self.cfg.batch_size, self.cfg.ladder, self.noise_gen)
         noise = torch.randn(clean.shape, generator=self.noise_gen)
         if not getattr(self.model_config, "noise_conditional", True):

@@ -1,0 +1,215 @@
+"""Realistic multi-instrument stems without internet: random but musical MIDI parts rendered by FluidSynth.
+
+Each track draws a tempo, a key, a mode and a four-chord progression, then writes four parts in musdb18's
+stem names: ``drums`` (kick, snare, hi-hats, an occasional fill), ``bass`` (chord roots and fifths),
+``other`` (chords on a keyboard, guitar or strings) and ``vocals`` (a lead melody on a voice-like
+instrument, in phrases with rests). Every part goes through FluidSynth with a General-MIDI soundfont into the
+musdb18-HQ layout that :mod:`sepmodels.data.musdb` reads::
+
+    OUT/train/track_000/{mixture,drums,bass,other,vocals}.wav   (44.1 kHz stereo; mixture = sum of stems)
+    OUT/test/track_004/...
+
+Everything is seeded: the same seed gives the same MIDI, and FluidSynth renders it the same way.
+
+Needs Debian's ``fluidsynth`` and a soundfont: ``apt-get install fluidsynth timgm6mb-soundfont`` (6 MB) or
+``fluid-soundfont-gm`` (140 MB, better sounding).
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import mido
+import numpy as np
+import soundfile as sf
+
+from sepmodels.fileio import atomic_path
+
+STEMS = ("drums", "bass", "other", "vocals")
+RATE = 44_100
+SOUNDFONTS = (
+    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+    "/usr/share/sounds/sf2/TimGM6mb.sf2",
+    "/usr/share/sounds/sf2/default-GM.sf2",
+)
+APT_HINT = "apt-get install fluidsynth timgm6mb-soundfont"
+_TICKS = 480  # per beat
+_MAJOR, _MINOR = (0, 2, 4, 5, 7, 9, 11), (0, 2, 3, 5, 7, 8, 10)
+_PROGRESSIONS = ((0, 4, 5, 3), (0, 5, 3, 4), (0, 3, 4, 4), (5, 3, 0, 4), (0, 3, 0, 4))  # scale degrees
+_OTHER = (0, 4, 5, 16, 24, 25, 48, 49)  # pianos, organ, guitars, strings (General MIDI programs)
+_VOICES = (52, 53, 54, 85)  # choir aahs, voice oohs, synth voice, lead (voice)
+
+
+class StemsError(RuntimeError):
+    """Stems cannot be made here (no FluidSynth, no soundfont, a render failed); one line for the user."""
+
+
+def find_soundfont(path: str | Path | None = None) -> Path:
+    """The soundfont to use: ``path``, else the first General-MIDI soundfont Debian installs."""
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise StemsError(f"soundfont {p} does not exist")
+        return p
+    for candidate in SOUNDFONTS:
+        if Path(candidate).is_file():
+            return Path(candidate)
+    raise StemsError(f"no General-MIDI soundfont found in /usr/share/sounds/sf2; install one: {APT_HINT}")
+
+
+def fluidsynth_path() -> str:
+    exe = shutil.which("fluidsynth")
+    if exe is None:
+        raise StemsError(f"FluidSynth is not installed; install it: {APT_HINT}")
+    return exe
+
+
+class _Part:
+    """One instrument's notes as (start beat, length in beats, pitch, velocity)."""
+
+    def __init__(self, program: int, drums: bool = False) -> None:
+        self.program, self.drums = program, drums
+        self.notes: list[tuple[float, float, int, int]] = []
+
+    def add(self, start: float, length: float, pitch: int, velocity: int) -> None:
+        self.notes.append((start, length, int(pitch), int(max(1, min(127, velocity)))))
+
+    def midi(self, bpm: float) -> mido.MidiFile:
+        channel = 9 if self.drums else 0
+        events = []
+        for start, length, pitch, velocity in self.notes:
+            events.append((round(start * _TICKS), 1, pitch, velocity))
+            events.append((round((start + length) * _TICKS), 0, pitch, 0))
+        events.sort(key=lambda e: (e[0], e[1]))  # note-offs before note-ons at the same tick
+        track = mido.MidiTrack()
+        track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0))
+        if not self.drums:
+            track.append(mido.Message("program_change", program=self.program, channel=channel, time=0))
+        now = 0
+        for tick, on, pitch, velocity in events:
+            kind = "note_on" if on else "note_off"
+            track.append(mido.Message(kind, note=pitch, velocity=velocity, channel=channel, time=tick - now))
+            now = tick
+        song = mido.MidiFile(ticks_per_beat=_TICKS)
+        song.tracks.append(track)
+        return song
+
+
+def compose(seed: int, seconds: float) -> tuple[float, dict[str, _Part]]:
+    """Tempo and the four parts of one track, long enough to cover ``seconds``."""
+    rng = random.Random(seed)
+    bpm = rng.uniform(80, 140)
+    root = 40 + rng.randrange(12)  # E2 .. D#3, the bass's octave
+    scale = rng.choice((_MAJOR, _MINOR))
+    progression = rng.choice(_PROGRESSIONS)
+    bars = int(seconds * bpm / 60 / 4) + 2
+
+    def degree(d: int, octave: int = 0) -> int:
+        return root + 12 * (octave + d // 7) + scale[d % 7]
+
+    drums, bass = _Part(0, drums=True), _Part(rng.choice((33, 34, 38)))
+    other, vocals = _Part(rng.choice(_OTHER)), _Part(rng.choice(_VOICES))
+    swing = rng.random() < 0.3
+    for bar in range(bars):
+        t0 = 4.0 * bar
+        chord = progression[bar % 4]
+        fill = bar % 4 == 3 and rng.random() < 0.5
+        for beat in range(4):  # drums: kick on 1 and 3, snare on 2 and 4, eighth hi-hats
+            if beat in (0, 2) or (beat == 3 and rng.random() < 0.2):
+                drums.add(t0 + beat, 0.25, 36, rng.randint(95, 120))
+            if beat in (1, 3):
+                drums.add(t0 + beat, 0.25, 38, rng.randint(90, 115))
+            for half in (0.0, 0.5):
+                if not (fill and beat >= 2):
+                    off = 0.08 if swing and half else 0.0
+                    drums.add(t0 + beat + half + off, 0.2, 46 if rng.random() < 0.1 else 42, rng.randint(55, 85))
+        if fill:
+            for k in range(8):
+                drums.add(t0 + 2 + k * 0.25, 0.2, rng.choice((45, 47, 48, 38)), rng.randint(80, 115))
+        for beat in range(4):  # bass: roots, a fifth now and then, eighth pickups
+            pitch = degree(chord) + (7 if beat == 2 and rng.random() < 0.4 else 0)
+            bass.add(t0 + beat, 0.9, pitch, rng.randint(85, 105))
+            if rng.random() < 0.25:
+                bass.add(t0 + beat + 0.5, 0.45, degree(chord), rng.randint(70, 90))
+        pattern = rng.choice(("whole", "halves", "quarters"))  # other: the chord, voiced around middle C
+        step = {"whole": 4.0, "halves": 2.0, "quarters": 1.0}[pattern]
+        for k in range(int(4 / step)):
+            for third in (0, 2, 4):
+                other.add(t0 + k * step, step * 0.95, degree(chord + third, octave=2), rng.randint(60, 80))
+    beat, end = 0.0, 4.0 * bars  # vocals: phrases of scale steps around the chord tones, with rests
+    pitch = 4 + rng.randrange(5)
+    while beat < end:
+        if rng.random() < 0.2:
+            beat += rng.choice((1.0, 2.0))
+            continue
+        length = rng.choice((0.5, 0.5, 1.0, 1.0, 1.5, 2.0))
+        pitch = max(0, min(13, pitch + rng.choice((-2, -1, -1, 0, 1, 1, 2))))
+        vocals.add(beat, length * 0.95, degree(pitch, octave=2), rng.randint(75, 100))
+        beat += length
+    return bpm, {"drums": drums, "bass": bass, "other": other, "vocals": vocals}
+
+
+def render(part: _Part, bpm: float, seconds: float, soundfont: Path, workdir: Path) -> np.ndarray:
+    """One part through FluidSynth: ``[frames, 2]`` float32 at 44.1 kHz, exactly ``seconds`` long."""
+    mid, wav = workdir / "part.mid", workdir / "part.wav"
+    part.midi(bpm).save(str(mid))
+    cmd = [fluidsynth_path(), "-ni", "-q", "-g", "0.6", "-R", "0", "-C", "0", "-r", str(RATE),
+           "-T", "wav", "-F", str(wav), str(soundfont), str(mid)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0 or not wav.exists():
+        raise StemsError(f"FluidSynth failed ({done.returncode}): {(done.stderr or done.stdout).strip()[:200]}")
+    audio, rate = sf.read(wav, dtype="float32", always_2d=True)
+    if rate != RATE:
+        raise StemsError(f"FluidSynth wrote {rate} Hz, expected {RATE}")
+    frames = int(seconds * RATE)
+    audio = audio[:frames]
+    if audio.shape[0] < frames:
+        audio = np.pad(audio, ((0, frames - audio.shape[0]), (0, 0)))
+    return audio
+
+
+def make_stems(out: str | Path, tracks: int, seconds: float, seed: int = 0, test_fraction: float = 0.2,
+               soundfont: str | Path | None = None,
+               progress: Callable[[int, int], None] = lambda _i, _n: None) -> list[Path]:  # fmt: skip
+    """Write ``tracks`` tracks of ``seconds`` into ``out`` (musdb18-HQ layout); returns their folders.
+
+    The last ``round(tracks * test_fraction)`` tracks (at least one when ``tracks > 1``) go to ``test/``.
+    Each file is written atomically; a track folder appears only once all its files are complete.
+    """
+    if tracks < 1 or seconds <= 0:
+        raise ValueError(f"need at least one track of positive length, got {tracks} x {seconds} s")
+    font = find_soundfont(soundfont)
+    fluidsynth_path()
+    n_test = min(tracks - 1, max(1 if tracks > 1 else 0, round(tracks * test_fraction)))
+    out = Path(out)
+    folders = []
+    for i in range(tracks):
+        split = "test" if i >= tracks - n_test else "train"
+        folder = out / split / f"track_{i:03d}"
+        bpm, parts = compose(seed * 100_003 + i, seconds)
+        with tempfile.TemporaryDirectory() as tmp:
+            stems = {name: render(parts[name], bpm, seconds, font, Path(tmp)) for name in STEMS}
+            staging = Path(tmp) / "track"
+            staging.mkdir()
+            mixture = sum(stems.values())
+            peak = float(np.abs(mixture).max())
+            gain = 0.9 / peak if peak > 0.9 else 1.0  # keep the mixture unclipped; stems scale with it
+            for name, audio in (*stems.items(), ("mixture", mixture)):
+                sf.write(staging / f"{name}.wav", audio * gain, RATE, subtype="FLOAT")
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            if folder.exists():
+                shutil.rmtree(folder)
+            shutil.move(str(staging), folder)
+        folders.append(folder)
+        progress(i + 1, tracks)
+    with atomic_path(out / "README.txt") as tmp_readme:
+        tmp_readme.write_text(
+            f"{tracks} synthetic tracks of {seconds:g} s made by `sepmodels make-stems` (seed {seed}), {font}.\n"
+            "musdb18-HQ layout: <split>/<track>/{mixture,drums,bass,other,vocals}.wav, 44.1 kHz stereo.\n"
+        )
+    return folders
