@@ -216,14 +216,23 @@ def _sampler_config(args: argparse.Namespace):
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from sepmodels.checkpoint import load_checkpoint
+    from sepmodels.inference.posterior import Demixer
     from sepmodels.priors import PriorSet
 
     if args.out.is_dir():
         raise UsageError(f"{args.out} is a folder; give a file name ending in .pt")
-    priors = PriorSet.load(args.checkpoint)
-    priors.save(args.out)
+    ckpt = load_checkpoint(args.checkpoint)
+    if ckpt.get("class") == Demixer.CLASS:  # a VAE posterior
+        demixer = Demixer.from_checkpoint(ckpt, str(args.checkpoint))
+        demixer.save(args.out)
+        count = sum(p.numel() for p in demixer.encoder.parameters())
+        what = f"a VAE posterior for {', '.join(demixer.names)} ({count} parameters)"
+    else:
+        priors = PriorSet.from_checkpoint(ckpt, str(args.checkpoint))
+        priors.save(args.out)
+        what = f"{len(priors)} {priors.kind} priors ({priors.parameters_count()} parameters)"
     size = args.out.stat().st_size / 1e6
-    what = f"{len(priors)} {priors.kind} priors ({priors.parameters_count()} parameters)"
     print(f"wrote {what} to {args.out} ({size:.1f} MB)")
     return 0
 
