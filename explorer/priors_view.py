@@ -180,7 +180,7 @@ class CrossView(pn.viewable.Viewer):
     def clip_audio(self) -> torch.Tensor:
         """The selected test clip, exactly as the study scored it: ``[T]``."""
         d = self.study["data"]
-        clips = study_clips(int(d["n"]), int(d["length"]), self.level, int(d["seed"]))
+        clips = study_clips(int(d["n"]), int(d["length"]), self.level, int(d["seed"]), d)
         return clips[self.clip, self.sources.index(self.source)]
 
     @param.depends("source", "prior", "clip", "level", "smoothing", watch=True)

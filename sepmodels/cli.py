@@ -148,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--n", type=_positive_int, help="test clips per source (default: per study)")
     st.add_argument("--seconds", type=_positive_float, help="length of each clip or sample (default: per study)")
     st.add_argument("--seed", type=int, default=0, help="seed of the test clips (default: 0)")
+    st.add_argument("--data", choices=["toy", "musdb"], default="toy", help="test data (default: toy)")
+    st.add_argument("--root", type=Path, help="--data musdb: the musdb folder; clips come from its test split")
     st.add_argument(
         "--base-steps",
         type=_positive_int,
@@ -504,6 +506,13 @@ def _cmd_study(args: argparse.Namespace) -> int:
 
     priors = PriorSet.load(args.priors, device=pick_device(args.device))
     names = STUDIES if args.study == "all" else (args.study,)
+    data = None
+    if args.data == "musdb":
+        if args.root is None:
+            raise UsageError(
+                "--data musdb needs --root PATH (a musdb18 or musdb18-HQ folder, or make-stems output)"
+            )
+        data = {"name": "musdb", "root": str(args.root.resolve())}
     say = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
     args.out.mkdir(parents=True, exist_ok=True)
     for name in names:
@@ -512,9 +521,9 @@ def _cmd_study(args: argparse.Namespace) -> int:
         if name == "noise":
             options = {"base_steps": args.base_steps, "finetune_steps": args.finetune_steps,
                        "progress": not args.quiet, "log": say}  # fmt: skip
-        results, data = run_study(name, priors, args.n, args.seconds, args.seed, **options)
+        results, described = run_study(name, priors, args.n, args.seconds, args.seed, data=data, **options)
         path = args.out / f"{name}.pt"
-        save_study(path, name, results, describe_priors(priors, args.priors), data)
+        save_study(path, name, results, describe_priors(priors, args.priors), described)
         print(f"{name}: written to {path}")
     return 0
 

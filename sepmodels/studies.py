@@ -88,29 +88,59 @@ class CrossLikelihood:
         return "\n".join(rows)
 
 
-def study_clips(n: int, length: int, sigma: float, seed: int = 0) -> torch.Tensor:
-    """The noisy test clips the studies score, ``[n, 4, length]``: toy test clips plus ``sigma * eps``.
+def clean_clips(n: int, length: int, seed: int = 0, data: dict[str, Any] | None = None) -> torch.Tensor:
+    """Clean test clips ``[n, sources, length]``: toy test clips, or (``data={"name": "musdb", "root": ...}``)
+    aligned crops of the musdb test split."""
+    if data is None or data.get("name", "toy") == "toy":
+        return toy.toy_test_set(n, length, seed=seed)
+    if data["name"] == "musdb":
+        from sepmodels.data.musdb import MusdbConfig, MusdbData
 
-    The same ``(n, length, seed)`` gives the same clips and the same unit noise at every sigma, so an app
-    can rebuild exactly the clip behind a number of a results file.
+        return MusdbData(MusdbConfig(str(data["root"])), "test").aligned(n, length, seed)
+    raise ValueError(f"unknown data {data['name']!r}; expected toy or musdb")
+
+
+def data_sources(data: dict[str, Any] | None) -> tuple[str, ...]:
+    """The source names of a data description."""
+    if data is None or data.get("name", "toy") == "toy":
+        return toy.SOURCES
+    from sepmodels.data.musdb import SOURCES
+
+    return SOURCES
+
+
+def study_clips(
+    n: int, length: int, sigma: float, seed: int = 0, data: dict[str, Any] | None = None
+) -> torch.Tensor:
+    """The noisy test clips the studies score, ``[n, sources, length]``: test clips plus ``sigma * eps``.
+
+    The same ``(n, length, seed, data)`` gives the same clips and the same unit noise at every sigma, so an
+    app can rebuild exactly the clip behind a number of a results file.
     """
-    clean = toy.toy_test_set(n, length, seed=seed)
+    clean = clean_clips(n, length, seed, data)
     noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(seed + 1))
     return clean + sigma * noise
 
 
 def toy_cross_likelihood(
-    priors: PriorSet, n: int = 32, length: int = 4096, sigma: float | None = None, seed: int = 0, batch: int = 8
+    priors: PriorSet,
+    n: int = 32,
+    length: int = 4096,
+    sigma: float | None = None,
+    seed: int = 0,
+    batch: int = 8,
+    data: dict[str, Any] | None = None,
 ) -> CrossLikelihood:
-    """Score ``n`` fresh toy test clips of every source under every prior at ``sigma``."""
+    """Score ``n`` test clips of every source under every prior at ``sigma`` (toy clips unless ``data``)."""
     sigma = priors.default_sigma if sigma is None else sigma
-    noisy = study_clips(n, length, sigma, seed)
-    values = torch.empty(len(toy.SOURCES), len(priors), n)
-    for k in range(len(toy.SOURCES)):
+    noisy = study_clips(n, length, sigma, seed, data)
+    sources = data_sources(data)
+    values = torch.empty(len(sources), len(priors), n)
+    for k in range(len(sources)):
         for start in range(0, n, batch):
             clips = noisy[start : start + batch, k]
             values[k, :, start : start + batch] = priors.cross_log_prob(clips, sigma).mean(dim=2).T
-    return CrossLikelihood(toy.SOURCES, priors.names, values, float(sigma))
+    return CrossLikelihood(sources, priors.names, values, float(sigma))
 
 
 @dataclass(frozen=True)
@@ -165,7 +195,12 @@ def _need_likelihood(priors: PriorSet, study: str) -> None:
 
 
 def cross_study(
-    priors: PriorSet, sigmas: tuple[float, ...] | None = None, n: int = 16, length: int = 4096, seed: int = 0
+    priors: PriorSet,
+    sigmas: tuple[float, ...] | None = None,
+    n: int = 16,
+    length: int = 4096,
+    seed: int = 0,
+    data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Cross-likelihood at every noise level in ``sigmas`` (the priors' own level for plain flows).
 
@@ -175,18 +210,23 @@ def cross_study(
     _need_likelihood(priors, "cross")
     if sigmas is None:
         sigmas = NOISE_LEVELS if priors.noise_conditional else (priors.default_sigma,)
-    values = torch.stack([toy_cross_likelihood(priors, n, length, s, seed).values for s in sigmas])
-    return {"sigmas": [float(s) for s in sigmas], "sources": list(toy.SOURCES), "priors": list(priors.names),
-            "values": values}  # fmt: skip
+    values = torch.stack([toy_cross_likelihood(priors, n, length, s, seed, data=data).values for s in sigmas])
+    sources = list(data_sources(data))
+    return {
+        "sigmas": [float(s) for s in sigmas],
+        "sources": sources,
+        "priors": list(priors.names),
+        "values": values,
+    }
 
 
 def own_likelihood(priors: PriorSet, sigma: float | None, test_noise: tuple[float, ...], n: int, length: int,
-                   seed: int = 0) -> torch.Tensor:  # fmt: skip
+                   seed: int = 0, data: dict[str, Any] | None = None) -> torch.Tensor:  # fmt: skip
     """Mean log-likelihood of each source's test clips plus noise ``test_noise[j]`` under its own prior,
     the prior conditioned at ``sigma``: ``[len(test_noise), sources]``, nats per sample."""
     rows = []
     for s in test_noise:
-        x = study_clips(n, length, s, seed).to(priors.device)
+        x = study_clips(n, length, s, seed, data).to(priors.device)
         with torch.no_grad():
             rows.append(priors.log_prob(x, sigma).mean(dim=(0, 2)).cpu())
     return torch.stack(rows)
@@ -206,8 +246,10 @@ def noise_study(
     work_dir: str | os.PathLike[str] | None = None,
     progress: bool = False,
     log: Callable[[str], None] = lambda _msg: None,
+    data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Noise conditioning two ways, on the same test clips and levels.
+    """Noise conditioning two ways, on the same test clips and levels (toy data unless ``data``, whose
+    training split then trains the fine-tuned flows).
 
     (a) The thesis's: a plain flow of the priors' size is trained at (almost) no noise (``base_sigma``, a
     dequantisation) for ``base_steps``, then fine-tuned ``finetune_steps`` at each level, low to high, each
@@ -223,23 +265,28 @@ def noise_study(
     from sepmodels.train import TrainConfig, Trainer  # training is only needed here
 
     result: dict[str, Any] = {"levels": [float(v) for v in levels], "test_noise": [float(v) for v in test_noise],
-                              "sources": list(toy.SOURCES), "priors": list(priors.names)}  # fmt: skip
-    cross = lambda p, s: toy_cross_likelihood(p, n, length, s, seed).mean  # noqa: E731
+                              "sources": list(data_sources(data)), "priors": list(priors.names)}  # fmt: skip
+    cross = lambda p, s: toy_cross_likelihood(p, n, length, s, seed, data=data).mean  # noqa: E731
     log("noise study (b): the noise-conditional priors at each level")
     result["conditional"] = {
-        "own": torch.stack([own_likelihood(priors, s, test_noise, n, length, seed) for s in levels]),
+        "own": torch.stack([own_likelihood(priors, s, test_noise, n, length, seed, data) for s in levels]),
         "cross": torch.stack([cross(priors, s) for s in levels]),
     }
     if finetune_steps <= 0:
         return result
     plain = replace(priors.model.config, noise_conditional=False)
-    base_cfg = TrainConfig(steps=base_steps, batch_size=batch_size, sigma_min=base_sigma, seed=seed)
+    on = (
+        {"data": "toy"}
+        if data is None or data.get("name") == "toy"
+        else {"data": "musdb", "root": str(data["root"])}
+    )
+    base_cfg = TrainConfig(steps=base_steps, batch_size=batch_size, sigma_min=base_sigma, seed=seed, **on)
     own, crosses, labels = [], [], []
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         log(f"noise study (a): training the plain flow at sigma {base_sigma:g} for {base_steps} steps")
         device = str(priors.device)
         model = Trainer(Path(tmp) / "base", plain, base_cfg, device=device, progress=progress).run()
-        own.append(own_likelihood(model, None, test_noise, n, length, seed))
+        own.append(own_likelihood(model, None, test_noise, n, length, seed, data))
         crosses.append(cross(model, base_sigma))
         labels.append(f"plain, sigma {base_sigma:g}")
         for i, level in enumerate(levels):
@@ -249,7 +296,7 @@ def noise_study(
             model = Trainer(
                 Path(tmp) / f"level{i}", plain, cfg, device=device, progress=progress, init=model
             ).run()
-            own.append(own_likelihood(model, None, test_noise, n, length, seed))
+            own.append(own_likelihood(model, None, test_noise, n, length, seed, data))
             crosses.append(cross(model, level))
             labels.append(f"fine-tuned at {level:g}")
     result["finetuned"] = {"labels": labels, "own": torch.stack(own), "cross": torch.stack(crosses),
@@ -348,12 +395,20 @@ def load_study(path: str | os.PathLike[str]) -> dict[str, Any]:
     return study
 
 
-def run_study(name: str, priors: PriorSet, n: int | None = None, seconds: float | None = None, seed: int = 0,
-              **options: Any) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
-    """Run study ``name`` on toy test data; returns ``(results, data description)``."""
+def run_study(
+    name: str, priors: PriorSet, n: int | None = None, seconds: float | None = None, seed: int = 0,
+    data: dict[str, Any] | None = None, **options: Any,
+) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+    """Run study ``name`` on test data (toy, or ``data={"name": "musdb", "root": ...}``); returns ``(results,
+    data description)``."""
     study = {"cross": cross_study, "noise": noise_study, "probes": probe_study, "samples": sample_study}[name]
     kw = {k: v.default for k, v in inspect.signature(study).parameters.items() if v.default is not v.empty}
     kw.update(seed=seed, **options)
+    if data is not None and "data" in kw:
+        kw["data"] = data
+    if tuple(priors.names) != data_sources(data) and name != "samples":
+        raise StudyError(f"these priors are for {', '.join(priors.names)}; the test data has "
+                         f"{', '.join(data_sources(data))}")  # fmt: skip
     if n is not None:
         kw["n"] = n
     if seconds is not None and name == "samples":
@@ -362,6 +417,6 @@ def run_study(name: str, priors: PriorSet, n: int | None = None, seconds: float 
         kw["length"] = priors.valid_length(max(1, int(seconds * priors.sample_rate)))
     results = study(priors, **kw)
     length = kw.get("length") or priors.valid_length(int(kw["seconds"] * priors.sample_rate))
-    data = {"name": "toy", "split": "test", "seed": seed, "n": kw["n"], "length": length,
-            "sample_rate": priors.sample_rate}  # fmt: skip
-    return results, data
+    description = {"name": "toy", "split": "test"} if data is None else {"split": "test", **data}
+    description.update(seed=seed, n=kw["n"], length=length, sample_rate=priors.sample_rate)
+    return results, description

@@ -133,3 +133,28 @@ def test_make_stems_errors_are_one_line(tmp_path, capsys):
     assert "is a file" in capsys.readouterr().err
     assert main(["make-stems", "--out", str(tmp_path / "o"), "--soundfont", str(tmp_path / "none.sf2")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+@needs_musdb
+def test_studies_and_the_priors_app_take_musdb_priors(tmp_path, capsys):
+    from explorer.priors_view import CrossView
+    from sepmodels.priors import PriorSet
+    from sepmodels.studies import load_study
+
+    root = _write_hq(tmp_path / "musdb")
+    out = tmp_path / "priors"
+    assert main(["train", "--data", "musdb", "--root", str(root), "--config", "tiny", "--steps", "1",
+                 "--batch-size", "2", "--length", "256", "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    studies = tmp_path / "studies"
+    assert main(["study", "cross", "--data", "musdb", "--root", str(root), "--priors", str(out / "priors.pt"),
+                 "--n", "2", "--seconds", "0.1", "--out", str(studies), "--quiet"]) == 0  # fmt: skip
+    study = load_study(studies / "cross.pt")
+    assert study["results"]["sources"] == list(musdb.SOURCES) and study["data"]["name"] == "musdb"
+    view = CrossView(PriorSet.load(out / "priors.pt"), study)
+    view.select("bass", "vocals")
+    assert view.summary.startswith("bass clip 0 under the vocals prior")
+    toy_priors = tmp_path / "toy.pt"
+    PriorSet.load().save(toy_priors)
+    assert main(["study", "cross", "--data", "musdb", "--root", str(root), "--priors", str(toy_priors),
+                 "--out", str(studies)]) == 1  # fmt: skip
+    assert "the test data has drums" in capsys.readouterr().err
