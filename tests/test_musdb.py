@@ -158,3 +158,18 @@ def test_studies_and_the_priors_app_take_musdb_priors(tmp_path, capsys):
     assert main(["study", "cross", "--data", "musdb", "--root", str(root), "--priors", str(toy_priors),
                  "--out", str(studies)]) == 1  # fmt: skip
     assert "the test data has drums" in capsys.readouterr().err
+
+
+@needs_musdb
+def test_a_vae_posterior_trains_on_musdb_mixes(tmp_path, capsys):
+    root = _write_hq(tmp_path / "musdb")
+    priors, vae = tmp_path / "priors", tmp_path / "vae"
+    common = ["--data", "musdb", "--root", str(root), "--config", "tiny", "--steps", "1", "--batch-size", "2",
+              "--length", "256", "--quiet"]  # fmt: skip
+    assert main(["train", *common, "--out", str(priors)]) == 0
+    assert (
+        main(["train", "--model", "vae", "--priors", str(priors / "priors.pt"), *common, "--out", str(vae)]) == 0
+    )
+    assert main(["evaluate", "--data", "musdb", "--root", str(root), "--method", "vae", "--posterior",
+                 str(vae / "priors.pt"), "--n", "1", "--seconds", "1", "--json"]) == 0  # fmt: skip
+    assert '"method": "vae"' in capsys.readouterr().out
