@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="smallest training noise; the only one for --plain flows (default: 0.01)",
     )
     t.add_argument("--sigma-max", type=_positive_float, help="largest training noise (default: 1.0)")
+    t.add_argument("--precision", choices=["fp32", "bf16"], help="bf16: autocast the forward pass (default: fp32)")
+    t.add_argument("--compile", action="store_true", help="torch.compile the model (pays on a GPU, for long runs)")
     t.add_argument(
         "--init", type=Path, metavar="CKPT", help="fine-tune: start from these priors (same --model and --config)"
     )
@@ -381,6 +383,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "data": args.data,
         "root": None if args.root is None else str(args.root),
         "mono": args.mono,
+        "precision": args.precision,
+        "compile": args.compile or None,
         "checkpoint_every": args.checkpoint_every,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}

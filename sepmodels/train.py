@@ -64,6 +64,8 @@ class TrainConfig:
     data: str = "toy"  # or "musdb"
     root: str | None = None  # the musdb folder
     mono: str = "left"  # musdb: the left channel (the thesis) or the mean
+    precision: str = "fp32"  # or "bf16": the model's forward pass under autocast, the loss in fp32
+    compile: bool = False  # torch.compile the model (pays on a GPU for long runs; slow to start)
     checkpoint_every: int = 250
     log_every: int = 10
 
@@ -75,6 +77,8 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.data not in ("toy", "musdb"):
             raise ValueError(f"data must be 'toy' or 'musdb', got {self.data!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.data == "musdb" and not self.root:
             raise ValueError("musdb training needs the dataset's root folder")
 
@@ -164,6 +168,9 @@ class Trainer:
         if self.device.type == "cuda" and self.dist.world > 1:
             self.device = torch.device("cuda", self.dist.local_rank)
             torch.cuda.set_device(self.device)
+        if self.device.type == "cuda":  # TF32 matmuls and convolutions: free speed on Ampere and later
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
         self.progress = progress and self.dist.main
         self.step = 0
         ckpt = self._resume_state() if resume else None
@@ -293,10 +300,17 @@ class Trainer:
     def loss(self, model: torch.nn.Module) -> torch.Tensor:
         """One batch's loss: nats per sample for a flow, the noise's mean squared error for a score network."""
         clean, sigma, noise = self.batch()
+        bf16 = self.cfg.precision == "bf16"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = self._loss(model, clean, sigma, noise)
+        return loss.float()
+
+    def _loss(self, model: torch.nn.Module, clean: torch.Tensor, sigma: torch.Tensor,
+              noise: torch.Tensor) -> torch.Tensor:  # fmt: skip
         noisy = clean + sigma[:, None, None] * noise
         if self.is_flow:
             z, logdet = model(noisy, sigma)
-            return nll(z, logdet)
+            return nll(z.float(), logdet.float())
         if self.is_ar:  # nats per sample of the binned density; the same gradient as the bins' cross-entropy
             return -model(noisy).mean()
         if self.is_vae:  # mixes only: the sources never reach the loss
@@ -316,6 +330,8 @@ class Trainer:
             model = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
+        if self.cfg.compile:
+            model = torch.compile(model)
         writer, log_file = self._open_log()
         bar = tqdm(
             total=self.cfg.steps, initial=self.step, disable=not self.progress, unit="step", dynamic_ncols=True

@@ -132,3 +132,29 @@ def test_distributed_training_with_gloo_on_two_processes(tmp_path):
     result = subprocess.run(resumed, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert load_checkpoint(tmp_path / "priors.pt")["meta"]["step"] == 6
+
+
+def test_bf16_autocast_trains_with_a_float32_loss(tmp_path):
+    trainer = Trainer(tmp_path, TINY, replace(CFG, precision="bf16"), progress=False)
+    loss = trainer.loss(trainer.model)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    trainer.run()
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # autocast keeps fp32 weights
+
+
+def test_compiled_training_matches_eager(tmp_path):
+    from sepmodels.nn.score import ScoreConfig
+
+    tiny = ScoreConfig.preset("tiny")
+    cfg = replace(CFG, steps=2, checkpoint_every=2)
+    eager = Trainer(tmp_path / "eager", tiny, cfg, progress=False)
+    eager.run()
+    compiled = Trainer(tmp_path / "compiled", tiny, replace(cfg, compile=True), progress=False)
+    compiled.run()
+    for (name, a), b in zip(eager.model.state_dict().items(), compiled.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_bad_precision_is_refused():
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(precision="fp8")
