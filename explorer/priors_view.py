@@ -317,6 +317,7 @@ class ProbeView(pn.viewable.Viewer):
             self._srcs.append(src)
         self._fig.add_layout(self._fig.legend[0], "right")
         self._table = pn.pane.DataFrame(self.table(), sizing_mode="stretch_width")
+        self._noise_table = pn.pane.DataFrame(self.noise_table(), sizing_mode="stretch_width")
         self._draw()
 
     def table(self):
@@ -330,9 +331,18 @@ class ProbeView(pn.viewable.Viewer):
                 index.append(f"input {v:g}, prior at sigma {c:g}")
         return pd.DataFrame(rows, index=index, columns=self.r["priors"]).round(3)
 
+    def noise_table(self):
+        """Gaussian-noise inputs at the current conditioning: one row per noise sigma, one column per prior."""
+        import pandas as pd
+
+        rows = [[float(x) for x in v] for v in self.r["noise"][self.conditioning]]
+        index = [f"noise sigma {s:g}" for s in self.r["noise_sigmas"]]
+        return pd.DataFrame(rows, index=index, columns=self.r["priors"]).round(3)
+
     @param.depends("conditioning", watch=True)
     def _draw(self) -> None:
         c = self.r["conditionings"][self.conditioning]
+        self._noise_table.object = self.noise_table()
         for src, y in zip(self._srcs, self.r["noise"][self.conditioning].T, strict=True):
             src.data = {"x": list(self.r["noise_sigmas"]), "y": y.tolist()}
         self._fig.title.text = f"Gaussian noise under each prior (priors conditioned at sigma {c:g})"
@@ -343,6 +353,8 @@ class ProbeView(pn.viewable.Viewer):
             "#### Constant inputs (mean nats per sample over the whole clip)",
             self._table,
             pn.widgets.IntSlider.from_param(self.param.conditioning, name="Conditioning level (index)"),
+            "#### Gaussian noise inputs (nats per sample), priors at the chosen level",
+            self._noise_table,
             pn.pane.Bokeh(self._fig, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )

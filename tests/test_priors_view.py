@@ -77,6 +77,9 @@ def test_probe_and_samples_views(studies):
     assert table.shape == (10, 4) and table.index[1] == "input 1, prior at sigma 0.01"
     probes.conditioning = 4
     assert "1" in probes._fig.title.text and len(probes._srcs[0].data["y"]) == 7
+    noise = probes._noise_table.object
+    assert noise.shape == (7, 4)
+    assert noise.iloc[6, 2] == pytest.approx(float(studies["probes"]["results"]["noise"][4, 6, 2]), abs=1e-3)
     samples = SamplesView(studies["samples"])
     samples.sample = 1
     x = studies["samples"]["results"]["samples"][1, 0]
