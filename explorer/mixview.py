@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import holoviews as hv
 import holoviews.plotting.bokeh
 import panel as pn
@@ -134,10 +136,11 @@ def describe(priors: PriorSet) -> str:
     conditional = getattr(priors.model.config, "noise_conditional", True)
     kind = f"{'noise-conditional' if conditional else 'plain'} {priors.kind}"
     step = priors.meta.get("step", "?")
+    rf = priors.model.receptive_field()
+    field = "the whole clip" if math.isinf(rf) else f"{rf} samples ({rf / priors.sample_rate:.2f} s)"
     return (
         f"{len(priors)} {kind} priors ({', '.join(priors.names)}), "
-        f"{priors.parameters_count() / 1e6:.2f} M parameters, receptive field "
-        f"{priors.model.receptive_field()} samples ({priors.model.receptive_field() / priors.sample_rate:.2f} s), "
+        f"{priors.parameters_count() / 1e6:.2f} M parameters, receptive field {field}, "
         f"trained {step} steps; sample rate {priors.sample_rate} Hz; noise levels "
         f"{priors.ladder.sigma_max:g} to {priors.ladder.sigma_min:g}."
     )

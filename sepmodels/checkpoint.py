@@ -34,6 +34,19 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> No
         torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp)
 
 
+def safe_load(path: Path, error: type[Exception], what: str, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``, any failure raised as ``error`` with one line naming ``what``."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "Unsupported global" in str(err):
+            raise error(f"{path} is not a sepmodels {what} (it holds objects that are unsafe to load)") from None
+        raise error(f"{path} is not a readable {what} (not a torch.save file)") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise error(f"{path} is not a readable {what} ({first[:120]})") from None
+
+
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`; anything else raises :class:`CheckpointError`."""
     p = Path(path)
@@ -41,17 +54,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         raise CheckpointError(f"{p}: no such checkpoint")
     if p.is_dir():
         raise CheckpointError(f"{p} is a directory, not a checkpoint file")
-    try:
-        ckpt = torch.load(p, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        if "Unsupported global" in str(err):
-            raise CheckpointError(
-                f"{p} is not a sepmodels checkpoint (it holds objects that are unsafe to load)"
-            ) from None
-        raise CheckpointError(f"{p} is not a readable checkpoint (not a torch.save file)") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{p} is not a readable checkpoint ({first[:120]})") from None
+    ckpt = safe_load(p, CheckpointError, "checkpoint", map_location)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{p} is not a sepmodels checkpoint (no '{FORMAT}' header)")
     if ckpt.get("version") != VERSION:

@@ -326,7 +326,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         truths = toy.toy_test_set(args.n, length, seed=args.seed)
     result = separate_all(model, config, truths, progress=not args.quiet, bss=args.data == "musdb")
-    priors = model
     sdr, floor = result.separated, result.mix  # [n, N]
     steps = 0 if config is None else config.total_steps
     method = "vae" if config is None else config.method
@@ -334,16 +333,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         "method": method,
         "steps": steps,
         "mixes": args.n,
-        "seconds": length / priors.sample_rate,
-        "si_sdr": {n: float(v) for n, v in zip(priors.names, sdr.mean(0), strict=True)},
+        "seconds": length / model.sample_rate,
+        "si_sdr": {n: float(v) for n, v in zip(model.names, sdr.mean(0), strict=True)},
         "si_sdr_mean": float(sdr.mean()),
-        "mix_si_sdr": {n: float(v) for n, v in zip(priors.names, floor.mean(0), strict=True)},
+        "mix_si_sdr": {n: float(v) for n, v in zip(model.names, floor.mean(0), strict=True)},
         "mix_si_sdr_mean": float(floor.mean()),
     }
     if result.bss_separated is not None:
         nanmean = lambda x: x.nanmean(0)  # noqa: E731  (a silent stem in a clip gives nan)
-        report["sdr"] = {n: float(v) for n, v in zip(priors.names, nanmean(result.bss_separated), strict=True)}
-        report["mix_sdr"] = {n: float(v) for n, v in zip(priors.names, nanmean(result.bss_mix), strict=True)}
+        report["sdr"] = {n: float(v) for n, v in zip(model.names, nanmean(result.bss_separated), strict=True)}
+        report["mix_sdr"] = {n: float(v) for n, v in zip(model.names, nanmean(result.bss_mix), strict=True)}
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -353,7 +352,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         )
         bss = "sdr" in report
         print(f"{'source':<10}{'separated':>11}{'mix itself':>12}" + (f"{'SDR':>9}{'mix SDR':>9}" if bss else ""))
-        for n in priors.names:
+        for n in model.names:
             extra = f"{report['sdr'][n]:>9.2f}{report['mix_sdr'][n]:>9.2f}" if bss else ""
             print(f"{n:<10}{report['si_sdr'][n]:>11.2f}{report['mix_si_sdr'][n]:>12.2f}{extra}")
         print(f"{'mean':<10}{report['si_sdr_mean']:>11.2f}{report['mix_si_sdr_mean']:>12.2f}")

@@ -16,11 +16,10 @@ with ``weights_only=True`` and that the priors app reads:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
-import pickle
 import tempfile
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ from typing import Any
 
 import torch
 
+from sepmodels.checkpoint import safe_load
 from sepmodels.data import toy
 from sepmodels.fileio import atomic_path
 from sepmodels.inference.langevin import LangevinConfig, run
@@ -90,14 +90,20 @@ class CrossLikelihood:
 
 def clean_clips(n: int, length: int, seed: int = 0, data: dict[str, Any] | None = None) -> torch.Tensor:
     """Clean test clips ``[n, sources, length]``: toy test clips, or (``data={"name": "musdb", "root": ...}``)
-    aligned crops of the musdb test split."""
-    if data is None or data.get("name", "toy") == "toy":
+    aligned crops of the musdb test split. Read once per process: every noise level reuses them."""
+    name = "toy" if data is None else data.get("name", "toy")
+    return _clean_clips(n, length, seed, name, None if name == "toy" else str(data["root"])).clone()
+
+
+@functools.lru_cache(maxsize=4)
+def _clean_clips(n: int, length: int, seed: int, name: str, root: str | None) -> torch.Tensor:
+    if name == "toy":
         return toy.toy_test_set(n, length, seed=seed)
-    if data["name"] == "musdb":
+    if name == "musdb":
         from sepmodels.data.musdb import MusdbConfig, MusdbData
 
-        return MusdbData(MusdbConfig(str(data["root"])), "test").aligned(n, length, seed)
-    raise ValueError(f"unknown data {data['name']!r}; expected toy or musdb")
+        return MusdbData(MusdbConfig(root), "test").aligned(n, length, seed)
+    raise ValueError(f"unknown data {name!r}; expected toy or musdb")
 
 
 def data_sources(data: dict[str, Any] | None) -> tuple[str, ...]:
@@ -381,13 +387,7 @@ def load_study(path: str | os.PathLike[str]) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise StudyError(f"{p}: no such results file")
-    try:
-        study = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise StudyError(f"{p} is not a sepmodels results file (unsafe or not a torch.save file)") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise StudyError(f"{p} is not a readable results file ({first[:120]})") from None
+    study = safe_load(p, StudyError, "results file")
     if not isinstance(study, dict) or study.get("format") != STUDY_FORMAT:
         raise StudyError(f"{p} is not a sepmodels results file (no '{STUDY_FORMAT}' header)")
     if study.get("version") != STUDY_VERSION or study.get("study") not in STUDIES:

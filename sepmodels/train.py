@@ -242,7 +242,9 @@ class Trainer:
                 rng = ckpt["rng"][self.dist.rank]
                 self.data_gen.set_state(rng["data"])
                 self.noise_gen.set_state(rng["noise"])
-        except (KeyError, RuntimeError, ValueError) as err:
+                if self.dataset is not None and "tracks" in rng:
+                    self.dataset.load_tracks(rng["tracks"])
+        except (KeyError, IndexError, RuntimeError, ValueError) as err:
             raise CheckpointError(
                 f"{self.ckpt_path} cannot be resumed ({str(err).splitlines()[0][:120]})"
             ) from None
@@ -273,6 +275,8 @@ class Trainer:
     def save(self) -> None:
         """Write the checkpoint (rank 0); every rank's generator states go in it, so each resumes its own."""
         mine = {"data": self.data_gen.get_state(), "noise": self.noise_gen.get_state()}
+        if self.dataset is not None:  # the tracks in memory decide where the next crops come from
+            mine["tracks"] = self.dataset.cached_tracks()
         states = [mine]
         if self.dist.world > 1:
             states = [None] * self.dist.world

@@ -173,3 +173,44 @@ def test_a_vae_posterior_trains_on_musdb_mixes(tmp_path, capsys):
     assert main(["evaluate", "--data", "musdb", "--root", str(root), "--method", "vae", "--posterior",
                  str(vae / "priors.pt"), "--n", "1", "--seconds", "1", "--json"]) == 0  # fmt: skip
     assert '"method": "vae"' in capsys.readouterr().out
+
+
+@needs_musdb
+def test_training_crops_come_from_the_tracks_in_memory(tmp_path):
+    data = MusdbData(
+        MusdbConfig(str(_write_hq(tmp_path)), cache_tracks=1, fresh_track_rate=0.0, min_rms=0), "train"
+    )
+    data.batch(4, 256, torch.Generator().manual_seed(0))
+    assert len(data.cached_tracks()) == 1  # one read, then every crop reuses it
+    first = data.cached_tracks()
+    data.load_tracks([1 - first[0]])
+    assert data.cached_tracks() == [1 - first[0]]
+
+
+@needs_musdb
+def test_musdb_training_resumes_exactly(tmp_path, monkeypatch):
+    import sepmodels.train as train_mod
+    from sepmodels.nn.flows import FlowConfig
+    from sepmodels.train import TrainConfig, Trainer, TrainingError
+
+    root = str(_write_hq(tmp_path / "musdb"))
+    cfg = TrainConfig(steps=4, batch_size=2, length=256, checkpoint_every=2, data="musdb", root=root)
+    tiny = FlowConfig.preset("tiny")
+    Trainer(tmp_path / "straight", tiny, cfg, progress=False).run()
+    real, calls = train_mod.nll, {"n": 0}
+
+    def failing_at_step_3(z, logdet):
+        calls["n"] += torch.is_grad_enabled()
+        return torch.tensor(float("nan")) if calls["n"] == 3 else real(z, logdet)
+
+    monkeypatch.setattr(train_mod, "nll", failing_at_step_3)
+    with pytest.raises(TrainingError, match="step 3"):
+        Trainer(tmp_path / "broken", tiny, cfg, progress=False).run()
+    monkeypatch.setattr(train_mod, "nll", real)
+    Trainer(tmp_path / "broken", tiny, cfg, resume=True, progress=False).run()
+    from sepmodels.checkpoint import load_checkpoint
+
+    a = load_checkpoint(tmp_path / "straight" / "priors.pt")["state_dict"]
+    b = load_checkpoint(tmp_path / "broken" / "priors.pt")["state_dict"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key

@@ -42,7 +42,10 @@ class MusdbConfig:
         sample_rate: rate the audio is resampled to.
         peak_normalize: scale every training crop to a peak of 1.
         min_rms: crops quieter than this RMS are drawn again (0 keeps everything).
-        cache_tracks: how many tracks' resampled stems to keep in memory.
+        cache_tracks: how many tracks' resampled stems to keep in memory: training crops come from these.
+        fresh_track_rate: once the cache is full, the chance that a crop loads a new random track instead
+            (evicting the oldest). Reading a track costs far more than cropping one, so most crops reuse
+            what is in memory and the set drifts through the whole split.
     """
 
     root: str
@@ -51,6 +54,7 @@ class MusdbConfig:
     peak_normalize: bool = False
     min_rms: float = 1e-3
     cache_tracks: int = 16
+    fresh_track_rate: float = 0.02
 
     def __post_init__(self) -> None:
         if self.mono not in ("left", "mean"):
@@ -131,7 +135,7 @@ class MusdbData:
     def _crop(self, source: int, length: int, generator: torch.Generator) -> torch.Tensor:
         best, best_rms = None, -1.0
         for _ in range(20):  # near-silent crops are drawn again, up to 20 times; the loudest try wins
-            stems = self.stems(int(torch.randint(len(self), (1,), generator=generator)))
+            stems = self.stems(self._training_track(generator))
             x = stems[source]
             if x.shape[0] < length:
                 x = torch.nn.functional.pad(x, (0, length - x.shape[0]))
@@ -145,6 +149,25 @@ class MusdbData:
         if self.config.peak_normalize and best_rms > 0:
             best = best / best.abs().max()
         return best
+
+    def cached_tracks(self) -> list[int]:
+        """Which tracks are in memory, oldest first: part of a training run's state, saved for resuming."""
+        return list(self._cache)
+
+    def load_tracks(self, indices: list[int]) -> None:
+        """Bring the cache back to ``indices`` (from :meth:`cached_tracks`), so a resumed run draws as the
+        uninterrupted one would."""
+        self._cache.clear()
+        for i in indices:
+            self.stems(int(i))
+
+    def _training_track(self, generator: torch.Generator) -> int:
+        """A random track for a training crop: any track until the cache is full, then mostly a cached one."""
+        full = len(self._cache) >= min(self.config.cache_tracks, len(self))
+        if not full or float(torch.rand((), generator=generator)) < self.config.fresh_track_rate:
+            return int(torch.randint(len(self), (1,), generator=generator))
+        cached = list(self._cache)
+        return cached[int(torch.randint(len(cached), (1,), generator=generator))]
 
     def batch(self, batch: int, length: int, generator: torch.Generator) -> torch.Tensor:
         """Training clips ``[batch, 4, length]``: every source a random crop of a random track."""
