@@ -14,7 +14,7 @@ from explorer.mixview import PALETTE
 from explorer.runner import SamplerRunner
 from sepmodels.data import toy
 from sepmodels.data.audio import AudioError
-from sepmodels.inference.langevin import METHODS, Iterate, LangevinConfig, langevin
+from sepmodels.inference.langevin import METHODS, Iterate, LangevinConfig, langevin, with_likelihood
 from sepmodels.priors import PriorSet
 
 _STRIP_BINS = 300
@@ -28,6 +28,10 @@ class LangevinExplorer(pn.viewable.Viewer):
     whose data sources are replaced on each draw: rebuilding HoloViews plots took 2.6 s per draw on the
     2-core CPU, updating sources takes milliseconds. Audio players of the estimates change only on Pause,
     Step and at the end, since resending a clip restarts its playback.
+
+    Score priors give no likelihood. With a ``judge`` (flow priors over the same sources), the likelihood
+    strip and curve show the judge's log-density of the iterate every ``judge_every`` steps, and their titles
+    say so; without one they are hidden and a note says why.
     """
 
     seed = param.Integer(default=0, bounds=(0, None), doc="Seed of the toy mix.")
@@ -41,14 +45,24 @@ class LangevinExplorer(pn.viewable.Viewer):
     sigma_min = param.Number(default=LangevinConfig.sigma_min, bounds=(1e-4, 10.0), doc="Smallest noise level.")
     delta = param.Number(default=LangevinConfig.delta, bounds=(1e-9, 1.0), doc="Step size at sigma_min.")
     sampler_seed = param.Integer(default=0, bounds=(0, None), doc="Seed of the sampler's noise.")
+    judge_every = param.Integer(default=10, bounds=(1, None), doc="Steps between the judge's likelihoods.")
     refresh_ms = param.Integer(default=250, bounds=(50, 5000), doc="How often the views pull the newest iterate.")
 
     status = param.String(default="", doc="Counter and state, as shown (read-only).")
     message = param.String(default="", doc="The last notice or error (read-only).")
 
-    def __init__(self, priors: PriorSet, **params) -> None:
+    def __init__(self, priors: PriorSet, judge: PriorSet | None = None, **params) -> None:
         super().__init__(**params)
         self.priors = priors
+        self.judge = None if priors.has_likelihood else judge
+        if self.judge is not None and (
+            not self.judge.has_likelihood
+            or self.judge.names != priors.names
+            or self.judge.sample_rate != priors.sample_rate
+        ):
+            raise ValueError(
+                f"the judge must be flow priors over {', '.join(priors.names)} at {priors.sample_rate} Hz"
+            )
         self.mixture: torch.Tensor = torch.zeros(0)
         self.truth: torch.Tensor | None = None
         self._shown_step = self._played_step = -1
@@ -74,10 +88,15 @@ class LangevinExplorer(pn.viewable.Viewer):
         self._callback = None
         self._toy_mix()
 
+    def _valid_length(self, length: int) -> int:
+        """The smallest length >= ``length`` that the priors and the judge both take (hops are powers of 2)."""
+        length = self.priors.valid_length(length)
+        return length if self.judge is None else self.priors.valid_length(self.judge.valid_length(length))
+
     # -- the mix -----------------------------------------------------------------------------------------
     @param.depends("seed", "seconds", watch=True)
     def _toy_mix(self) -> None:
-        length = self.priors.model.valid_length(max(1, int(self.seconds * self.priors.sample_rate)))
+        length = self._valid_length(max(1, int(self.seconds * self.priors.sample_rate)))
         clips = toy.toy_batch(1, length, torch.Generator().manual_seed(self.seed), self.priors.sample_rate)
         self._set_mix(toy.mix(clips)[0], clips[0], f"toy mix, seed {self.seed}")
 
@@ -92,7 +111,7 @@ class LangevinExplorer(pn.viewable.Viewer):
             self.message = f"upload refused: {err}"
             return
         T = audio.samples.shape[0]
-        padded = F.pad(audio.samples, (0, self.priors.model.valid_length(T) - T))
+        padded = F.pad(audio.samples, (0, self._valid_length(T) - T))
         self._set_mix(padded, None, name)
         self.message = "; ".join(audio.notes) or f"loaded {name}"
 
@@ -116,9 +135,17 @@ class LangevinExplorer(pn.viewable.Viewer):
         )
 
     def _make_generator(self):
-        return langevin(
+        iterates = langevin(
             self.mixture.to(self.priors.device), self.priors, len(self.priors), self.config(), truth=self.truth
         )
+        return iterates if self.judge is None else with_likelihood(iterates, self.judge, self.judge_every)
+
+    @property
+    def likelihood_source(self) -> str:
+        """Whose log-likelihood the strip and curve show (empty when there is none)."""
+        if self.priors.has_likelihood:
+            return "its prior"
+        return "" if self.judge is None else "the flow priors (score priors give none)"
 
     def start(self) -> None:
         try:
@@ -200,22 +227,23 @@ class LangevinExplorer(pn.viewable.Viewer):
             self._source_figs.append(fig)
         self._strip_mapper = LinearColorMapper(palette="Viridis256", low=-5, high=5)
         self._strip_src = ColumnDataSource({"image": [np.zeros((len(names), 2))], "dw": [1.0]})
-        self._strip_fig = new_figure("Log-likelihood of each estimate under its prior", "seconds", "", height=170)
+        self._strip_fig = new_figure("Log-likelihood of each estimate", "seconds", "", height=170)
         self._strip_fig.image(image="image", x=0, y=0, dw="dw", dh=len(names), source=self._strip_src,
                               color_mapper=self._strip_mapper)  # fmt: skip
         self._strip_fig.yaxis.ticker = [k + 0.5 for k in range(len(names))]
         self._strip_fig.yaxis.major_label_overrides = {k + 0.5: n for k, n in enumerate(names)}
         self._strip_fig.add_layout(ColorBar(color_mapper=self._strip_mapper, title="nats/sample"), "right")
-        columns = {"step": [], "err": [], **{f"lp{k}": [] for k in range(len(names))}}
-        columns.update({f"sdr{k}": [] for k in range(len(names))})
+        columns = {"step": [], "err": [], **{f"sdr{k}": [] for k in range(len(names))}}
         self._hist_src = ColumnDataSource(columns)
+        # the log-likelihood has its own steps: a judge evaluates only every few steps
+        self._lp_src = ColumnDataSource({"step": [], **{f"lp{k}": [] for k in range(len(names))}})
         self._sdr_fig = new_figure("SI-SDR per source", "step", "dB", height=220)
         self._lp_fig = new_figure("Log-likelihood per source", "step", "nats per sample", height=220)
         self._err_fig = new_figure("Mixing error (RMS)", "step", "RMS", height=220, y_axis_type="log")
         for k, name in enumerate(names):
             color = PALETTE[k % len(PALETTE)]
             self._sdr_fig.line("step", f"sdr{k}", source=self._hist_src, color=color, legend_label=name)
-            self._lp_fig.line("step", f"lp{k}", source=self._hist_src, color=color, legend_label=name)
+            self._lp_fig.line("step", f"lp{k}", source=self._lp_src, color=color, legend_label=name)
         self._err_fig.line("step", "err", source=self._hist_src, color="#444444")
         for fig in (self._sdr_fig, self._lp_fig):
             fig.legend.location = "bottom_right"
@@ -232,8 +260,16 @@ class LangevinExplorer(pn.viewable.Viewer):
             self._est_srcs[k].data = dict(empty)
         self._strip_src.data = {"image": [np.zeros((len(self.priors), 2))], "dw": [1.0]}
         self._hist_src.data = {key: [] for key in self._hist_src.data}
+        self._lp_src.data = {key: [] for key in self._lp_src.data}
         self._sdr_fig.visible = self.truth is not None
-        self._strip_fig.visible = self._lp_fig.visible = self.priors.has_likelihood
+        whose = self.likelihood_source
+        self._strip_fig.visible = self._lp_fig.visible = bool(whose)
+        self._strip_fig.title.text = f"Log-likelihood of each estimate under {whose}"
+        self._lp_fig.title.text = (
+            "Log-likelihood per source"
+            if self.priors.has_likelihood
+            else "Log-likelihood per source (flow priors)"
+        )
 
     def _draw(self, it: Iterate) -> None:
         sr = self.priors.sample_rate
@@ -247,14 +283,20 @@ class LangevinExplorer(pn.viewable.Viewer):
             lo, hi = np.percentile(strip, [2, 98])
             self._strip_mapper.low, self._strip_mapper.high = float(lo), float(max(hi, lo + 1e-3))
             self._strip_src.data = {"image": [strip], "dw": [T / sr]}
-            self._strip_fig.title.text = f"Log-likelihood of each estimate under its prior (sigma {it.sigma:.3g})"
+            whose, when = self.likelihood_source, f"step {it.step}, sigma {it.sigma:.3g}"
+            self._strip_fig.title.text = f"Log-likelihood of each estimate under {whose} ({when})"
         records = self.runner.history()
         rec = records[:: max(1, len(records) // 1000)]  # decimate long runs for drawing
         data = {"step": [r.step for r in rec], "err": [max(r.mix_error, 1e-12) for r in rec]}
         for k in range(len(self.priors)):
-            data[f"lp{k}"] = [r.log_prob[k] if r.log_prob is not None else np.nan for r in rec]
             data[f"sdr{k}"] = [r.si_sdr[k] if r.si_sdr is not None else np.nan for r in rec]
         self._hist_src.data = data
+        judged = [r for r in records if r.log_prob is not None]
+        judged = judged[:: max(1, len(judged) // 1000)]
+        lp = {"step": [r.step for r in judged]}
+        for k in range(len(self.priors)):
+            lp[f"lp{k}"] = [r.log_prob[k] for r in judged]
+        self._lp_src.data = lp
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     def attach(self) -> None:
@@ -270,6 +312,11 @@ class LangevinExplorer(pn.viewable.Viewer):
     def __panel__(self) -> pn.viewable.Viewable:
         counter = pn.pane.Markdown(self.param.status, styles={"font-size": "1.1em", "font-weight": "bold"})
         notice = pn.pane.Markdown(self.param.message)
+        no_likelihood = pn.pane.Markdown(
+            "These are score priors: they give no likelihood, so no likelihood map is drawn "
+            "(give the explorer flow priors as a judge to see one).",
+            visible=not self.likelihood_source,
+        )
         settings = pn.Column(
             "### Mix",
             self.new_mix_button,
@@ -305,6 +352,7 @@ class LangevinExplorer(pn.viewable.Viewer):
             notice,
             pn.pane.Bokeh(self._mix_fig, sizing_mode="stretch_width"),
             *[pn.pane.Bokeh(f, sizing_mode="stretch_width") for f in self._source_figs],
+            no_likelihood,
             pn.pane.Bokeh(self._strip_fig, sizing_mode="stretch_width"),
             pn.Row(
                 *[

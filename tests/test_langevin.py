@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sepmodels.data import toy
-from sepmodels.inference.langevin import LangevinConfig, langevin, run
+from sepmodels.inference.langevin import LangevinConfig, langevin, run, with_likelihood
 from sepmodels.priors import GaussianPriors
 
 PRIORS = GaussianPriors(torch.tensor([0.5, -0.2, 0.1]), torch.tensor([0.04, 0.09, 0.01]))
@@ -82,3 +82,35 @@ def test_flow_priors_run_end_to_end(tiny_priors):
     last = run(truth.mean(0), tiny_priors, 4, LangevinConfig(levels=2, steps=3), truth=truth)
     assert last.sources.shape == (4, 256) and torch.isfinite(last.sources).all()
     assert torch.isfinite(last.log_prob).all() and torch.isfinite(last.si_sdr).all()
+
+
+class _ScoreOnly:
+    """The Gaussian priors seen through a score network's eyes: a score and no density."""
+
+    def log_prob_and_score(self, x, sigma):
+        return None, PRIORS.score(x, sigma)
+
+
+def test_with_likelihood_fills_in_the_judges_density_every_k_steps_and_at_the_end():
+    mixture = torch.full((50,), 0.1, dtype=torch.float64)
+    cfg = LangevinConfig(levels=2, steps=7, sigma_min=0.1)
+    its = list(with_likelihood(langevin(mixture, _ScoreOnly(), 3, cfg), PRIORS, every=5))
+    judged = [it.step for it in its if it.log_prob is not None]
+    assert judged == [5, 10, 14]
+    for it in its:
+        if it.log_prob is not None:  # the judge's density of the iterate's own sources, at its sigma
+            torch.testing.assert_close(it.log_prob, PRIORS.log_prob(it.sources[None], it.sigma)[0])
+    with pytest.raises(ValueError, match="at least 1"):
+        next(with_likelihood(iter(its), PRIORS, every=0))
+
+
+def test_with_likelihood_leaves_a_flows_own_density_alone():
+    mixture = torch.full((50,), 0.1, dtype=torch.float64)
+    cfg = LangevinConfig(levels=1, steps=3, sigma_min=0.1)
+    other = GaussianPriors(torch.zeros(3), torch.ones(3))
+    for own, judged in zip(
+        langevin(mixture, PRIORS, 3, cfg),
+        with_likelihood(langevin(mixture, PRIORS, 3, cfg), other, every=1),
+        strict=True,
+    ):
+        torch.testing.assert_close(judged.log_prob, own.log_prob)

@@ -92,18 +92,52 @@ def test_upload_replaces_the_mix_and_hides_the_truth(tiny_priors, tmp_path):
         view.close()
 
 
-def test_score_priors_run_without_a_likelihood_strip(tmp_path):
+def _tiny_score_priors(tmp_path):
     from sepmodels.nn.score import ScoreConfig
     from sepmodels.priors import PriorSet
     from sepmodels.train import TrainConfig, Trainer
 
     cfg = TrainConfig(steps=1, batch_size=2, length=64, checkpoint_every=1)
     Trainer(tmp_path, ScoreConfig.preset("tiny"), cfg, progress=False).run()
-    view = _view(PriorSet.load(tmp_path / "priors.pt"))
+    return PriorSet.load(tmp_path / "priors.pt")
+
+
+def test_score_priors_run_without_a_likelihood_strip(tmp_path):
+    view = _view(_tiny_score_priors(tmp_path))
     try:
         assert not view._strip_fig.visible and not view._lp_fig.visible
+        assert view.likelihood_source == ""
         view.start()
         assert _wait(view, lambda: "finished" in view.status)
         assert len(view._hist_src.data["step"]) == 12
+        assert view._lp_src.data["step"] == []
+    finally:
+        view.close()
+
+
+def test_score_priors_with_a_flow_judge_draw_its_likelihood_and_say_so(tmp_path, tiny_priors):
+    view = _view(_tiny_score_priors(tmp_path), judge=tiny_priors, judge_every=5)
+    try:
+        assert view._strip_fig.visible and view._lp_fig.visible
+        assert "flow priors" in view._strip_fig.title.text
+        view.start()
+        assert _wait(view, lambda: "finished" in view.status)
+        assert view._lp_src.data["step"] == [5, 10, 12]  # every 5th step and the last
+        assert all(np.isfinite(view._lp_src.data[f"lp{k}"]).all() for k in range(4))
+        assert view._strip_src.data["image"][0].shape[0] == 4
+        assert "flow priors" in view._strip_fig.title.text and "step 12" in view._strip_fig.title.text
+    finally:
+        view.close()
+
+
+def test_a_judge_must_be_flow_priors_over_the_same_sources(tmp_path, tiny_priors):
+    import pytest
+
+    score = _tiny_score_priors(tmp_path)
+    with pytest.raises(ValueError, match="flow priors over sin, square, saw, triangle"):
+        _view(score, judge=score)
+    view = _view(tiny_priors, judge=tiny_priors)  # flow priors need no judge: their own density is used
+    try:
+        assert view.judge is None and view.likelihood_source == "its prior"
     finally:
         view.close()

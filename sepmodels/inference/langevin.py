@@ -21,7 +21,7 @@ import math
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -105,7 +105,8 @@ class Iterate:
         sources: current estimates ``[N, T]``.
         log_prob: each source's per-sample log-density under its prior at ``sigma``, ``[N, T]`` (nats),
             evaluated at the state before the step (it comes free with a flow's score); None for score
-            priors, which give no likelihood.
+            priors, which give no likelihood, unless :func:`with_likelihood` filled it in from other priors
+            (then it is the density of ``sources``, after the step).
         mix_error: root-mean-square difference between the mix and the mix of the estimates.
         si_sdr: SI-SDR per source in dB ``[N]`` when the truth was given, else None.
     """
@@ -197,6 +198,28 @@ def langevin(
             err = float((mixture - _mix(s, config.mix)).pow(2).mean().sqrt())
             sdr = None if truth is None else si_sdr(s, truth)
             yield Iterate(step, total, level, sigma, s, log_prob, err, sdr)
+
+
+def with_likelihood(iterates: Iterator[Iterate], judge: Any, every: int = 10) -> Iterator[Iterate]:
+    """Fill in ``log_prob`` of a score sampler's iterates from priors that have a likelihood (flows).
+
+    Score priors give no density, so the iterates of a sampler they drive carry ``log_prob=None``. This
+    evaluates ``judge.log_prob`` of the current sources, conditioned at the iterate's sigma, on every
+    ``every``-th step and on the last one (a flow's forward pass costs several score steps); the others pass
+    through unchanged. Iterates that already have a likelihood are left as they are.
+
+    Arguments:
+        iterates: what :func:`langevin` yields.
+        judge: anything with ``log_prob(x [1, N, T], sigma) -> [1, N, T]`` over the same N sources.
+        every: steps between evaluations (at least 1).
+    """
+    if every < 1:
+        raise ValueError(f"every must be at least 1, got {every}")
+    for it in iterates:
+        if it.log_prob is None and (it.step % every == 0 or it.step >= it.total):
+            with torch.no_grad():
+                it.log_prob = judge.log_prob(it.sources[None], it.sigma)[0]
+        yield it
 
 
 def run(
