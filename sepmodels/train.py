@@ -382,6 +382,10 @@ class Trainer:
             bar.close()
             if log_file is not None:
                 log_file.close()
+        if self.dist.world > 1:
+            # No rank leaves before rank 0 has written the last checkpoint (the two-process test once failed
+            # with SIGABRT in rank 1, which used to exit while rank 0 was still saving).
+            dist.barrier()
         self.model.eval()
         return self.priors()
 
