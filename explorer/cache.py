@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 
+from sepmodels.checkpoint import default_sampler_priors_path
 from sepmodels.priors import PriorSet
 
 
@@ -15,5 +16,20 @@ def load_priors(path: str | None = None) -> PriorSet:
 
 
 def priors_from_env() -> PriorSet:
-    """The priors named by ``SEPMODELS_PRIORS``, or the shipped default."""
+    """The priors named by ``SEPMODELS_PRIORS``, or the shipped flow priors."""
     return load_priors(os.environ.get("SEPMODELS_PRIORS") or None)
+
+
+def sampler_priors_from_env() -> PriorSet:
+    """The priors named by ``SEPMODELS_PRIORS``, or the shipped score priors (the samplers' default)."""
+    return load_priors(os.environ.get("SEPMODELS_PRIORS") or str(default_sampler_priors_path()))
+
+
+def judge_for(priors: PriorSet) -> PriorSet | None:
+    """Flow priors that draw a likelihood for score priors, which give none: ``SEPMODELS_JUDGE`` or the
+    shipped flow priors, when they model the same sources at the same rate. None for flow priors."""
+    if priors.has_likelihood:
+        return None
+    judge = load_priors(os.environ.get("SEPMODELS_JUDGE") or None)
+    same = judge.names == priors.names and judge.sample_rate == priors.sample_rate
+    return judge if judge.has_likelihood and same else None

@@ -35,23 +35,26 @@ class LangevinExplorer(pn.viewable.Viewer):
     """
 
     seed = param.Integer(default=0, bounds=(0, None), doc="Seed of the toy mix.")
-    # Shorter than the samplers' defaults so that a whole run fits in a few minutes on a 2-core CPU, where
-    # a flow prior's score costs about a second per step for 0.5 s of four sources.
+    # Shorter than the samplers' defaults so that a whole run fits in a few minutes on a 2-core CPU with
+    # flow priors (about 3 steps/s for 1 s of four sources); score priors default to 1 s and 50 steps a level.
     seconds = param.Number(default=0.5, bounds=(0.1, 4.0), step=0.1, doc="Length of the toy mix, seconds.")
-    method = param.Selector(default="annealed", objects=list(METHODS), doc="Sampler.")
+    method = param.Selector(default=LangevinConfig.method, objects=list(METHODS), doc="Sampler.")
     steps = param.Integer(default=20, bounds=(1, 10_000), doc="Steps per noise level.")
     levels = param.Integer(default=LangevinConfig.levels, bounds=(1, 100), doc="Number of noise levels.")
     sigma_max = param.Number(default=LangevinConfig.sigma_max, bounds=(1e-4, 10.0), doc="Largest noise level.")
     sigma_min = param.Number(default=LangevinConfig.sigma_min, bounds=(1e-4, 10.0), doc="Smallest noise level.")
     delta = param.Number(default=LangevinConfig.delta, bounds=(1e-9, 1.0), doc="Step size at sigma_min.")
     sampler_seed = param.Integer(default=0, bounds=(0, None), doc="Seed of the sampler's noise.")
-    judge_every = param.Integer(default=10, bounds=(1, None), doc="Steps between the judge's likelihoods.")
+    judge_every = param.Integer(default=20, bounds=(1, None), doc="Steps between the judge's likelihoods.")
     refresh_ms = param.Integer(default=250, bounds=(50, 5000), doc="How often the views pull the newest iterate.")
 
     status = param.String(default="", doc="Counter and state, as shown (read-only).")
     message = param.String(default="", doc="The last notice or error (read-only).")
 
     def __init__(self, priors: PriorSet, judge: PriorSet | None = None, **params) -> None:
+        if not priors.has_likelihood:  # a score network's step is several times cheaper than a flow's
+            params.setdefault("seconds", 1.0)
+            params.setdefault("steps", 50)
         super().__init__(**params)
         self.priors = priors
         self.judge = None if priors.has_likelihood else judge

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch.nn.functional as F
 
-from sepmodels.checkpoint import CheckpointError
+from sepmodels.checkpoint import CheckpointError, default_sampler_priors_path
 from sepmodels.data.audio import AudioError
 
 EXIT_USER_ERROR = 1
@@ -173,7 +173,9 @@ def _sampler_arguments(p: argparse.ArgumentParser) -> None:
     from sepmodels.inference.langevin import METHODS, LangevinConfig
 
     d = LangevinConfig()
-    p.add_argument("--priors", type=Path, help="priors checkpoint (default: the shipped toy priors)")
+    p.add_argument(
+        "--priors", type=Path, help="priors checkpoint (default: the shipped toy score priors, the best separator)"
+    )
     p.add_argument(
         "--method",
         choices=[*METHODS, "vae"],
@@ -262,7 +264,7 @@ def _cmd_separate(args: argparse.Namespace) -> int:
         estimates = demixer.separate(audio.samples).cpu()
         names, sample_rate, how = demixer.names, demixer.sample_rate, "VAE posterior means"
     else:
-        priors = PriorSet.load(args.priors, device=pick_device(args.device))
+        priors = PriorSet.load(args.priors or default_sampler_priors_path(), device=pick_device(args.device))
         audio = load_audio(args.mix, priors.sample_rate)
         for note in audio.notes:
             print(f"note: {note}", file=sys.stderr)
@@ -305,7 +307,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         model = _demixer(args)
         length = model.encoder.valid_length(int(args.seconds * model.sample_rate))
     else:
-        model = PriorSet.load(args.priors, device=pick_device(args.device))
+        model = PriorSet.load(args.priors or default_sampler_priors_path(), device=pick_device(args.device))
         length = model.model.valid_length(int(args.seconds * model.sample_rate))
     if args.data == "musdb":
         from sepmodels.data import musdb
@@ -432,6 +434,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if trainer.dist.main:
         what = "VAE posterior" if args.model == "vae" else "priors"
         print(f"trained {trainer.step} steps; {what} written to {trainer.ckpt_path}")
+    if trainer.dist.world > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
     return 0
 
 

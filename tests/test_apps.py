@@ -23,11 +23,18 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("app", ["priors", "langevin"])
-def test_app_serves_a_session_without_errors(app, tiny_priors_path, tmp_path):
+@pytest.mark.parametrize(
+    ("app", "shipped"),
+    [("priors", False), ("langevin", False), ("langevin", True)],
+    ids=["priors", "langevin", "langevin-shipped"],
+)
+def test_app_serves_a_session_without_errors(app, shipped, tiny_priors_path, tmp_path):
+    """``shipped``: the README's first command, on the shipped score priors judged by the shipped flows."""
     port = _free_port()
     log = tmp_path / "server.log"
-    env = {**os.environ, "SEPMODELS_PRIORS": tiny_priors_path}
+    env = {k: v for k, v in os.environ.items() if k not in ("SEPMODELS_PRIORS", "SEPMODELS_JUDGE")}
+    if not shipped:
+        env["SEPMODELS_PRIORS"] = tiny_priors_path
     with log.open("w") as f:
         server = subprocess.Popen(
             [

@@ -2,6 +2,8 @@
 
 import torch
 
+from explorer.cache import judge_for
+from sepmodels.checkpoint import default_sampler_priors_path
 from sepmodels.priors import PriorSet
 from sepmodels.studies import toy_cross_likelihood
 
@@ -19,3 +21,13 @@ def test_shipped_priors_know_where_they_came_from():
     assert priors.meta["data"] == "toy" and priors.meta["step"] > 0
     assert priors.sample_rate == 14_700
     assert priors.model.receptive_field() >= 4096
+
+
+def test_the_samplers_default_is_score_priors_over_the_same_sources_with_the_flows_as_judge():
+    path = default_sampler_priors_path()
+    assert path.exists() and path.stat().st_size < 4_000_000
+    score, flows = PriorSet.load(path), PriorSet.load()
+    assert score.kind == "score" and not score.has_likelihood
+    assert score.names == flows.names and score.sample_rate == flows.sample_rate
+    assert score.meta["data"] == "toy" and score.meta["step"] > 0
+    assert judge_for(score) is not None and judge_for(flows) is None
