@@ -1,6 +1,6 @@
 """Forward+backward throughput of the grouped flow priors (samples per second over all sources).
 
-    python bench/flow_speed.py                      # thesis_toy and default on this machine
+    python bench/flow_speed.py                      # thesis_toy, thesis_musdb and default on this machine
     python bench/flow_speed.py --device cuda --compile
 
 Prints a table and writes it as JSON (default: docs/bench/flow_speed_<device>.json).
@@ -59,7 +59,7 @@ def measure(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", nargs="+", default=["thesis_toy", "default"])
+    parser.add_argument("--configs", nargs="+", default=["thesis_toy", "thesis_musdb", "default"])
     parser.add_argument("--length", type=int, default=16_384)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--reps", type=int, default=3)

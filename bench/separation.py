@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from sepmodels.checkpoint import default_sampler_priors_path
 from sepmodels.fileio import atomic_path
 from sepmodels.inference.langevin import METHODS, LangevinConfig
 from sepmodels.inference.posterior import Demixer, default_posterior_path
@@ -41,7 +42,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("docs/bench/separation.json"))
     args = parser.parse_args()
-    priors = PriorSet.load(args.priors)
+    priors = PriorSet.load(args.priors or default_sampler_priors_path())
     length = priors.model.valid_length(int(args.seconds * priors.sample_rate))
     rows = []
     for method in args.methods:
@@ -74,7 +75,7 @@ def main() -> None:
         )
     print(f"{'mix itself':<12} mean SI-SDR {float(floor.mean()):6.2f} dB")
     report = {
-        "priors": str(args.priors or "shipped default"),
+        "priors": str(args.priors or "shipped default (score)"),
         "mixes": args.n,
         "seconds": length / priors.sample_rate,
         "threads": torch.get_num_threads(),
