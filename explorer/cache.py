@@ -31,5 +31,4 @@ def judge_for(priors: PriorSet) -> PriorSet | None:
     if priors.has_likelihood:
         return None
     judge = load_priors(os.environ.get("SEPMODELS_JUDGE") or None)
-    same = judge.names == priors.names and judge.sample_rate == priors.sample_rate
-    return judge if judge.has_likelihood and same else None
+    return judge if judge.can_judge(priors) else None

@@ -58,11 +58,7 @@ class LangevinExplorer(pn.viewable.Viewer):
         super().__init__(**params)
         self.priors = priors
         self.judge = None if priors.has_likelihood else judge
-        if self.judge is not None and (
-            not self.judge.has_likelihood
-            or self.judge.names != priors.names
-            or self.judge.sample_rate != priors.sample_rate
-        ):
+        if self.judge is not None and not self.judge.can_judge(priors):
             raise ValueError(
                 f"the judge must be flow priors over {', '.join(priors.names)} at {priors.sample_rate} Hz"
             )
@@ -93,8 +89,9 @@ class LangevinExplorer(pn.viewable.Viewer):
 
     def _valid_length(self, length: int) -> int:
         """The smallest length >= ``length`` that the priors and the judge both take (hops are powers of 2)."""
-        length = self.priors.valid_length(length)
-        return length if self.judge is None else self.priors.valid_length(self.judge.valid_length(length))
+        if self.judge is not None:
+            length = self.judge.valid_length(length)
+        return self.priors.valid_length(length)
 
     # -- the mix -----------------------------------------------------------------------------------------
     @param.depends("seed", "seconds", watch=True)

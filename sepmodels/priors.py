@@ -106,6 +106,11 @@ class PriorSet:
         """Whether these priors give log-densities (flows) or only their gradient (score networks)."""
         return isinstance(self.model, FlowPrior | ARPrior)
 
+    def can_judge(self, other: PriorSet) -> bool:
+        """Whether these priors can stand in for ``other``'s missing likelihood: they have one, and they model
+        the same sources at the same rate (see :func:`sepmodels.inference.langevin.with_likelihood`)."""
+        return self.has_likelihood and self.names == other.names and self.sample_rate == other.sample_rate
+
     @property
     def kind(self) -> str:
         """``flow``, ``ar`` (autoregressive) or ``score``."""
