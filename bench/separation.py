@@ -1,11 +1,13 @@
 """Separation quality and speed of the samplers on fresh toy mixes, with the shipped (or given) priors.
 
-    python bench/separation.py                                   # annealed, constrained, vae: 16 mixes of 1 s
+    python bench/separation.py                                   # residual, constrained: 16 mixes of 1 s
+    python bench/separation.py --priors exact --methods residual # the exact toy prior
     python bench/separation.py --n 4 --seconds 0.25 --steps 20   # a quick look
     python bench/separation.py --methods vae                     # the VAE posterior alone (one pass per mix)
 
-Prints mean SI-SDR per source, the mix's own SI-SDR (the floor), steps per second (mixes per second for the
-VAE), and writes docs/bench/separation.json.
+Prints mean SI-SDR per source, the mix's own SI-SDR (the floor), how many sources ended on the right piano
+key, seconds per mix and steps per second (the residual sweep: sweeps actually run), and writes
+docs/bench/separation.json (or --out).
 """
 
 from __future__ import annotations
@@ -16,66 +18,92 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from sepmodels.checkpoint import default_sampler_priors_path
+from sepmodels.data import toy
 from sepmodels.fileio import atomic_path
-from sepmodels.inference.langevin import METHODS, LangevinConfig
+from sepmodels.inference.langevin import METHODS, LangevinConfig, langevin
 from sepmodels.inference.posterior import Demixer, default_posterior_path
-from sepmodels.priors import PriorSet
-from sepmodels.studies import toy_separation, toy_vae_separation
+from sepmodels.metrics import si_sdr
+from sepmodels.priors import load_priors
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--priors", type=Path)
-    parser.add_argument(
-        "--methods", nargs="+", choices=[*METHODS, "vae"], default=["annealed", "constrained", "vae"]
-    )
+    parser.add_argument("--priors", help="a checkpoint or 'exact' (default: the shipped score priors)")
+    parser.add_argument("--methods", nargs="+", choices=[*METHODS, "vae"], default=["residual", "constrained"])
     parser.add_argument(
         "--posterior", type=Path, help="VAE posterior for --methods vae (default: the shipped one)"
     )
     parser.add_argument("--n", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=1.0)
-    parser.add_argument("--steps", type=int, default=LangevinConfig.steps, help="steps per level")
-    parser.add_argument("--levels", type=int, default=LangevinConfig.levels)
+    parser.add_argument("--steps", type=int, help="steps per level (default: the method's own)")
+    parser.add_argument("--levels", type=int, help="(default: the method's own)")
+    parser.add_argument("--sigma-max", type=float, help="(default: the method's own)")
+    parser.add_argument("--chains", type=int, default=LangevinConfig.chains, help="residual: most chains per mix")
     parser.add_argument("--delta", type=float, default=LangevinConfig.delta)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("docs/bench/separation.json"))
     args = parser.parse_args()
-    priors = PriorSet.load(args.priors or default_sampler_priors_path())
-    length = priors.model.valid_length(int(args.seconds * priors.sample_rate))
+    priors = load_priors(args.priors, default_sampler_priors_path())
+    length = priors.valid_length(int(args.seconds * priors.sample_rate))
+    truths = toy.toy_test_set(args.n, length, seed=args.seed)
+    floor = torch.stack([si_sdr(toy.mix(t).expand_as(t), t) for t in truths])
     rows = []
     for method in args.methods:
-        start = time.perf_counter()
+        sdrs, keys_right, steps_run, per_mix = [], 0, 0, []
+        cfg = None
         if method == "vae":
             demixer = Demixer.load(args.posterior or default_posterior_path())
-            cfg = None
-            result = toy_vae_separation(demixer, args.n, length, seed=args.seed)
         else:
-            cfg = LangevinConfig(method=method, steps=args.steps, levels=args.levels, delta=args.delta)
-            result = toy_separation(priors, cfg, args.n, length, seed=args.seed, progress=True)
-        seconds = time.perf_counter() - start
-        total = 1 if cfg is None else cfg.total_steps
-        sdr, floor = result.separated, result.mix
+            cfg = LangevinConfig(method=method, steps=args.steps, levels=args.levels, sigma_max=args.sigma_max,
+                                 delta=args.delta, chains=args.chains)  # fmt: skip
+        for i, truth in enumerate(truths):
+            start = time.perf_counter()
+            mixture = toy.mix(truth)
+            if cfg is None:
+                estimates = demixer.separate(mixture).cpu()
+            else:
+                ran = 0
+                iterates = langevin(mixture.to(priors.device), priors, len(priors), cfg)
+                for it in tqdm(
+                    iterates, total=cfg.total_steps, desc=f"{method} mix {i + 1}/{args.n}", leave=False
+                ):
+                    ran += it.chain >= 0
+                    last = it
+                estimates = last.sources.cpu().float()
+                steps_run += ran
+            per_mix.append(time.perf_counter() - start)
+            sdrs.append(si_sdr(estimates, truth))
+            keys_right += int((toy.dominant_key(estimates) == toy.dominant_key(truth)).sum())
+            print(f"  {method} mix {i + 1}: " + " ".join(f"{float(v):6.1f}" for v in sdrs[-1])
+                  + f" dB, {per_mix[-1]:.1f} s", flush=True)  # fmt: skip
+        sdr, seconds = torch.stack(sdrs), sum(per_mix)
         rows.append(
             {
                 "method": method,
-                "steps": 0 if cfg is None else cfg.total_steps,
-                "delta": None if cfg is None else cfg.delta,
+                "config": None if cfg is None else {k: v for k, v in vars(cfg).items() if k != "method"},
+                "steps_run": steps_run,
                 "si_sdr": dict(zip(priors.names, sdr.mean(0).tolist(), strict=True)),
                 "si_sdr_mean": float(sdr.mean()),
-                "wall_seconds": round(seconds, 1),
-                "steps_per_second": round(args.n * total / seconds, 2),  # the VAE: mixes per second
+                "si_sdr_per_mix": sdr.mean(1).tolist(),
+                "keys_right": keys_right,
+                "sources": int(sdr.numel()),
+                "seconds_per_mix": round(seconds / args.n, 2),
+                "max_seconds_per_mix": round(max(per_mix), 2),
+                "steps_per_second": round(steps_run / seconds, 2) if cfg is not None else None,
             }
         )
         print(
             f"{method:<12} mean SI-SDR {float(sdr.mean()):6.2f} dB  "
             + "  ".join(f"{n} {float(v):6.2f}" for n, v in zip(priors.names, sdr.mean(0), strict=True))
-            + f"  | {rows[-1]['steps_per_second']} steps/s"
+            + f"  | keys {keys_right}/{sdr.numel()} | {rows[-1]['seconds_per_mix']} s per mix"
         )
     print(f"{'mix itself':<12} mean SI-SDR {float(floor.mean()):6.2f} dB")
     report = {
         "priors": str(args.priors or "shipped default (score)"),
+        "kind": priors.kind,
         "mixes": args.n,
         "seconds": length / priors.sample_rate,
         "threads": torch.get_num_threads(),

@@ -6,13 +6,29 @@ import functools
 import os
 
 from sepmodels.checkpoint import default_sampler_priors_path
-from sepmodels.priors import PriorSet
+from sepmodels.priors import EXACT, PriorSet
+from sepmodels.priors import load_priors as _load
 
 
 @functools.lru_cache(maxsize=4)
 def load_priors(path: str | None = None) -> PriorSet:
-    """The priors at ``path`` (the shipped toy priors when None), loaded once."""
-    return PriorSet.load(path)
+    """The priors at ``path`` (the shipped toy priors when None; ``exact``: the exact toy prior), loaded once."""
+    return _load(path)
+
+
+def sampler_choices() -> dict[str, object]:
+    """The priors the Langevin app offers: the environment's (or the shipped score priors) first, then the
+    shipped flow priors and the exact toy prior, each loaded on first use."""
+    first = os.environ.get("SEPMODELS_PRIORS")
+    choices: dict[str, object] = {}
+    if first and first != EXACT:
+        choices[f"{first} (SEPMODELS_PRIORS)"] = lambda: load_priors(first)
+    choices["score priors (shipped, learned)"] = lambda: load_priors(str(default_sampler_priors_path()))
+    choices["flow priors (shipped, learned)"] = lambda: load_priors(None)
+    choices["exact toy prior (reference)"] = lambda: load_priors(EXACT)
+    if first == EXACT:  # the environment's choice comes first
+        choices = {"exact toy prior (reference)": choices.pop("exact toy prior (reference)"), **choices}
+    return choices
 
 
 def priors_from_env() -> PriorSet:
@@ -20,14 +36,10 @@ def priors_from_env() -> PriorSet:
     return load_priors(os.environ.get("SEPMODELS_PRIORS") or None)
 
 
-def sampler_priors_from_env() -> PriorSet:
-    """The priors named by ``SEPMODELS_PRIORS``, or the shipped score priors (the samplers' default)."""
-    return load_priors(os.environ.get("SEPMODELS_PRIORS") or str(default_sampler_priors_path()))
-
-
 def judge_for(priors: PriorSet) -> PriorSet | None:
-    """Flow priors that draw a likelihood for score priors, which give none: ``SEPMODELS_JUDGE`` or the
-    shipped flow priors, when they model the same sources at the same rate. None for flow priors."""
+    """Priors that draw a likelihood for score priors, which give none: ``SEPMODELS_JUDGE`` (a checkpoint of
+    flow priors, or ``exact``) or the shipped flow priors, when they model the same sources at the same rate.
+    None for priors with a likelihood of their own."""
     if priors.has_likelihood:
         return None
     judge = load_priors(os.environ.get("SEPMODELS_JUDGE") or None)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import panel as pn
 import param
@@ -14,8 +17,17 @@ from explorer.mixview import PALETTE
 from explorer.runner import SamplerRunner
 from sepmodels.data import toy
 from sepmodels.data.audio import AudioError
-from sepmodels.inference.langevin import METHODS, Iterate, LangevinConfig, langevin, with_likelihood
+from sepmodels.inference.langevin import (
+    METHOD_DEFAULTS,
+    METHODS,
+    Iterate,
+    LangevinConfig,
+    langevin,
+    with_likelihood,
+)
 from sepmodels.priors import PriorSet
+
+_OWN = METHOD_DEFAULTS[LangevinConfig.method]
 
 _STRIP_BINS = 300
 
@@ -29,39 +41,54 @@ class LangevinExplorer(pn.viewable.Viewer):
     2-core CPU, updating sources takes milliseconds. Audio players of the estimates change only on Pause,
     Step and at the end, since resending a clip restarts its playback.
 
-    Score priors give no likelihood. With a ``judge`` (flow priors over the same sources), the likelihood
-    strip and curve show the judge's log-density of the iterate every ``judge_every`` steps, and their titles
-    say so; without one they are hidden and a note says why.
+    Score priors give no likelihood. With a ``judge`` (flow priors or the exact toy prior over the same
+    sources), the likelihood strip and curve show the judge's log-density of the iterate every ``judge_every``
+    steps, and their titles say so; without one they are hidden and a note says why. Priors with a likelihood
+    judge themselves where a method (the residual sweep) does not report one.
+
+    ``choices`` (name -> priors, or a function that loads them) adds a selector of the priors; every choice
+    must model the same sources at the same rate, and ``judge_for(priors)`` gives the judge of each. On a toy
+    mix a table shows each estimate's pitch (piano key) against the truth's, so a wrong key under a prior that
+    prefers the truth is a failure of the search, not of the prior.
     """
 
     seed = param.Integer(default=0, bounds=(0, None), doc="Seed of the toy mix.")
     # Shorter than the samplers' defaults so that a whole run fits in a few minutes on a 2-core CPU with
     # flow priors (about 3 steps/s for 1 s of four sources); score priors default to 1 s and 50 steps a level.
     seconds = param.Number(default=0.5, bounds=(0.1, 4.0), step=0.1, doc="Length of the toy mix, seconds.")
+    prior = param.Selector(default=None, objects=[], doc="Which priors separate (when choices were given).")
     method = param.Selector(default=LangevinConfig.method, objects=list(METHODS), doc="Sampler.")
-    steps = param.Integer(default=20, bounds=(1, 10_000), doc="Steps per noise level.")
-    levels = param.Integer(default=LangevinConfig.levels, bounds=(1, 100), doc="Number of noise levels.")
-    sigma_max = param.Number(default=LangevinConfig.sigma_max, bounds=(1e-4, 10.0), doc="Largest noise level.")
+    steps = param.Integer(
+        default=_OWN["steps"], bounds=(1, 10_000), doc="Steps per noise level (residual: sweeps)."
+    )
+    levels = param.Integer(default=_OWN["levels"], bounds=(1, 100), doc="Number of noise levels.")
+    sigma_max = param.Number(default=_OWN["sigma_max"], bounds=(1e-4, 100.0), doc="Largest noise level.")
     sigma_min = param.Number(default=LangevinConfig.sigma_min, bounds=(1e-4, 10.0), doc="Smallest noise level.")
     delta = param.Number(default=LangevinConfig.delta, bounds=(1e-9, 1.0), doc="Step size at sigma_min.")
     sampler_seed = param.Integer(default=0, bounds=(0, None), doc="Seed of the sampler's noise.")
-    judge_every = param.Integer(default=20, bounds=(1, None), doc="Steps between the judge's likelihoods.")
+    judge_every = param.Integer(default=10, bounds=(1, None), doc="Steps between the judge's likelihoods.")
     refresh_ms = param.Integer(default=250, bounds=(50, 5000), doc="How often the views pull the newest iterate.")
 
     status = param.String(default="", doc="Counter and state, as shown (read-only).")
     message = param.String(default="", doc="The last notice or error (read-only).")
 
-    def __init__(self, priors: PriorSet, judge: PriorSet | None = None, **params) -> None:
-        if not priors.has_likelihood:  # a score network's step is several times cheaper than a flow's
+    def __init__(
+        self,
+        priors: PriorSet,
+        judge: PriorSet | None = None,
+        choices: dict[str, Any] | None = None,
+        judge_for: Callable[[Any], Any] | None = None,
+        **params,
+    ) -> None:
+        if not priors.has_likelihood or priors.kind == "exact":  # cheaper steps than a flow's
             params.setdefault("seconds", 1.0)
-            params.setdefault("steps", 50)
+        if choices:
+            self.param.prior.objects = list(choices)
+            params.setdefault("prior", next(iter(choices)))  # the first choice is the priors given
         super().__init__(**params)
-        self.priors = priors
-        self.judge = None if priors.has_likelihood else judge
-        if self.judge is not None and not self.judge.can_judge(priors):
-            raise ValueError(
-                f"the judge must be flow priors over {', '.join(priors.names)} at {priors.sample_rate} Hz"
-            )
+        self._choices, self._judge_for = dict(choices or {}), judge_for
+        self._use(priors, judge)
+        self._pitch = pn.pane.Markdown("", sizing_mode="stretch_width")
         self.mixture: torch.Tensor = torch.zeros(0)
         self.truth: torch.Tensor | None = None
         self._shown_step = self._played_step = -1
@@ -86,6 +113,31 @@ class LangevinExplorer(pn.viewable.Viewer):
         self.runner = SamplerRunner(self._make_generator)
         self._callback = None
         self._toy_mix()
+
+    def _use(self, priors: Any, judge: Any) -> None:
+        self.priors = priors
+        self.judge = None if priors.has_likelihood else judge
+        if self.judge is not None and not self.judge.can_judge(priors):
+            raise ValueError(
+                f"the judge must be flow priors over {', '.join(priors.names)} at {priors.sample_rate} Hz"
+            )
+
+    @param.depends("prior", watch=True)
+    def _on_prior(self) -> None:
+        choice = self._choices[self.prior]
+        priors = choice() if callable(choice) else choice
+        if priors.names != self.priors.names or priors.sample_rate != self.priors.sample_rate:
+            self.message = f"{self.prior} model other sources or another rate; keeping the current priors"
+            return
+        self._use(priors, None if self._judge_for is None else self._judge_for(priors))
+        self.message = f"priors: {self.prior}"
+        self._toy_mix()
+
+    @param.depends("method", watch=True)
+    def _on_method(self) -> None:
+        own = METHOD_DEFAULTS[self.method]
+        with param.parameterized.batch_call_watchers(self):
+            self.sigma_max, self.levels, self.steps = own["sigma_max"], own["levels"], own["steps"]
 
     def _valid_length(self, length: int) -> int:
         """The smallest length >= ``length`` that the priors and the judge both take (hops are powers of 2)."""
@@ -138,14 +190,18 @@ class LangevinExplorer(pn.viewable.Viewer):
         iterates = langevin(
             self.mixture.to(self.priors.device), self.priors, len(self.priors), self.config(), truth=self.truth
         )
-        return iterates if self.judge is None else with_likelihood(iterates, self.judge, self.judge_every)
+        judge = self.priors if self.priors.has_likelihood else self.judge
+        return iterates if judge is None else with_likelihood(iterates, judge, self.judge_every)
 
     @property
     def likelihood_source(self) -> str:
         """Whose log-likelihood the strip and curve show (empty when there is none)."""
         if self.priors.has_likelihood:
             return "its prior"
-        return "" if self.judge is None else "the flow priors (score priors give none)"
+        if self.judge is None:
+            return ""
+        whose = "the exact toy prior" if self.judge.kind == "exact" else "the flow priors"
+        return f"{whose} (score priors give none)"
 
     def start(self) -> None:
         try:
@@ -262,6 +318,7 @@ class LangevinExplorer(pn.viewable.Viewer):
         self._hist_src.data = {key: [] for key in self._hist_src.data}
         self._lp_src.data = {key: [] for key in self._lp_src.data}
         self._sdr_fig.visible = self.truth is not None
+        self._pitch.object = self._pitch_table(None)
         whose = self.likelihood_source
         self._strip_fig.visible = self._lp_fig.visible = bool(whose)
         self._strip_fig.title.text = f"Log-likelihood of each estimate under {whose}"
@@ -285,6 +342,7 @@ class LangevinExplorer(pn.viewable.Viewer):
             self._strip_src.data = {"image": [strip], "dw": [T / sr]}
             whose, when = self.likelihood_source, f"step {it.step}, sigma {it.sigma:.3g}"
             self._strip_fig.title.text = f"Log-likelihood of each estimate under {whose} ({when})"
+        self._pitch.object = self._pitch_table(sources)
         records = self.runner.history()
         rec = records[:: max(1, len(records) // 1000)]  # decimate long runs for drawing
         data = {"step": [r.step for r in rec], "err": [max(r.mix_error, 1e-12) for r in rec]}
@@ -297,6 +355,26 @@ class LangevinExplorer(pn.viewable.Viewer):
         for k in range(len(self.priors)):
             lp[f"lp{k}"] = [r.log_prob[k] for r in judged]
         self._lp_src.data = lp
+
+    def _pitch_table(self, sources: torch.Tensor | None) -> str:
+        """Each estimate's pitch against the truth's (toy mixes only): the key nearest its strongest partial."""
+        if self.truth is None:
+            return ""
+        truth_keys = toy.dominant_key(self.truth, self.priors.sample_rate).tolist()
+        est_keys = None if sources is None else toy.dominant_key(sources, self.priors.sample_rate).tolist()
+        rows = ["| source | true pitch | estimate's pitch | |", "| --- | --- | --- | --- |"]
+        for k, name in enumerate(self.priors.names):
+            truth = f"{toy.key_name(truth_keys[k])} (key {truth_keys[k]})"
+            if est_keys is None:
+                rows.append(f"| {name} | {truth} | not started | |")
+                continue
+            est = f"{toy.key_name(est_keys[k])} (key {est_keys[k]})"
+            rows.append(f"| {name} | {truth} | {est} | {'right' if est_keys[k] == truth_keys[k] else 'WRONG'} |")
+        right = 0 if est_keys is None else sum(a == b for a, b in zip(truth_keys, est_keys, strict=True))
+        head = "**Pitch of each estimate** (piano key of its strongest partial)" + (
+            "" if est_keys is None else f": {right} of {len(truth_keys)} on the right key"
+        )
+        return head + "\n\n" + "\n".join(rows)
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     def attach(self) -> None:
@@ -325,6 +403,7 @@ class LangevinExplorer(pn.viewable.Viewer):
             pn.pane.Markdown("or upload a WAV (mono or stereo, any rate, up to 10 s):"),
             self.upload,
             "### Sampler",
+            *([pn.widgets.Select.from_param(self.param.prior, name="Priors")] if self._choices else []),
             pn.widgets.Select.from_param(self.param.method, name="Method"),
             pn.widgets.IntInput.from_param(self.param.steps, name="Steps per level"),
             pn.widgets.IntInput.from_param(self.param.levels, name="Levels"),
@@ -352,6 +431,7 @@ class LangevinExplorer(pn.viewable.Viewer):
             notice,
             pn.pane.Bokeh(self._mix_fig, sizing_mode="stretch_width"),
             *[pn.pane.Bokeh(f, sizing_mode="stretch_width") for f in self._source_figs],
+            self._pitch,
             no_likelihood,
             pn.pane.Bokeh(self._strip_fig, sizing_mode="stretch_width"),
             pn.Row(

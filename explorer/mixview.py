@@ -133,6 +133,12 @@ class MixLikelihood(pn.viewable.Viewer):
 
 def describe(priors: PriorSet) -> str:
     """One paragraph about the loaded priors for the page header."""
+    if priors.kind == "exact":
+        return (
+            "The exact toy prior: the true density of each toy source at any noise level (key, phase and "
+            "amplitude integrated by quadrature; no training, no parameters), the reference a learned prior "
+            f"should approach; sample rate {priors.sample_rate} Hz."
+        )
     conditional = getattr(priors.model.config, "noise_conditional", True)
     kind = f"{'noise-conditional' if conditional else 'plain'} {priors.kind}"
     step = priors.meta.get("step", "?")

@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from sepmodels.checkpoint import CheckpointError, default_sampler_priors_path
 from sepmodels.data.audio import AudioError
 
+EXACT = "exact"  # --priors exact: the exact toy prior (sepmodels.priors.EXACT)
+
 EXIT_USER_ERROR = 1
 EXIT_USAGE = 2
 
@@ -103,7 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "files", nargs="+", type=Path, metavar="FILE", help="audio files (any rate; stereo is downmixed)"
     )
-    s.add_argument("--priors", type=Path, help="priors checkpoint (default: the shipped toy priors)")
+    s.add_argument(
+        "--priors",
+        type=Path,
+        help="priors checkpoint, or 'exact' for the exact toy prior (default: the shipped toy priors)",
+    )
     s.add_argument("--sigma", type=_positive_float, help="noise level to score at (default: the priors' smallest)")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     s.add_argument(
@@ -146,7 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="cross-likelihood, noise conditioning, constant/noise probes, samples, or all four",
     )
     st.add_argument("--out", required=True, type=Path, help="folder for <study>.pt")
-    st.add_argument("--priors", type=Path, help="priors checkpoint (default: the shipped toy priors)")
+    st.add_argument(
+        "--priors",
+        type=Path,
+        help="priors checkpoint, or 'exact' for the exact toy prior (default: the shipped toy priors)",
+    )
     st.add_argument("--n", type=_positive_int, help="test clips per source (default: per study)")
     st.add_argument("--seconds", type=_positive_float, help="length of each clip or sample (default: per study)")
     st.add_argument("--seed", type=int, default=0, help="seed of the test clips (default: 0)")
@@ -170,11 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _sampler_arguments(p: argparse.ArgumentParser) -> None:
-    from sepmodels.inference.langevin import METHODS, LangevinConfig
+    from sepmodels.inference.langevin import METHOD_DEFAULTS, METHODS, LangevinConfig
 
     d = LangevinConfig()
     p.add_argument(
-        "--priors", type=Path, help="priors checkpoint (default: the shipped toy score priors, the best separator)"
+        "--priors",
+        type=Path,
+        help="priors checkpoint, or 'exact' for the exact toy prior (default: the shipped toy score priors)",
     )
     p.add_argument(
         "--method",
@@ -188,11 +200,16 @@ def _sampler_arguments(p: argparse.ArgumentParser) -> None:
         metavar="CKPT",
         help="--method vae: a VAE posterior (train --model vae; default: the shipped one)",
     )
-    p.add_argument(
-        "--steps", type=_positive_int, default=d.steps, help=f"steps per noise level (default: {d.steps})"
+    own = "; ".join(
+        f"{m} {v['sigma_max']:g}, {v['levels']} levels, {v['steps']} steps" for m, v in METHOD_DEFAULTS.items()
     )
-    p.add_argument("--levels", type=_positive_int, default=d.levels, help=f"noise levels (default: {d.levels})")
-    p.add_argument("--sigma-max", type=_positive_float, default=d.sigma_max, help=f"(default: {d.sigma_max})")
+    p.add_argument(
+        "--steps", type=_positive_int, help="steps per noise level (residual: sweeps; default: the method's own)"
+    )
+    p.add_argument("--levels", type=_positive_int, help="noise levels (default: the method's own)")
+    p.add_argument(
+        "--sigma-max", type=_positive_float, help=f"largest noise level (default, the method's own: {own})"
+    )
     p.add_argument("--sigma-min", type=_positive_float, default=d.sigma_min, help=f"(default: {d.sigma_min})")
     p.add_argument(
         "--delta", type=_positive_float, default=d.delta, help=f"step size at sigma-min (default: {d.delta})"
@@ -217,6 +234,25 @@ def _sampler_config(args: argparse.Namespace):
             delta=args.delta,
             seed=args.seed,
         )
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
+def _load_priors(spec: Path | None, default: Path | None, device: str | None):
+    """``--priors``: ``exact`` (the exact toy prior) or a checkpoint; None means ``default``."""
+    from sepmodels.priors import load_priors
+    from sepmodels.train import pick_device
+
+    if spec is not None and str(spec) == EXACT and device not in (None, "cpu"):
+        print("note: the exact toy prior runs on the CPU; --device is ignored", file=sys.stderr)
+        device = None
+    return load_priors(spec, default, "cpu" if spec is not None and str(spec) == EXACT else pick_device(device))
+
+
+def _valid_length(priors, length: int) -> int:
+    """The priors' valid length at or above ``length``; a clip the priors cannot take is a usage error."""
+    try:
+        return priors.valid_length(length)
     except ValueError as err:
         raise UsageError(str(err)) from None
 
@@ -250,8 +286,6 @@ def _cmd_separate(args: argparse.Namespace) -> int:
 
     from sepmodels.data.audio import load_audio, save_audio
     from sepmodels.inference.langevin import run
-    from sepmodels.priors import PriorSet
-    from sepmodels.train import pick_device
 
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} is a file, not a folder")
@@ -264,12 +298,12 @@ def _cmd_separate(args: argparse.Namespace) -> int:
         estimates = demixer.separate(audio.samples).cpu()
         names, sample_rate, how = demixer.names, demixer.sample_rate, "VAE posterior means"
     else:
-        priors = PriorSet.load(args.priors or default_sampler_priors_path(), device=pick_device(args.device))
-        audio = load_audio(args.mix, priors.sample_rate)
+        priors = _load_priors(args.priors, default_sampler_priors_path(), args.device)
+        audio = load_audio(args.mix, priors.sample_rate, resample=priors.kind != EXACT)
         for note in audio.notes:
             print(f"note: {note}", file=sys.stderr)
         T = audio.samples.shape[0]
-        padded = F.pad(audio.samples, (0, priors.model.valid_length(T) - T)).to(priors.device)
+        padded = F.pad(audio.samples, (0, _valid_length(priors, T) - T)).to(priors.device)
         last = run(padded, priors, len(priors), config, progress=not args.quiet)
         estimates = last.sources[:, :T].cpu()
         names, sample_rate = priors.names, priors.sample_rate
@@ -298,17 +332,15 @@ def _demixer(args: argparse.Namespace):
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from sepmodels.data import toy
-    from sepmodels.priors import PriorSet
     from sepmodels.studies import separate_all
-    from sepmodels.train import pick_device
 
     config = _sampler_config(args)
     if config is None:
         model = _demixer(args)
         length = model.encoder.valid_length(int(args.seconds * model.sample_rate))
     else:
-        model = PriorSet.load(args.priors or default_sampler_priors_path(), device=pick_device(args.device))
-        length = model.model.valid_length(int(args.seconds * model.sample_rate))
+        model = _load_priors(args.priors, default_sampler_priors_path(), args.device)
+        length = _valid_length(model, int(args.seconds * model.sample_rate))
     if args.data == "musdb":
         from sepmodels.data import musdb
 
@@ -444,21 +476,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_likelihood(args: argparse.Namespace) -> int:
     from sepmodels.data.audio import load_audio
     from sepmodels.fileio import atomic_path
-    from sepmodels.priors import PriorSet
 
     if args.map is not None and args.map.is_dir():
         raise UsageError(f"--map {args.map} is a folder; give a file name ending in .npy")
-    priors = PriorSet.load(args.priors)
+    priors = _load_priors(args.priors, None, None)
     if not priors.has_likelihood:
         raise UsageError("these are score priors: they give no likelihood; pass flow priors with --priors")
     sigma = priors.default_sigma if args.sigma is None else args.sigma
-    if not priors.model.config.noise_conditional and args.sigma is not None:
+    if not priors.noise_conditional and args.sigma is not None:
         print(f"note: these priors are not noise-conditional; --sigma {args.sigma} is ignored", file=sys.stderr)
     clips = []
     for path in args.files:  # validate every file before the slow part
-        audio = load_audio(path, priors.sample_rate)
+        audio = load_audio(path, priors.sample_rate, resample=priors.kind != EXACT)
         for note in audio.notes:
             print(f"note: {note}", file=sys.stderr)
+        _valid_length(priors, audio.samples.shape[0])
         clips.append(audio.samples)
     results, maps = [], []
     for path, clip in zip(args.files, clips, strict=True):
@@ -504,16 +536,14 @@ def _cmd_make_stems(args: argparse.Namespace) -> int:
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
-    from sepmodels.priors import PriorSet
     from sepmodels.studies import STUDIES, describe_priors, run_study, save_study
 
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} is a file, not a folder")
     if args.finetune_steps < 0:
         raise UsageError(f"--finetune-steps must be 0 or more, got {args.finetune_steps}")
-    from sepmodels.train import pick_device
 
-    priors = PriorSet.load(args.priors, device=pick_device(args.device))
+    priors = _load_priors(args.priors, None, args.device)
     names = STUDIES if args.study == "all" else (args.study,)
     data = None
     if args.data == "musdb":

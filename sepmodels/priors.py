@@ -15,8 +15,11 @@ import torch.nn.functional as F
 
 from sepmodels.checkpoint import CheckpointError, default_priors_path, load_checkpoint, save_checkpoint
 from sepmodels.nn.ar import ARConfig, ARPrior
+from sepmodels.nn.exact import ExactToyPriors
 from sepmodels.nn.flows import FlowConfig, FlowPrior
 from sepmodels.nn.score import ScoreConfig, ScoreNet
+
+EXACT = "exact"  # the name that selects the exact toy prior wherever priors are chosen
 
 
 class Prior(Protocol):
@@ -131,6 +134,10 @@ class PriorSet:
         self.model.to(device)
         return self
 
+    def describe(self) -> dict[str, Any]:
+        """Class and config, for results files."""
+        return {"class": type(self.model).__name__, "config": self.model.config.to_dict()}
+
     def parameters_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
@@ -160,6 +167,16 @@ class PriorSet:
             log_prob = self.log_prob(x, sigma)
             (grad,) = torch.autograd.grad(log_prob.sum(), x)
         return log_prob.detach(), grad
+
+    def denoise(
+        self, x: torch.Tensor, sigma: torch.Tensor | float | None = None, sources: list[int] | None = None
+    ) -> torch.Tensor:
+        """Tweedie's denoiser ``x + sigma^2 * score``: each source's posterior mean given ``x`` seen through
+        noise of level sigma, ``[B, N, T]``. A grouped model evaluates every source whatever ``sources`` asks."""
+        level = self.default_sigma if sigma is None else float(sigma)
+        with torch.no_grad():
+            _, score = self.log_prob_and_score(x, level) if self.has_likelihood else (None, self.score(x, level))
+        return x + level**2 * score
 
     def sample(
         self,
@@ -256,6 +273,18 @@ class PriorSet:
         return cls.from_checkpoint(load_checkpoint(p), str(p)).to(device)
 
 
+def load_priors(
+    spec: str | os.PathLike[str] | None,
+    default: str | os.PathLike[str] | None = None,
+    device: str | torch.device = "cpu",
+) -> PriorSet | ExactToyPriors:
+    """Priors by name or path: ``"exact"`` is :class:`ExactToyPriors` (CPU only; it needs no file), any other
+    value a checkpoint, None ``default`` (a path; None there means the shipped flow priors)."""
+    if spec is not None and str(spec) == EXACT:
+        return ExactToyPriors()
+    return PriorSet.load(spec if spec is not None else default, device)
+
+
 class GaussianPriors:
     """Independent Gaussian priors, one per source: ``s_k[t] ~ N(mean_k, var_k)`` for every sample t.
 
@@ -309,6 +338,13 @@ class GaussianPriors:
 
     def log_prob_and_score(self, x: torch.Tensor, sigma: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return self.log_prob(x, sigma), self.score(x, sigma)
+
+    def denoise(
+        self, x: torch.Tensor, sigma: float | None = None, sources: list[int] | None = None
+    ) -> torch.Tensor:
+        """The exact posterior mean ``mean + var / (var + sigma^2) * (x - mean)`` (Tweedie's formula)."""
+        level = 0.0 if sigma is None else float(sigma)
+        return x + level**2 * self.score(x, sigma)
 
     def sample(
         self, n: int, length: int, sigma: float | None = None, generator: torch.Generator | None = None

@@ -280,6 +280,9 @@ def noise_study(
     }
     if finetune_steps <= 0:
         return result
+    if priors.kind == "exact":
+        raise StudyError("the noise study's side (a) fine-tunes a flow of the priors' size, and the exact prior "
+                         "has none: pass --finetune-steps 0")  # fmt: skip
     plain = replace(priors.model.config, noise_conditional=False)
     on = (
         {"data": "toy"}
@@ -361,8 +364,7 @@ def describe_priors(priors: PriorSet, path: str | os.PathLike[str] | None = None
     return {
         "path": str(path) if path else "shipped default",
         "kind": priors.kind,
-        "class": type(priors.model).__name__,
-        "config": priors.model.config.to_dict(),
+        **priors.describe(),
         "sources": list(priors.names),
         "sample_rate": priors.sample_rate,
         "step": priors.meta.get("step"),

@@ -175,7 +175,8 @@ def test_separate_writes_one_file_per_source(clips, tiny_priors_path, tmp_path, 
     ("extra", "message"),
     [
         (["--out", "{tmp}/mix.wav"], "is a file"),
-        (["--out", "{tmp}/o", "--sigma-min", "5"], "sigma_min <= sigma_max"),
+        (["--out", "{tmp}/o", "--sigma-min", "5"], "sigma_min <= restart_sigma"),
+        (["--out", "{tmp}/o", "--method", "constrained", "--sigma-min", "5"], "sigma_min <= sigma_max"),
     ],
 )
 def test_separate_user_errors_leave_nothing_behind(tmp_path, tiny_priors_path, extra, message, capsys):
@@ -249,3 +250,33 @@ def test_export_strips_the_training_state(tmp_path, capsys):
     assert "optimizer" not in slim and "rng" not in slim and slim["meta"]["step"] == 2
     assert (tmp_path / "slim.pt").stat().st_size < (run / "priors.pt").stat().st_size
     assert "wrote 4 flow priors" in capsys.readouterr().out
+
+
+def test_the_exact_prior_is_chosen_by_name_and_separates_a_toy_mix(tmp_path, capsys):
+    truth = toy.toy_test_set(1, 2940)[0]
+    path = _wav(tmp_path / "mix.wav", toy.mix(truth).numpy())
+    out = tmp_path / "out"
+    argv = ["separate", path, "--priors", "exact", "--out", str(out), "--sigma-max", "20", "--levels", "15",
+            "--steps", "2", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    from sepmodels.metrics import si_sdr
+
+    got = np.stack([sf.read(str(out / f"{n}.wav"))[0] for n in toy.SOURCES])
+    import torch
+
+    assert (si_sdr(torch.from_numpy(got).float(), truth) > 20).all()
+    capsys.readouterr()
+    assert main(["likelihood", path, "--priors", "exact", "--json"]) == 0
+    assert set(json.loads(capsys.readouterr().out)["results"][0]["priors"]) == set(toy.SOURCES)
+
+
+@pytest.mark.parametrize(
+    ("rate", "samples", "message"),
+    [(44_100, 3000, "is at 44100 Hz"), (14_700, 200, "needs clips of 535")],
+)
+def test_the_exact_prior_refuses_other_rates_and_short_clips(tmp_path, capsys, rate, samples, message):
+    path = _wav(tmp_path / "mix.wav", 0.5 * np.sin(np.arange(samples) / 5.0), rate)
+    for cmd in (["separate", path, "--out", str(tmp_path / "o")], ["likelihood", path]):
+        line = _one_line_error(capsys, main([*cmd, "--priors", "exact"]))
+        assert message in line
+    assert not (tmp_path / "o").exists()

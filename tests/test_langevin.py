@@ -46,7 +46,7 @@ def test_sgld_without_the_mix_term_would_be_the_prior():
 def test_iterates_carry_everything_the_apps_draw():
     truth = toy.toy_test_set(1, 64)[0, :3].double()
     mixture = truth.mean(0)
-    cfg = LangevinConfig(levels=3, steps=4, sigma_min=0.1)
+    cfg = LangevinConfig(method="constrained", levels=3, steps=4, sigma_min=0.1)
     its = list(langevin(mixture, PRIORS, 3, cfg, truth=truth))
     assert [it.step for it in its] == list(range(1, 13))
     assert {it.total for it in its} == {12}
@@ -70,6 +70,8 @@ def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="unknown method 'gibbs'"):
         LangevinConfig(method="gibbs")
     with pytest.raises(ValueError, match="sigma_min <= sigma_max"):
+        LangevinConfig(method="constrained", sigma_min=2.0)
+    with pytest.raises(ValueError, match="sigma_min <= restart_sigma"):
         LangevinConfig(sigma_min=2.0)
     with pytest.raises(ValueError, match="at least 1"):
         LangevinConfig(steps=0)
@@ -79,9 +81,12 @@ def test_bad_settings_are_refused():
 
 def test_flow_priors_run_end_to_end(tiny_priors):
     truth = toy.toy_test_set(1, 256)[0]
-    last = run(truth.mean(0), tiny_priors, 4, LangevinConfig(levels=2, steps=3), truth=truth)
+    last = run(truth.mean(0), tiny_priors, 4, LangevinConfig(method="constrained", levels=2, steps=3), truth=truth)
     assert last.sources.shape == (4, 256) and torch.isfinite(last.sources).all()
     assert torch.isfinite(last.log_prob).all() and torch.isfinite(last.si_sdr).all()
+    cfg = LangevinConfig(levels=2, steps=1, chains=2, restart_levels=2)  # the residual sweep through Tweedie
+    last = run(truth.mean(0), tiny_priors, 4, cfg, truth=truth)
+    assert last.sources.shape == (4, 256) and torch.isfinite(last.sources).all() and last.log_prob is None
 
 
 class _ScoreOnly:
@@ -93,7 +98,7 @@ class _ScoreOnly:
 
 def test_with_likelihood_fills_in_the_judges_density_every_k_steps_and_at_the_end():
     mixture = torch.full((50,), 0.1, dtype=torch.float64)
-    cfg = LangevinConfig(levels=2, steps=7, sigma_min=0.1)
+    cfg = LangevinConfig(method="constrained", levels=2, steps=7, sigma_min=0.1)
     its = list(with_likelihood(langevin(mixture, _ScoreOnly(), 3, cfg), PRIORS, every=5))
     judged = [it.step for it in its if it.log_prob is not None]
     assert judged == [5, 10, 14]
@@ -106,7 +111,7 @@ def test_with_likelihood_fills_in_the_judges_density_every_k_steps_and_at_the_en
 
 def test_with_likelihood_leaves_a_flows_own_density_alone():
     mixture = torch.full((50,), 0.1, dtype=torch.float64)
-    cfg = LangevinConfig(levels=1, steps=3, sigma_min=0.1)
+    cfg = LangevinConfig(method="constrained", levels=1, steps=3, sigma_min=0.1)
     other = GaussianPriors(torch.zeros(3), torch.ones(3))
     for own, judged in zip(
         langevin(mixture, PRIORS, 3, cfg),
@@ -114,3 +119,49 @@ def test_with_likelihood_leaves_a_flows_own_density_alone():
         strict=True,
     ):
         torch.testing.assert_close(judged.log_prob, own.log_prob)
+
+
+def test_each_method_takes_its_own_ladder_unless_told():
+    assert (LangevinConfig().method, LangevinConfig().sigma_max, LangevinConfig().levels) == ("residual", 45.0, 30)
+    assert LangevinConfig(method="constrained").sigma_max == 1.0
+    assert LangevinConfig(method="residual", sigma_max=3.0, steps=2).total_steps == 30 * 2 + 2 * 10 * 2
+
+
+def test_residual_sweep_converges_to_the_exact_posterior_mean():
+    # With Gaussian priors the sweep is coordinate descent on the MAP objective with a mix likelihood of variance
+    # sigma^2; as sigma -> 0 its fixed point is the posterior mean given the exact mix.
+    mixture = torch.full((8,), MIX_VALUE, dtype=torch.float64)
+    cfg = LangevinConfig(method="residual", sigma_max=1.0, sigma_min=1e-3, levels=40, steps=30, chains=1)
+    its = list(langevin(mixture, PRIORS, 3, cfg))
+    mean, _ = PRIORS.posterior(MIX_VALUE, gamma=None)
+    torch.testing.assert_close(its[-1].sources, mean[:, None].expand(3, 8), atol=2e-3, rtol=0)
+    assert its[-1].mix_error < 1e-3
+    assert len(its) == cfg.total_steps and its[-1].sigma == pytest.approx(1e-3)
+
+
+def test_residual_sweep_separates_a_toy_mix_under_the_exact_prior():
+    from sepmodels.nn.exact import ExactToyPriors
+
+    truth = toy.toy_test_set(1, 2940, seed=0)[0].double()  # 0.2 s
+    cfg = LangevinConfig(method="residual", sigma_max=20.0, levels=15, steps=2)
+    last = run(truth.mean(0), ExactToyPriors(), 4, cfg, truth)
+    assert (last.si_sdr > 20).all(), last.si_sdr
+
+
+class _Stubborn:
+    """Denoises every source to a fixed guess: the mix is never explained, so every chain runs."""
+
+    def denoise(self, x, sigma, sources=None):
+        return torch.zeros_like(x)
+
+
+def test_residual_restarts_chains_until_the_mix_is_explained_and_keeps_the_best():
+    mixture = torch.full((8,), MIX_VALUE, dtype=torch.float64)
+    cfg = LangevinConfig(
+        method="residual", sigma_max=1.0, sigma_min=1e-3, levels=10, steps=3, chains=3, restart_levels=10
+    )
+    its = list(langevin(mixture, PRIORS, 3, cfg))  # explained by the first chain: no restart
+    assert {it.chain for it in its[:-1]} == {0} and len(its) == 31 and its[-1].step == its[-1].total == 90
+    its = list(langevin(mixture, _Stubborn(), 3, cfg))
+    assert {it.chain for it in its} == {0, 1, 2, -1} and its[-1].step == 90
+    assert its[-1].mix_error == pytest.approx(MIX_VALUE)

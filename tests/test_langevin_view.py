@@ -18,6 +18,7 @@ def _wait(view, predicate, timeout=20.0):
 
 
 def _view(tiny_priors, **params):
+    params.setdefault("method", "constrained")
     return LangevinExplorer(tiny_priors, seconds=0.1, steps=4, levels=3, **params)
 
 
@@ -57,8 +58,10 @@ def test_settings_and_new_mix_reset_the_run(tiny_priors):
         view.new_mix_button.clicks += 1
         assert view.seed == 1 and not torch.equal(view.mixture, before)
         assert view.runner.latest is None
+        view.method = "annealed"  # a method brings its own ladder
+        assert (view.sigma_max, view.levels, view.steps) == (1.0, 10, 100)
         view.method = "constrained"
-        view.steps = 2
+        view.levels, view.steps = 3, 2
         assert view.status.startswith("Step 0 / 6")
         view.step()
         assert _wait(view, lambda: view.runner.latest is not None)
@@ -139,5 +142,25 @@ def test_a_judge_must_be_flow_priors_over_the_same_sources(tmp_path, tiny_priors
     view = _view(tiny_priors, judge=tiny_priors)  # flow priors need no judge: their own density is used
     try:
         assert view.judge is None and view.likelihood_source == "its prior"
+    finally:
+        view.close()
+
+
+def test_choosing_the_exact_prior_and_the_residual_sweep_shows_every_pitch_right(tiny_priors):
+    from sepmodels.nn.exact import ExactToyPriors
+
+    exact = ExactToyPriors()
+    view = LangevinExplorer(tiny_priors, choices={"flow (tiny)": tiny_priors, "exact": lambda: exact},
+                            seconds=0.2, method="constrained", steps=2, levels=2)  # fmt: skip
+    try:
+        assert view.prior == "flow (tiny)" and "not started" in view._pitch.object
+        view.prior = "exact"
+        assert view.priors is exact and view.likelihood_source == "its prior"
+        view.method = "residual"
+        view.sigma_max, view.levels, view.steps = 20.0, 15, 2
+        view.start()
+        assert _wait(view, lambda: "finished" in view.status, timeout=120)
+        assert "4 of 4 on the right key" in view._pitch.object and "WRONG" not in view._pitch.object
+        assert view._lp_src.data["step"]  # the exact prior judged the sweep's iterates
     finally:
         view.close()

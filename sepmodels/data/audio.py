@@ -53,12 +53,15 @@ def validate_samples(samples: np.ndarray | torch.Tensor, name: str = "audio") ->
         raise AudioError(f"{name} has samples outside [-1, 1] (peak {peak:.3f}); normalise it first")
 
 
-def load_audio(path: str | os.PathLike[str], sample_rate: int, max_seconds: float = MAX_SECONDS) -> Audio:
+def load_audio(
+    path: str | os.PathLike[str], sample_rate: int, max_seconds: float = MAX_SECONDS, resample: bool = True
+) -> Audio:
     """Read ``path`` as mono float32 at ``sample_rate`` Hz.
 
-    Stereo (or more channels) is averaged to mono and another rate is resampled with torchaudio; both
-    are recorded in the returned notes. Raises :class:`AudioError` for a missing path, a directory, an
-    empty or non-audio file, NaN/inf, silence, samples beyond [-1, 1] and files longer than ``max_seconds``.
+    Stereo (or more channels) is averaged to mono and another rate is resampled with torchaudio (or, with
+    ``resample=False``, refused); both are recorded in the returned notes. Raises :class:`AudioError` for a
+    missing path, a directory, an empty or non-audio file, NaN/inf, silence, samples beyond [-1, 1] and files
+    longer than ``max_seconds``.
     """
     p = Path(path)
     if not p.exists():
@@ -84,6 +87,9 @@ def load_audio(path: str | os.PathLike[str], sample_rate: int, max_seconds: floa
         notes.append(f"{p}: {data.shape[1]} channels averaged to mono")
     mono = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
     validate_samples(mono, str(p))
+    if file_rate != sample_rate and not resample:
+        raise AudioError(f"{p} is at {file_rate} Hz; these priors model {sample_rate} Hz clips and resampling "
+                         "would change their waveforms")  # fmt: skip
     if file_rate != sample_rate:
         notes.append(f"{p}: resampled from {file_rate} Hz to {sample_rate} Hz")
         mono = AF.resample(mono, int(file_rate), int(sample_rate)).clamp(-1.0, 1.0)

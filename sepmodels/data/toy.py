@@ -62,6 +62,27 @@ def draw_params(batch: int, generator: torch.Generator, n_sources: int = len(SOU
     return ToyClipParams(key=key, phase=phase, amplitude=amplitude)
 
 
+def key_name(key: int) -> str:
+    """Note name of piano key ``key`` (1..88), e.g. 49 -> ``A4``."""
+    names = ("A", "A#", "B", "C", "C#", "D", "D#", "E", "F", "F#", "G", "G#")
+    return f"{names[(key - 1) % 12]}{(key + 8) // 12}"
+
+
+def dominant_key(x: torch.Tensor, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """The piano key (1..88) nearest the strongest frequency of each clip ``[..., T]`` (long tensor ``[...]``).
+
+    Every toy wave's strongest partial is its fundamental, so on toy sources and their estimates this is the
+    pitch. The spectrum is zero-padded to at least 2 s so that neighbouring low keys fall in separate bins.
+    """
+    T = x.shape[-1]
+    n = max(T, 2 * sample_rate)
+    window = torch.hann_window(T, dtype=torch.float64)
+    power = torch.fft.rfft(x.to(torch.float64) * window, n).abs()
+    hz = power.argmax(-1).to(torch.float64) * sample_rate / n
+    key = 49 + 12 * torch.log2(hz.clamp_min(1.0) / 440.0)
+    return key.round().clamp(1, 88).long()
+
+
 def render(
     params: ToyClipParams, length: int, sample_rate: int = SAMPLE_RATE, sources: tuple[str, ...] = SOURCES
 ) -> torch.Tensor:
