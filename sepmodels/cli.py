@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 
 from sepmodels.checkpoint import CheckpointError, default_sampler_priors_path
@@ -306,6 +307,11 @@ def _cmd_separate(args: argparse.Namespace) -> int:
         padded = F.pad(audio.samples, (0, _valid_length(priors, T) - T)).to(priors.device)
         last = run(padded, priors, len(priors), config, progress=not args.quiet)
         estimates = last.sources[:, :T].cpu()
+        if not torch.isfinite(estimates).all():
+            raise UsageError(
+                f"the {config.method} run diverged (non-finite estimates) with these priors; try a smaller "
+                "--sigma-max (learned priors know sigma up to 1) or another --method"
+            )
         names, sample_rate = priors.names, priors.sample_rate
         how = f"{config.method}, {config.total_steps} steps, final mix error {last.mix_error:.2e}"
     # All files or none: write into a temporary folder beside --out, then move them in.
