@@ -216,6 +216,8 @@ def test_evaluate_reports_si_sdr_and_the_mix_floor(tiny_priors_path, capsys):
         "2",
         "--seconds",
         "0.05",
+        "--method",
+        "constrained",
         "--steps",
         "2",
         "--levels",

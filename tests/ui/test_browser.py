@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.ui, needs_chromium]
 @pytest.fixture(scope="module")
 def served(tiny_priors):
     def session():
-        view = LangevinExplorer(tiny_priors, seconds=0.25, steps=40, levels=3)
+        view = LangevinExplorer(tiny_priors, seconds=0.25, method="constrained", steps=40, levels=3)
         view.attach()
         return view
 
