@@ -319,12 +319,13 @@ class ExactToyPriors:
         """
         s = self._sigma(sigma)
         out = self._per_source(x, s, want_mean=True)
-        maps = []
-        for k in range(len(self)):
-            log_p, mean, _ = out[k]
-            local = -((x[:, k].double() - mean).square()) / (2 * s**2) - 0.5 * math.log(2 * math.pi * s**2)
-            maps.append(local + ((log_p - local.sum(1)) / x.shape[-1])[:, None])
-        return torch.stack(maps, dim=1).to(x.dtype)
+        return torch.stack([self._map(x[:, k], *out[k][:2], s) for k in range(len(self))], dim=1).to(x.dtype)
+
+    @staticmethod
+    def _map(x: torch.Tensor, log_p: torch.Tensor, mean: torch.Tensor, sigma: float) -> torch.Tensor:
+        """The per-sample map of :meth:`log_prob` for one source: ``[B, T]`` summing to ``log_p``."""
+        local = -((x.double() - mean).square()) / (2 * sigma**2) - 0.5 * math.log(2 * math.pi * sigma**2)
+        return local + ((log_p - local.sum(1)) / x.shape[-1])[:, None]
 
     def posterior_mean(
         self, x: torch.Tensor, sigma: torch.Tensor | float | None = None, sources: list[int] | None = None
@@ -354,13 +355,8 @@ class ExactToyPriors:
         """The per-sample map of :meth:`log_prob` and the score, from one pass."""
         s = self._sigma(sigma)
         out = self._per_source(x, s, want_mean=True)
-        maps, scores = [], []
-        for k in range(len(self)):
-            log_p, mean, _ = out[k]
-            xk = x[:, k].double()
-            local = -((xk - mean).square()) / (2 * s**2) - 0.5 * math.log(2 * math.pi * s**2)
-            maps.append(local + ((log_p - local.sum(1)) / x.shape[-1])[:, None])
-            scores.append((mean - xk) / s**2)
+        maps = [self._map(x[:, k], *out[k][:2], s) for k in range(len(self))]
+        scores = [(out[k][1] - x[:, k].double()) / s**2 for k in range(len(self))]
         return torch.stack(maps, 1).to(x.dtype), torch.stack(scores, 1).to(x.dtype)
 
     def key_posterior(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
