@@ -82,6 +82,8 @@ class LangevinExplorer(pn.viewable.Viewer):
     ) -> None:
         if not priors.has_likelihood or priors.kind == "exact":  # cheaper steps than a flow's
             params.setdefault("seconds", 1.0)
+        for name, value in METHOD_DEFAULTS[params.get("method", LangevinConfig.method)].items():
+            params.setdefault(name, value)  # a method given without a ladder gets its own
         if choices:
             self.param.prior.objects = list(choices)
             params.setdefault("prior", next(iter(choices)))  # the first choice is the priors given

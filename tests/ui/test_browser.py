@@ -14,7 +14,8 @@ pytestmark = [pytest.mark.ui, needs_chromium]
 @pytest.fixture(scope="module")
 def served(tiny_priors):
     def session():
-        view = LangevinExplorer(tiny_priors, seconds=0.25, method="constrained", steps=40, levels=3)
+        # a long run, so that Pause lands mid-run even when the page is slow
+        view = LangevinExplorer(tiny_priors, seconds=0.25, method="constrained", steps=400, levels=3)
         view.attach()
         return view
 
@@ -28,16 +29,22 @@ def page(served):
         yield page
 
 
+def _status(page) -> str:
+    return page.get_by_text(re.compile(r"Step \d+ / \d+")).first.inner_text().strip()
+
+
 def _step(page) -> int:
     text = page.get_by_text(re.compile(r"Step \d+ / \d+")).first.inner_text()
     return int(re.search(r"Step (\d+) /", text).group(1))
 
 
 def test_start_pause_step_and_audio(page):
-    page.get_by_text(re.compile(r"Step 0 / 120")).first.wait_for(timeout=30_000)
+    page.get_by_text(re.compile(r"Step 0 / 1200")).first.wait_for(timeout=30_000)
     page.get_by_role("button", name="Start", exact=True).click()
     assert wait_for(lambda: _step(page) >= 3), "steps did not advance after Start"
     page.get_by_role("button", name="Pause", exact=True).click()
+    # Under load the server may take a while to handle the click: wait until the page says it paused.
+    assert wait_for(lambda: "paused" in _status(page)), f"never paused: {_status(page)}"
     time.sleep(1.0)
     paused_at = _step(page)
     time.sleep(1.0)
