@@ -1,47 +1,73 @@
-"""How good is a prior's score? One Tweedie denoising step, ``x + sigma^2 * score(x, sigma)``, on noisy toy clips.
+"""How good is a prior? One Tweedie denoising step per noise level, beside the exact toy prior's.
 
-    python bench/denoise.py --priors A.pt [B.pt ...]
+    python bench/denoise.py                          # the shipped score and flow priors
+    python bench/denoise.py --priors A.pt exact      # any checkpoints, or the exact prior alone
 
-Prints SI-SDR of the noisy clips and of the denoised ones at several noise levels and writes
-docs/bench/denoise.json. A prior whose score is accurate at sigma raises SI-SDR; an inaccurate one does not.
+Each prior replaces a clean toy test clip plus ``sigma * eps`` by its posterior mean (``x + sigma^2 * score``);
+the SI-SDR of that against the clean clip, per source and noise level, is printed beside the noisy input's
+and the exact toy prior's (the best any prior can do), and written to docs/bench/denoise.json. It is
+``sepmodels study denoise`` (:func:`sepmodels.studies.denoise_study`) for several priors at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
-import torch
-
+from sepmodels.checkpoint import default_priors_path
 from sepmodels.data import toy
 from sepmodels.fileio import atomic_path
-from sepmodels.metrics import si_sdr
-from sepmodels.priors import PriorSet
+from sepmodels.priors import load_priors
+from sepmodels.studies import DENOISE_SIGMAS, denoise_study
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--priors", type=Path, nargs="+", default=[None])
-    parser.add_argument("--n", type=int, default=8, help="clips per source")
-    parser.add_argument("--sigmas", type=float, nargs="+", default=[0.03, 0.1, 0.3, 1.0])
+    shipped = default_priors_path().parent
+    default = [str(shipped / "toy_score.pt"), str(shipped / "toy_default.pt")]
+    parser.add_argument("--priors", nargs="+", default=default,
+                        help="checkpoints, or 'exact' (default: the shipped score and flow priors)")  # fmt: skip
+    parser.add_argument("--n", type=int, default=8, help="clips per source (default: 8)")
+    parser.add_argument("--seconds", type=float, default=1.0, help="clip length (default: 1)")
+    parser.add_argument("--sigmas", type=float, nargs="+", default=list(DENOISE_SIGMAS))
     parser.add_argument("--out", type=Path, default=Path("docs/bench/denoise.json"))
     args = parser.parse_args()
-    clean = toy.toy_test_set(args.n, 4096, seed=3)
-    rows = []
-    for path in args.priors:
-        priors = PriorSet.load(path)
-        for sigma in args.sigmas:
-            noisy = clean + sigma * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
-            _, score = priors.log_prob_and_score(noisy, sigma)
-            before = float(si_sdr(noisy, clean).mean())
-            after = float(si_sdr(noisy + sigma**2 * score, clean).mean())
-            rows.append({"priors": str(path or "shipped default"), "kind": priors.kind, "sigma": sigma,
-                         "noisy_si_sdr": before, "denoised_si_sdr": after})  # fmt: skip
-            print(f"{priors.kind:<6} {path or 'shipped'!s:<40} sigma {sigma:<5g} "
-                  f"noisy {before:6.1f} dB -> denoised {after:6.1f} dB")  # fmt: skip
+    length = int(args.seconds * toy.SAMPLE_RATE)
+    rows, exact_done = [], False
+    for spec in args.priors:
+        priors = load_priors(spec)
+        started = time.perf_counter()
+        r = denoise_study(priors, n=args.n, length=length, sigmas=tuple(args.sigmas), reference=not exact_done)
+        seconds = time.perf_counter() - started
+        named = [(priors.kind, spec, r["denoised"])]
+        if "exact" in r:
+            named.append(("exact", "exact", r["exact"]))
+            exact_done = True
+        elif priors.kind == "exact":
+            exact_done = True
+        print(
+            f"{spec}: {seconds:.0f} s (with the exact reference)" if "exact" in r else f"{spec}: {seconds:.0f} s"
+        )
+        print(f"{'kind':<6} {'sigma':>6} {'noisy':>7} " + " ".join(f"{s:>9}" for s in r["sources"]) + "     mean")
+        for kind, name, values in named:
+            for i, sigma in enumerate(r["sigmas"]):
+                per = values[i].mean(dim=-1)
+                noisy = float(r["noisy"][i].mean())
+                print(f"{kind:<6} {sigma:>6g} {noisy:>7.1f} " + " ".join(f"{float(v):>9.1f}" for v in per)
+                      + f" {float(per.mean()):>8.1f}")  # fmt: skip
+                rows.append({"priors": name, "kind": kind, "sigma": sigma, "noisy_si_sdr": noisy,
+                             "denoised_si_sdr": float(per.mean()),
+                             "per_source": dict(zip(r["sources"], per.tolist(), strict=True))})  # fmt: skip
     with atomic_path(args.out) as tmp:
-        tmp.write_text(json.dumps({"clips_per_source": args.n, "rows": rows}, indent=2) + "\n")
+        meta = {
+            "clips_per_source": args.n,
+            "seconds": args.seconds,
+            "seed": 0,
+            "unit": "SI-SDR in dB, mean over clips",
+        }
+        tmp.write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
     print(f"written to {args.out}")
 
 

@@ -93,6 +93,23 @@ def report(studies: dict) -> str:
             c = r["conditionings"][i]
             out.append(f"Gaussian noise of standard deviation sigma_n, priors at sigma {c:g}:\n")
             out.append(_table(rows, r["priors"], r["noise"][i], "probe \\ prior", bold_max=False) + "\n")
+    if "denoise" in studies:
+        s = studies["denoise"]
+        r = s["results"]
+        out.append(
+            f"## Denoising\n\nOne denoising step of the {s['priors']['kind']} priors `{s['priors']['path']}` on "
+            f"{s['data']['n']} test clips of {s['data']['length']} samples per source plus noise of level sigma; "
+            "SI-SDR in dB (noisy input / these priors" + (" / exact toy prior" if "exact" in r else "") + ").\n"
+        )
+        cells = []
+        for i in range(len(r["sigmas"])):
+            row = [r["noisy"][i].mean(-1), r["denoised"][i].mean(-1)]
+            if "exact" in r:
+                row.append(r["exact"][i].mean(-1))
+            cells.append([" / ".join(f"{float(v[k]):.1f}" for v in row) for k in range(len(r["sources"]))])
+        lines = ["| sigma | " + " | ".join(r["sources"]) + " |", "|---|" + "---|" * len(r["sources"])]
+        lines += [f"| {sigma:g} | " + " | ".join(c) + " |" for sigma, c in zip(r["sigmas"], cells, strict=True)]
+        out.append("\n".join(lines) + "\n")
     return "\n".join(out)
 
 

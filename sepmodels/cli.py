@@ -149,8 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("study", help="run a study of the priors and write its results file (for apps/priors.py)")
     st.add_argument(
         "study",
-        choices=["cross", "noise", "probes", "samples", "all"],
-        help="cross-likelihood, noise conditioning, constant/noise probes, samples, or all four",
+        choices=["cross", "noise", "probes", "samples", "denoise", "all"],
+        help="cross-likelihood, noise conditioning, constant/noise probes, samples, one-step denoising against "
+        "the exact toy prior, or all five (the first three need flow priors)",
     )
     st.add_argument("--out", required=True, type=Path, help="folder for <study>.pt")
     st.add_argument(
@@ -566,6 +567,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
         if name == "noise":
             options = {"base_steps": args.base_steps, "finetune_steps": args.finetune_steps,
                        "progress": not args.quiet, "log": say}  # fmt: skip
+        elif name == "denoise":
+            options = {"progress": not args.quiet}
         results, described = run_study(name, priors, args.n, args.seconds, args.seed, data=data, **options)
         path = args.out / f"{name}.pt"
         save_study(path, name, results, describe_priors(priors, args.priors), described)

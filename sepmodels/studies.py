@@ -12,6 +12,9 @@ with ``weights_only=True`` and that the priors app reads:
   the data (Fig. 16) and the cross-likelihood at each level (Fig. 17).
 - ``probes``: constant inputs 0 and 1 and Gaussian noise of growing sigma (Table 2, Fig. 18).
 - ``samples``: draws from each prior (Fig. 14).
+- ``denoise``: one Tweedie denoising step (each prior's posterior mean of a clean clip plus noise of level
+  sigma) at noise levels from 0.01 to 30, scored by SI-SDR, beside the exact toy prior's on toy data: how
+  far a prior is from the best possible denoiser, at the levels where separation assigns pitches.
 """
 
 from __future__ import annotations
@@ -37,11 +40,13 @@ from sepmodels.priors import PriorSet
 
 STUDY_FORMAT = "sepmodels-study"
 STUDY_VERSION = 1
-STUDIES = ("cross", "noise", "probes", "samples")
+STUDIES = ("cross", "noise", "probes", "samples", "denoise")
 # The thesis fine-tuned at 5 geometric noise levels between 0 and 1 (its figures name 0.027, 0.077, 0.359).
 NOISE_LEVELS = (0.01, 0.0316, 0.1, 0.316, 1.0)
 # Noise added to test data and the sigmas of the noise probes: 1e-3 .. 1, geometric.
 TEST_NOISE = tuple(round(10 ** (-3 + 0.5 * i), 6) for i in range(7))
+# Denoising levels: from the priors' smallest to where the residual sweep's ladder starts (about 30 to 45).
+DENOISE_SIGMAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 
 
 class StudyError(ValueError):
@@ -358,6 +363,63 @@ def sample_study(priors: PriorSet, n: int = 3, seconds: float = 0.5, sigma: floa
             "sample_rate": priors.sample_rate}  # fmt: skip
 
 
+def _denoised(priors: Any, noisy: torch.Tensor, sigma: float, batch: int) -> torch.Tensor:
+    """Each source's posterior mean under its own prior, ``[n, N, T] -> [n, N, T]`` on the CPU, in batches."""
+    out = [priors.denoise(noisy[i : i + batch].to(priors.device), sigma).detach().float().cpu()
+           for i in range(0, len(noisy), batch)]  # fmt: skip
+    return torch.cat(out)
+
+
+def denoise_study(priors: Any, n: int = 8, length: int = toy.SAMPLE_RATE, seed: int = 0,
+                  sigmas: tuple[float, ...] = DENOISE_SIGMAS, data: dict[str, Any] | None = None,
+                  reference: bool = True, batch: int = 4, progress: bool = False) -> dict[str, Any]:  # fmt: skip
+    """One denoising step per noise level: SI-SDR (dB) of each test clip plus ``sigma * eps`` (``noisy``) and of
+    each prior's posterior mean of it (``denoised``), ``[sigmas, sources, n]``; on toy data also the exact
+    toy prior's posterior mean (``exact``), the best any prior can do.
+
+    For listening, clip 0 of every source is kept: ``clean [N, T]``, its unit noise ``noise [N, T]`` (the noisy
+    input at level sigma is ``clean + sigma * noise``) and the posterior means ``audio [sigmas, N, T]`` (and
+    ``exact_audio``), float16.
+    """
+    from tqdm.auto import tqdm
+
+    from sepmodels.nn.exact import ExactToyPriors
+
+    length = priors.valid_length(length)
+    clean = clean_clips(n, length, seed, data)
+    noise = study_clips(n, length, 1.0, seed, data) - clean  # the studies' unit noise for these clips
+    exact = None
+    if reference and data is None and getattr(priors, "kind", None) != "exact":
+        if priors.sample_rate != toy.SAMPLE_RATE or tuple(priors.names) != toy.SOURCES:
+            raise StudyError("the exact reference is for the toy sources at the toy rate; pass reference=False")
+        exact = ExactToyPriors()
+        try:
+            exact.valid_length(length)
+        except ValueError as err:
+            raise StudyError(f"the exact reference cannot take these clips: {err}") from None
+    rows: dict[str, list[torch.Tensor]] = {"noisy": [], "denoised": [], "exact": []}
+    audio, exact_audio = [], []
+    for sigma in tqdm(sigmas, desc="denoise", unit="sigma", disable=not progress):
+        noisy = clean + sigma * noise
+        rows["noisy"].append(si_sdr(noisy, clean).T)
+        est = _denoised(priors, noisy, sigma, batch)
+        if not torch.isfinite(est).all():
+            raise StudyError(f"the priors' posterior mean at sigma {sigma:g} is not finite")
+        rows["denoised"].append(si_sdr(est, clean).T)
+        audio.append(est[0].half())
+        if exact is not None:
+            ref = _denoised(exact, noisy, sigma, batch)
+            rows["exact"].append(si_sdr(ref, clean).T)
+            exact_audio.append(ref[0].half())
+    results = {"sigmas": [float(s) for s in sigmas], "sources": list(data_sources(data)),
+               "priors": list(priors.names), "sample_rate": priors.sample_rate,
+               "noisy": torch.stack(rows["noisy"]), "denoised": torch.stack(rows["denoised"]),
+               "clean": clean[0].clone(), "noise": noise[0].clone(), "audio": torch.stack(audio)}  # fmt: skip
+    if exact is not None:
+        results.update(exact=torch.stack(rows["exact"]), exact_audio=torch.stack(exact_audio))
+    return results
+
+
 # -- results files ----------------------------------------------------------------------------------------------
 def describe_priors(priors: PriorSet, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """What a results file says about the priors it studied."""
@@ -403,7 +465,8 @@ def run_study(
 ) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
     """Run study ``name`` on test data (toy, or ``data={"name": "musdb", "root": ...}``); returns ``(results,
     data description)``."""
-    study = {"cross": cross_study, "noise": noise_study, "probes": probe_study, "samples": sample_study}[name]
+    study = {"cross": cross_study, "noise": noise_study, "probes": probe_study, "samples": sample_study,
+             "denoise": denoise_study}[name]  # fmt: skip
     kw = {k: v.default for k, v in inspect.signature(study).parameters.items() if v.default is not v.empty}
     kw.update(seed=seed, **options)
     if data is not None and "data" in kw:

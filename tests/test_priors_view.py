@@ -10,6 +10,7 @@ import torch
 from explorer.priors_view import (
     ClipView,
     CrossView,
+    DenoiseView,
     NoiseView,
     PriorsExplorer,
     ProbeView,
@@ -23,11 +24,12 @@ from sepmodels.studies import describe_priors, run_study, save_study, study_clip
 def studies(tiny_priors, tmp_path_factory):
     folder = tmp_path_factory.mktemp("studies")
     for name, options in [("cross", {}), ("probes", {}), ("samples", {}),
-                          ("noise", {"base_steps": 1, "finetune_steps": 1, "batch_size": 2})]:  # fmt: skip
-        results, data = run_study(name, tiny_priors, n=2, seconds=0.02, **options)
+                          ("noise", {"base_steps": 1, "finetune_steps": 1, "batch_size": 2}),
+                          ("denoise", {"sigmas": (0.1, 1.0, 3.0)})]:  # fmt: skip
+        results, data = run_study(name, tiny_priors, n=2, seconds=0.05, **options)
         save_study(folder / f"{name}.pt", name, results, describe_priors(tiny_priors), data)
     loaded, problems = load_studies(folder)
-    assert problems == [] and sorted(loaded) == ["cross", "noise", "probes", "samples"]
+    assert problems == [] and sorted(loaded) == ["cross", "denoise", "noise", "probes", "samples"]
     return loaded
 
 
@@ -87,6 +89,24 @@ def test_probe_and_samples_views(studies):
     assert all(p.object is not None for p in samples.players)
 
 
+def test_denoise_view_shows_curves_table_sentence_and_audio(studies):
+    view = DenoiseView(studies["denoise"])
+    assert view.sigma == 1.0  # the level nearest 1 by default
+    table = view.table()
+    assert list(table.index) == ["sin", "square", "saw", "triangle", "mean"]
+    assert list(table.columns) == ["noisy input", "these priors", "exact prior", "gap to exact"]
+    r = studies["denoise"]["results"]
+    assert table.loc["sin", "exact prior"] == pytest.approx(float(r["exact"][1, 0].mean()), abs=0.05)
+    assert "At sigma 1" in view.summary() and "exact toy prior" in view.summary()
+    view.sigma = 3.0
+    assert all(mark.location == 3.0 for mark in view._marks)
+    assert "At sigma 3" in view._summary.object
+    assert all(p.object is not None for players in view.players for p in players.values())
+    src = view._wave_srcs[0].data
+    assert len(src["t"]) == len(src["clean"]) == len(src["est"]) == len(src["exact"]) > 10
+    view.__panel__()
+
+
 def test_clip_view_scores_toy_clips_and_uploads(tiny_priors):
     view = ClipView(tiny_priors, seconds=0.2)
     assert view.loglik.shape == (4, int(0.2 * tiny_priors.sample_rate))
@@ -112,6 +132,6 @@ def test_clip_view_refuses_bad_uploads_in_one_line(tiny_priors):
 
 def test_whole_app_builds_with_and_without_results(tiny_priors, studies):
     full = PriorsExplorer(tiny_priors, studies).__panel__()
-    assert len(full.objects[-1]) == 5
+    assert len(full.objects[-1]) == 6
     empty = PriorsExplorer(tiny_priors, {}).__panel__()
     assert "sepmodels study cross" in empty.objects[-1][0].object

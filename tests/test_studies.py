@@ -12,6 +12,7 @@ from sepmodels.studies import (
     STUDIES,
     StudyError,
     cross_study,
+    denoise_study,
     describe_priors,
     load_study,
     noise_study,
@@ -67,6 +68,45 @@ def test_probe_and_sample_studies_on_flow_priors(tiny_priors):
     assert s["samples"].shape == (2, 4, tiny_priors.model.valid_length(147))
 
 
+def test_denoise_study_scores_each_prior_beside_the_exact_one(tiny_priors):
+    r = denoise_study(tiny_priors, n=2, length=600, sigmas=(0.1, 1.0))
+    T = tiny_priors.valid_length(600)
+    for key in ("noisy", "denoised", "exact"):
+        assert r[key].shape == (2, 4, 2) and torch.isfinite(r[key]).all()
+    assert r["audio"].shape == r["exact_audio"].shape == (2, 4, T) and r["audio"].dtype == torch.float16
+    # the noisy input is the studies' own: clean + sigma * noise, the same unit noise at every level
+    assert torch.allclose(r["clean"] + 0.1 * r["noise"], study_clips(2, T, 0.1)[0], atol=1e-6)
+    # the exact posterior mean beats the noisy input by far at sigma 1 (a whole clip pins pitch and phase)
+    assert (r["exact"][1] > r["noisy"][1] + 10).all()
+
+
+def test_denoise_study_of_the_exact_prior_has_no_second_reference():
+    from sepmodels.nn.exact import ExactToyPriors
+
+    r = denoise_study(ExactToyPriors(), n=1, length=1000, sigmas=(1.0,))
+    assert "exact" not in r and (r["denoised"] > r["noisy"] + 10).all()
+
+
+def test_denoise_study_refuses_a_reference_it_cannot_give():
+    gauss = GaussianPriors(torch.zeros(2), torch.ones(2))
+    with pytest.raises(StudyError, match="toy sources"):
+        denoise_study(gauss, n=1, length=600, sigmas=(1.0,))
+    with pytest.raises(StudyError, match="cannot take"):
+        denoise_study(ExactFree(), n=1, length=100, sigmas=(1.0,))
+
+
+class ExactFree:
+    """Stands in for priors over the toy sources that take any length (to reach the exact prior's check)."""
+
+    names, sample_rate, kind, device = toy.SOURCES, toy.SAMPLE_RATE, "stub", "cpu"
+
+    def valid_length(self, length):
+        return length
+
+    def denoise(self, x, sigma):
+        return x
+
+
 def test_noise_study_fine_tunes_a_chain_and_conditions_the_given_priors(tiny_priors, tmp_path):
     r = noise_study(tiny_priors, levels=(0.05, 0.5), test_noise=(0.01, 0.3), n=2, length=128,
                     finetune_steps=2, base_steps=2, batch_size=2, work_dir=tmp_path)  # fmt: skip
@@ -112,7 +152,7 @@ def test_bad_results_files_give_one_line(tmp_path, content):
 
 def test_study_command_writes_every_results_file(tiny_priors_path, tmp_path, capsys):
     out = tmp_path / "studies"
-    code = main(["study", "all", "--priors", tiny_priors_path, "--out", str(out), "--n", "1", "--seconds", "0.01",
+    code = main(["study", "all", "--priors", tiny_priors_path, "--out", str(out), "--n", "1", "--seconds", "0.04",
                  "--base-steps", "1", "--finetune-steps", "1", "--quiet"])  # fmt: skip
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{s}.pt" for s in STUDIES)
