@@ -68,6 +68,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model (pays on a GPU for long runs; slow to start)
     checkpoint_every: int = 250
     log_every: int = 10
+    max_seconds: float | None = None  # a wall-clock budget: stop (and save) once training has run this long
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "length", "checkpoint_every", "log_every"):
@@ -75,6 +76,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise ValueError(f"max_seconds must be positive, got {self.max_seconds}")
         if self.data not in ("toy", "musdb"):
             raise ValueError(f"data must be 'toy' or 'musdb', got {self.data!r}")
         if self.precision not in ("fp32", "bf16"):
@@ -163,6 +166,7 @@ class Trainer:
     ) -> None:
         self.out = Path(out_dir)
         self.ckpt_path = self.out / CHECKPOINT
+        self.stopped_early = False
         self.device = pick_device(device)
         self.dist = _init_distributed(self.device)
         if self.device.type == "cuda" and self.dist.world > 1:
@@ -323,7 +327,10 @@ class Trainer:
         return dsm_loss(model(noisy, sigma), noise)
 
     def run(self) -> PriorSet:
-        """Train to ``cfg.steps``; returns the trained priors (in eval mode)."""
+        """Train to ``cfg.steps`` (or until ``cfg.max_seconds`` have passed, saving there); returns the trained
+        priors (in eval mode). :attr:`stopped_early` says whether the time budget ended the run."""
+        if self.cfg.max_seconds is not None and self.dist.world > 1:  # ranks would stop at different steps
+            raise TrainingError("a time budget (max_seconds) is for single-process training")
         self.out.mkdir(parents=True, exist_ok=True)
         model: torch.nn.Module = self.model
         self.model.train()
@@ -376,8 +383,14 @@ class Trainer:
                             ]
                         )
                         log_file.flush()
-                if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:
+                out_of_time = (
+                    self.cfg.max_seconds is not None and time.perf_counter() - started >= self.cfg.max_seconds
+                )
+                if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps or out_of_time:
                     self.save()
+                if out_of_time and self.step < self.cfg.steps:
+                    self.stopped_early = True
+                    break
         finally:
             bar.close()
             if log_file is not None:

@@ -155,6 +155,18 @@ def test_compiled_training_matches_eager(tmp_path):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
 
 
+def test_a_time_budget_stops_training_and_saves_where_it_stopped(tmp_path):
+    trainer = Trainer(tmp_path, TINY, replace(CFG, steps=1000, max_seconds=1e-6), progress=False)
+    priors = trainer.run()
+    assert trainer.stopped_early and trainer.step == 1  # the budget is checked after every step
+    assert load_checkpoint(tmp_path / "priors.pt")["meta"]["step"] == 1 and priors.meta["step"] == 1
+    roomy = Trainer(tmp_path / "roomy", TINY, replace(CFG, max_seconds=3600.0), progress=False)
+    roomy.run()
+    assert not roomy.stopped_early and roomy.step == CFG.steps
+    with pytest.raises(ValueError, match="max_seconds"):
+        TrainConfig(max_seconds=0)
+
+
 def test_bad_precision_is_refused():
     with pytest.raises(ValueError, match="precision"):
         TrainConfig(precision="fp8")
