@@ -47,6 +47,8 @@ def safe_load(path: Path, error: type[Exception], what: str, map_location: str |
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise error(f"{path} is not a readable {what} ({first[:120]})") from None
+    except Exception as err:  # torch's legacy reader fails on foreign files in any way (KeyError, IndexError, ...)
+        raise error(f"{path} is not a readable {what} (not a torch.save file: {type(err).__name__})") from None
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -1,6 +1,8 @@
 import pickle
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from sepmodels.checkpoint import CheckpointError, default_priors_path, load_checkpoint, save_checkpoint
@@ -36,6 +38,8 @@ def test_shipped_default_exists_and_loads():
     [
         (lambda p: p.write_bytes(b"\x00garbage" * 50), "not a readable checkpoint"),
         (lambda p: p.write_bytes(b""), "not a readable checkpoint"),
+        (lambda p: p.write_text("hello world, not a checkpoint\n"), "not a readable checkpoint"),  # KeyError
+        (lambda p: sf.write(p, np.zeros(1000, dtype=np.float32), 14_700, format="WAV"), "not a readable"),
         (lambda p: torch.save({"weights": torch.zeros(3)}, p), "not a sepmodels checkpoint"),
         (lambda p: torch.save([1, 2, 3], p), "not a sepmodels checkpoint"),
         (lambda p: p.write_bytes(pickle.dumps(Foreign())), "not a readable checkpoint"),
