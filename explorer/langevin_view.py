@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +11,7 @@ import panel as pn
 import param
 import torch
 import torch.nn.functional as F
-from bokeh.models import ColorBar, ColumnDataSource, LinearColorMapper
+from bokeh.models import ColorBar, ColumnDataSource, LinearColorMapper, Span
 
 from explorer.audio import load_audio_bytes, new_figure, playable, smooth, wave_data
 from explorer.mixview import PALETTE
@@ -25,11 +26,13 @@ from sepmodels.inference.langevin import (
     langevin,
     with_likelihood,
 )
+from sepmodels.metrics import si_sdr
 from sepmodels.priors import PriorSet
 
 _OWN = METHOD_DEFAULTS[LangevinConfig.method]
 
 _STRIP_BINS = 300
+_ZOOM_MS = 25.0  # the zoomed window of each source: a few periods, where the wave's shape shows
 
 
 class LangevinExplorer(pn.viewable.Viewer):
@@ -91,6 +94,8 @@ class LangevinExplorer(pn.viewable.Viewer):
         self._choices, self._judge_for = dict(choices or {}), judge_for
         self._use(priors, judge)
         self._pitch = pn.pane.Markdown("", sizing_mode="stretch_width")
+        self._verdict = pn.pane.Markdown("", sizing_mode="stretch_width")
+        self._clock: tuple[float, int] | None = None  # (time, step) when the run last started
         self.mixture: torch.Tensor = torch.zeros(0)
         self.truth: torch.Tensor | None = None
         self._shown_step = self._played_step = -1
@@ -212,6 +217,8 @@ class LangevinExplorer(pn.viewable.Viewer):
             self.message = f"cannot start: {err}"
             return
         self.message = ""
+        latest = self.runner.latest
+        self._clock = (time.perf_counter(), 0 if latest is None else latest.step)
         self.runner.start()
         self.refresh()
 
@@ -247,13 +254,24 @@ class LangevinExplorer(pn.viewable.Viewer):
         if it is None:
             self.status = f"Step 0 / {total} · {state}"
             return
-        self.status = f"Step {it.step} / {it.total} · sigma {it.sigma:.3g} · {state}"
+        self.status = f"Step {it.step} / {it.total} · sigma {it.sigma:.3g} · {state}{self._speed(it)}"
         if it.step != self._shown_step:
             self._shown_step = it.step
             self._draw(it)
         if (players or not self.runner.running) and it.step != self._played_step:
             self._played_step = it.step
             self._update_players(it)
+
+    def _speed(self, it: Iterate) -> str:
+        """`` · N steps/s · about M s left`` while running (measured since the last Start)."""
+        if not self.runner.running or self._clock is None:
+            return ""
+        t0, step0 = self._clock
+        elapsed, done = time.perf_counter() - t0, it.step - step0
+        if elapsed < 1.0 or done < 2:
+            return ""
+        rate = done / elapsed
+        return f" · {rate:.1f} steps/s · about {max(0.0, (it.total - it.step) / rate):.0f} s left"
 
     def config_total(self) -> int:
         try:
@@ -273,38 +291,55 @@ class LangevinExplorer(pn.viewable.Viewer):
         self._mix_fig = new_figure("Mix", "seconds", "amplitude", height=150)
         self._mix_fig.varea("t", "lo", "hi", source=self._mix_src, color="#555555")
         self._truth_srcs, self._est_srcs, self._source_figs = [], [], []
+        self._zoom_srcs, self._zoom_figs = [], []
         for k, name in enumerate(names):
-            fig = new_figure(name, "seconds", "amplitude", height=120)
+            color = PALETTE[k % len(PALETTE)]
+            fig = new_figure(f"{name}: whole clip (envelope)", "seconds", "amplitude", height=170)
             truth, est = ColumnDataSource(dict(wave)), ColumnDataSource(dict(wave))
             fig.varea("t", "lo", "hi", source=truth, color="#bbbbbb", legend_label="truth")
-            fig.varea("t", "lo", "hi", source=est, color=PALETTE[k % len(PALETTE)], alpha=0.6,
-                      legend_label="estimate")  # fmt: skip
-            fig.legend.location, fig.legend.visible = "top_right", k == 0
+            fig.varea("t", "lo", "hi", source=est, color=color, alpha=0.6, legend_label="estimate")
+            fig.legend.orientation = "horizontal"
+            fig.add_layout(fig.legend[0], "right")  # beside the plot, never over it
+            zoom = new_figure(f"{name}: first {_ZOOM_MS:g} ms", "milliseconds", "", height=170, width=320)
+            zoom.sizing_mode = "fixed"
+            zsrc = ColumnDataSource({"t": [], "truth": [], "est": []})
+            zoom.line("t", "truth", source=zsrc, color="#999999", line_width=3)
+            zoom.line("t", "est", source=zsrc, color=color, line_width=1.5)
             self._truth_srcs.append(truth)
             self._est_srcs.append(est)
             self._source_figs.append(fig)
+            self._zoom_srcs.append(zsrc)
+            self._zoom_figs.append(zoom)
         self._strip_mapper = LinearColorMapper(palette="Viridis256", low=-5, high=5)
         self._strip_src = ColumnDataSource({"image": [np.zeros((len(names), 2))], "dw": [1.0]})
         self._strip_fig = new_figure("Log-likelihood of each estimate", "seconds", "", height=170)
         self._strip_fig.image(image="image", x=0, y=0, dw="dw", dh=len(names), source=self._strip_src,
                               color_mapper=self._strip_mapper)  # fmt: skip
         self._strip_fig.yaxis.ticker = [k + 0.5 for k in range(len(names))]
-        self._strip_fig.yaxis.major_label_overrides = {k + 0.5: n for k, n in enumerate(names)}
+        # image row 0 is drawn at the bottom: rows are stored last source first, so the first is on top
+        self._strip_fig.yaxis.major_label_overrides = {k + 0.5: n for k, n in enumerate(reversed(names))}
         self._strip_fig.add_layout(ColorBar(color_mapper=self._strip_mapper, title="nats/sample"), "right")
         columns = {"step": [], "err": [], **{f"sdr{k}": [] for k in range(len(names))}}
         self._hist_src = ColumnDataSource(columns)
         # the log-likelihood has its own steps: a judge evaluates only every few steps
         self._lp_src = ColumnDataSource({"step": [], **{f"lp{k}": [] for k in range(len(names))}})
-        self._sdr_fig = new_figure("SI-SDR per source", "step", "dB", height=220)
-        self._lp_fig = new_figure("Log-likelihood per source", "step", "nats per sample", height=220)
-        self._err_fig = new_figure("Mixing error (RMS)", "step", "RMS", height=220, y_axis_type="log")
+        self._sdr_fig = new_figure("SI-SDR (dashed: the mix itself)", "step", "dB", height=260)
+        self._lp_fig = new_figure("Log-likelihood per source", "step", "nats per sample", height=260)
+        self._err_fig = new_figure("Mix error (RMS)", "step", "RMS", height=260, y_axis_type="log")
+        self._floors = []
         for k, name in enumerate(names):
             color = PALETTE[k % len(PALETTE)]
-            self._sdr_fig.line("step", f"sdr{k}", source=self._hist_src, color=color, legend_label=name)
-            self._lp_fig.line("step", f"lp{k}", source=self._lp_src, color=color, legend_label=name)
+            self._sdr_fig.line(
+                "step", f"sdr{k}", source=self._hist_src, color=color, line_width=2, legend_label=name
+            )
+            self._lp_fig.line("step", f"lp{k}", source=self._lp_src, color=color, line_width=2, legend_label=name)
+            floor = Span(location=0, dimension="width", line_color=color, line_dash="dashed", line_alpha=0.7)
+            self._sdr_fig.add_layout(floor)
+            self._floors.append(floor)
         self._err_fig.line("step", "err", source=self._hist_src, color="#444444")
         for fig in (self._sdr_fig, self._lp_fig):
-            fig.legend.location = "bottom_right"
+            fig.legend.orientation = "horizontal"
+            fig.add_layout(fig.legend[0], "below")  # under the plot: the curves' right ends stay visible
         self._strip_fig.x_range.range_padding = 0
 
     def _draw_idle(self) -> None:
@@ -313,16 +348,29 @@ class LangevinExplorer(pn.viewable.Viewer):
         self._mix_fig.title.text = f"Mix: {self._label}"
         self._mix_src.data = wave_data(self.mixture, sr)
         empty = {"t": [], "lo": [], "hi": []}
+        n = max(2, int(_ZOOM_MS * sr / 1000))
+        t_ms = (np.arange(min(n, self.mixture.shape[-1])) * 1000 / sr).tolist()
         for k in range(len(self.priors)):
             self._truth_srcs[k].data = empty if self.truth is None else wave_data(self.truth[k], sr, 600)
             self._est_srcs[k].data = dict(empty)
+            truth = [] if self.truth is None else self.truth[k, :n].tolist()
+            self._zoom_srcs[k].data = {"t": t_ms[: len(truth)], "truth": truth, "est": [float("nan")] * len(truth)}
+            if self.truth is not None:  # the floor: the mix itself taken as the estimate of this source
+                self._floors[k].location = float(si_sdr(self.mixture, self.truth[k]))
+        self._verdict.object = self._verdict_text(None)
         self._strip_src.data = {"image": [np.zeros((len(self.priors), 2))], "dw": [1.0]}
         self._hist_src.data = {key: [] for key in self._hist_src.data}
         self._lp_src.data = {key: [] for key in self._lp_src.data}
         self._sdr_fig.visible = self.truth is not None
         self._pitch.object = self._pitch_table(None)
         whose = self.likelihood_source
-        self._strip_fig.visible = self._lp_fig.visible = bool(whose)
+        self._lp_fig.visible = bool(whose)
+        self._strip_fig.visible = False  # until the first judged likelihood: an empty strip looks like data
+        self._err_fig.title.text = (
+            "Mix error (RMS; 0 by construction)"
+            if self.method == "constrained"
+            else "Mix error (RMS of mix minus sum)"
+        )
         self._strip_fig.title.text = f"Log-likelihood of each estimate under {whose}"
         self._lp_fig.title.text = (
             "Log-likelihood per source"
@@ -338,13 +386,20 @@ class LangevinExplorer(pn.viewable.Viewer):
         if it.log_prob is not None:
             T = it.log_prob.shape[-1]
             per = max(1, T // _STRIP_BINS)
-            strip = np.stack([smooth(row, per)[::per] for row in it.log_prob.cpu()])
+            strip = np.stack([smooth(row, per)[::per] for row in it.log_prob.cpu().flip(0)])  # first on top
             lo, hi = np.percentile(strip, [2, 98])
             self._strip_mapper.low, self._strip_mapper.high = float(lo), float(max(hi, lo + 1e-3))
             self._strip_src.data = {"image": [strip], "dw": [T / sr]}
             whose, when = self.likelihood_source, f"step {it.step}, sigma {it.sigma:.3g}"
             self._strip_fig.title.text = f"Log-likelihood of each estimate under {whose} ({when})"
+            self._strip_fig.visible = True
         self._pitch.object = self._pitch_table(sources)
+        n = min(max(2, int(_ZOOM_MS * sr / 1000)), sources.shape[-1])
+        t_ms = (np.arange(n) * 1000 / sr).tolist()
+        for k, zsrc in enumerate(self._zoom_srcs):
+            truth = self.truth[k, :n].tolist() if self.truth is not None else [float("nan")] * n
+            zsrc.data = {"t": t_ms, "truth": truth, "est": sources[k, :n].tolist()}
+        self._verdict.object = self._verdict_text(it)
         records = self.runner.history()
         rec = records[:: max(1, len(records) // 1000)]  # decimate long runs for drawing
         data = {"step": [r.step for r in rec], "err": [max(r.mix_error, 1e-12) for r in rec]}
@@ -357,6 +412,32 @@ class LangevinExplorer(pn.viewable.Viewer):
         for k in range(len(self.priors)):
             lp[f"lp{k}"] = [r.log_prob[k] for r in judged]
         self._lp_src.data = lp
+
+    def _verdict_text(self, it: Iterate | None) -> str:
+        """The run's result in a sentence, against the floor (the mix itself taken as every estimate)."""
+        if self.truth is None:
+            return ""
+        floors = [float(f.location) for f in self._floors]
+        guide = (
+            "SI-SDR above its dashed line (the mix itself as the estimate) means that source was separated; "
+            "10 dB is clearly audible separation, 30 dB and more near perfect."
+        )
+        if it is None or it.si_sdr is None:
+            return f"*{guide}*"
+        sdr = [float(v) for v in it.si_sdr]
+        mean, floor = float(np.mean(sdr)), float(np.mean(floors))
+        beat = sum(a > b + 1.0 for a, b in zip(sdr, floors, strict=True))
+        verdict = (
+            "**separated**" if min(a - b for a, b in zip(sdr, floors, strict=True)) > 10
+            else f"**{beat} of {len(sdr)} sources above the mix**" if beat
+            else "**not separated** (no source above the mix)"
+        )  # fmt: skip
+        cells = ", ".join(
+            f"{n} {a:.1f} dB (mix {b:.1f})" for n, a, b in zip(self.priors.names, sdr, floors, strict=True)
+        )
+        when = "final" if it.step >= it.total else f"step {it.step}"
+        head = f"{when.capitalize()}: mean SI-SDR **{mean:.1f} dB** against the mix's {floor:.1f} dB: {verdict}."
+        return f"{head} {cells}. *{guide}*"
 
     def _pitch_table(self, sources: torch.Tensor | None) -> str:
         """Each estimate's pitch against the truth's (toy mixes only): the key nearest its strongest partial."""
@@ -432,7 +513,12 @@ class LangevinExplorer(pn.viewable.Viewer):
             counter,
             notice,
             pn.pane.Bokeh(self._mix_fig, sizing_mode="stretch_width"),
-            *[pn.pane.Bokeh(f, sizing_mode="stretch_width") for f in self._source_figs],
+            *[
+                pn.Row(
+                    pn.pane.Bokeh(f, sizing_mode="stretch_width"), pn.pane.Bokeh(z), sizing_mode="stretch_width"
+                )
+                for f, z in zip(self._source_figs, self._zoom_figs, strict=True)
+            ],
             self._pitch,
             no_likelihood,
             pn.pane.Bokeh(self._strip_fig, sizing_mode="stretch_width"),
@@ -443,6 +529,7 @@ class LangevinExplorer(pn.viewable.Viewer):
                 ],
                 sizing_mode="stretch_width",
             ),
+            self._verdict,
             players,
             sizing_mode="stretch_width",
         )

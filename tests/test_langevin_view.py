@@ -1,10 +1,12 @@
 import time
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 
 from explorer.langevin_view import LangevinExplorer
+from sepmodels.metrics import si_sdr
 
 
 def _wait(view, predicate, timeout=20.0):
@@ -114,6 +116,12 @@ def test_score_priors_run_without_a_likelihood_strip(tmp_path):
         assert _wait(view, lambda: "finished" in view.status)
         assert len(view._hist_src.data["step"]) == 12
         assert view._lp_src.data["step"] == []
+        view.refresh()
+        assert not view._strip_fig.visible and view._verdict.object.startswith("Final: mean SI-SDR")
+        floors = [f.location for f in view._floors]  # the mix itself as every estimate: its own SI-SDR
+        assert floors == pytest.approx([float(si_sdr(view.mixture, t)) for t in view.truth], abs=1e-4)
+        zoom = view._zoom_srcs[0].data
+        assert len(zoom["t"]) == len(zoom["truth"]) == len(zoom["est"]) > 100
     finally:
         view.close()
 
@@ -121,10 +129,12 @@ def test_score_priors_run_without_a_likelihood_strip(tmp_path):
 def test_score_priors_with_a_flow_judge_draw_its_likelihood_and_say_so(tmp_path, tiny_priors):
     view = _view(_tiny_score_priors(tmp_path), judge=tiny_priors, judge_every=5)
     try:
-        assert view._strip_fig.visible and view._lp_fig.visible
-        assert "flow priors" in view._strip_fig.title.text
+        assert view._lp_fig.visible and "flow priors" in view._strip_fig.title.text
+        assert not view._strip_fig.visible  # no placeholder strip before the first judged likelihood
         view.start()
         assert _wait(view, lambda: "finished" in view.status)
+        view.refresh()
+        assert view._strip_fig.visible
         assert view._lp_src.data["step"] == [5, 10, 12]  # every 5th step and the last
         assert all(np.isfinite(view._lp_src.data[f"lp{k}"]).all() for k in range(4))
         assert view._strip_src.data["image"][0].shape[0] == 4
