@@ -67,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sepmodels", description="Deep generative priors for audio source separation.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    t = sub.add_parser("train", help="train a set of flow priors (one per source)")
+    t = sub.add_parser(
+        "train", help="train priors (flow, autoregressive or score; one per source) or a VAE posterior"
+    )
     t.add_argument("--data", choices=["toy", "musdb"], default="toy", help="training data (default: toy)")
     t.add_argument("--root", type=Path, help="--data musdb: the musdb18 or musdb18-HQ folder")
     t.add_argument("--mono", choices=["left", "mean"], help="--data musdb: left channel (the thesis) or downmix")
@@ -90,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="smallest training noise; the only one for --plain flows (default: 0.01)",
     )
     t.add_argument("--sigma-max", type=_positive_float, help="largest training noise (default: 1.0)")
+    t.add_argument(
+        "--objective",
+        choices=["dsm", "sdr"],
+        help="--model score: denoising score matching, or the denoised clip's error in dB, every noise level "
+        "alike (default: dsm)",
+    )
     t.add_argument("--precision", choices=["fp32", "bf16"], help="bf16: autocast the forward pass (default: fp32)")
     t.add_argument("--compile", action="store_true", help="torch.compile the model (pays on a GPU, for long runs)")
     t.add_argument(
@@ -426,8 +434,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "precision": args.precision,
         "compile": args.compile or None,
         "checkpoint_every": args.checkpoint_every,
+        "objective": args.objective,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    if args.objective is not None and args.model != "score":
+        raise UsageError("--objective is for --model score")
     if "sigma_min" in overrides and "sigma_max" not in overrides:
         overrides["sigma_max"] = max(TrainConfig.sigma_max, overrides["sigma_min"])
     if overrides.get("sigma_min", TrainConfig.sigma_min) > overrides.get("sigma_max", TrainConfig.sigma_max):

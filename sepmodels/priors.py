@@ -172,8 +172,12 @@ class PriorSet:
         self, x: torch.Tensor, sigma: torch.Tensor | float | None = None, sources: list[int] | None = None
     ) -> torch.Tensor:
         """Tweedie's denoiser ``x + sigma^2 * score``: each source's posterior mean given ``x`` seen through
-        noise of level sigma, ``[B, N, T]``. A grouped model evaluates every source whatever ``sources`` asks."""
+        noise of level sigma, ``[B, N, T]``. A spectral score network computes only ``sources`` when given (the
+        others come back as ``x``); other grouped models evaluate every source whatever ``sources`` asks."""
         level = self.default_sigma if sigma is None else float(sigma)
+        if not self.has_likelihood:
+            with torch.no_grad():
+                return self.model.denoise(x, level, sources)
         with torch.no_grad():
             _, score = self.log_prob_and_score(x, level) if self.has_likelihood else (None, self.score(x, level))
         return x + level**2 * score

@@ -69,6 +69,9 @@ class TrainConfig:
     checkpoint_every: int = 250
     log_every: int = 10
     max_seconds: float | None = None  # a wall-clock budget: stop (and save) once training has run this long
+    # score networks: "dsm" (denoising score matching, sigma^2-weighted) or "sdr" (the denoised clip's error in
+    # dB, mean over clips and sources: every noise level weighs the same, the large ones included)
+    objective: str = "dsm"
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "length", "checkpoint_every", "log_every"):
@@ -80,6 +83,8 @@ class TrainConfig:
             raise ValueError(f"max_seconds must be positive, got {self.max_seconds}")
         if self.data not in ("toy", "musdb"):
             raise ValueError(f"data must be 'toy' or 'musdb', got {self.data!r}")
+        if self.objective not in ("dsm", "sdr"):
+            raise ValueError(f"objective must be 'dsm' or 'sdr', got {self.objective!r}")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.data == "musdb" and not self.root:
@@ -104,6 +109,13 @@ def nll(z: torch.Tensor, logdet: torch.Tensor) -> torch.Tensor:
 def dsm_loss(predicted_noise: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """Denoising score matching with sigma^2 weighting: the mean squared error of the predicted noise."""
     return (predicted_noise - noise).pow(2).mean()
+
+
+def sdr_loss(denoised: torch.Tensor, clean: torch.Tensor, floor_db: float = 60.0) -> torch.Tensor:
+    """Mean over clips and sources of the denoised clip's error in dB (``-SDR / 10``, floored at ``floor_db``
+    of SDR): ``log10(|d - s|^2 / |s|^2 + 10^(-floor/10))``. A relative error weighs every noise level alike."""
+    err = (denoised.float() - clean).pow(2).sum(-1) / clean.pow(2).sum(-1).clamp_min(1e-12)
+    return torch.log10(err + 10 ** (-floor_db / 10)).mean()
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -324,6 +336,8 @@ class Trainer:
         if self.is_vae:  # mixes only: the sources never reach the loss
             mixture = toy.mix(clean)
             return elbo(model, self.frozen, mixture, generator=self.noise_gen, config=self.model_config).loss
+        if self.cfg.objective == "sdr":
+            return sdr_loss(noisy - sigma[:, None, None] * model(noisy, sigma), clean)
         return dsm_loss(model(noisy, sigma), noise)
 
     def run(self) -> PriorSet:

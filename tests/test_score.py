@@ -89,3 +89,77 @@ def test_global_context_parameters_learn(tmp_path):
     trainer.run()
     assert any(p.abs().max() > 0 for n, p in trainer.model.named_parameters() if ".context." in n)
     assert PriorSet.load(tmp_path / "priors.pt").model.config.global_context
+
+
+SPECTRAL = ScoreConfig.preset("spectral_tiny")
+
+
+def test_spectral_network_shapes_groups_and_whole_clip_dependency():
+    net = perturb(ScoreNet(3, SPECTRAL), 0.2).eval()
+    x = torch.randn(2, 3, 101, requires_grad=True)  # any length: no fold
+    sigma = torch.tensor([0.1, 2.0])
+    eps_hat = net(x, sigma)
+    assert eps_hat.shape == (2, 3, 101) and torch.isfinite(eps_hat).all()
+    (grad,) = torch.autograd.grad(eps_hat[:, 1, 50].sum(), x)
+    assert grad[:, [0, 2]].abs().max() == 0  # group 1 sees only its own input
+    assert (grad[:, 1].abs() > 0).all()  # ... all of it: the whole clip's spectrum
+    denoised = x - sigma[:, None, None] * eps_hat  # the network's own output, read back
+    torch.testing.assert_close(net.net(x, sigma), denoised, rtol=1e-4, atol=1e-5)
+    assert net.receptive_field() == float("inf")
+
+
+def test_spectral_network_starts_as_a_wiener_like_gain_that_denoises_a_steady_tone():
+    net = ScoreNet(1, ScoreConfig.preset("spectral")).eval()  # untrained: the output layer is zero
+    t = torch.arange(4096) / toy.SAMPLE_RATE
+    clean = torch.sin(2 * torch.pi * 440.0 * t)[None, None]
+    noisy = clean + 1.0 * torch.randn(1, 1, 4096, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        denoised = noisy - net(noisy, torch.tensor([1.0]))
+    from sepmodels.metrics import si_sdr
+
+    assert float(si_sdr(denoised, clean)) > float(si_sdr(noisy, clean)) + 10
+
+
+def test_spectral_config_is_checked():
+    with pytest.raises(ValueError, match="fold must be 1"):
+        ScoreConfig(arch="spectral", fold=4)
+    with pytest.raises(ValueError, match="arch"):
+        ScoreConfig(arch="transformer")
+    assert ScoreConfig(**ScoreConfig.preset("default").to_dict()).arch == "wavenet"  # old checkpoints' configs
+
+
+def test_sdr_loss_reads_the_error_in_decibels():
+    from sepmodels.train import sdr_loss
+
+    clean = torch.randn(2, 4, 64)
+    assert float(sdr_loss(clean, clean)) == pytest.approx(-6.0)  # the 60 dB floor
+    assert float(sdr_loss(torch.zeros_like(clean), clean)) == pytest.approx(0.0, abs=1e-5)
+    assert float(sdr_loss(clean + 0.1 * clean, clean)) == pytest.approx(-2.0, abs=1e-4)  # 20 dB
+
+
+def test_spectral_priors_train_with_the_sdr_objective_and_load(tmp_path):
+    cfg = TrainConfig(steps=20, batch_size=4, length=512, lr=3e-3, sigma_max=30.0, objective="sdr",
+                      checkpoint_every=20, log_every=1)  # fmt: skip
+    from sepmodels.train import sdr_loss
+
+    trainer = Trainer(tmp_path, SPECTRAL, cfg, progress=False)
+    clean = toy.toy_test_set(8, 512, seed=5)
+    noisy = clean + 0.3 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(1))
+
+    def held_out() -> float:  # the loss on fixed clips at one noise level (a batch's loss varies with sigma)
+        with torch.no_grad():
+            return float(sdr_loss(noisy - 0.3 * trainer.model(noisy, torch.full((8,), 0.3)), clean))
+
+    before = held_out()
+    priors = trainer.run()
+    with (tmp_path / LOG_FILE).open() as f:
+        losses = [float(r["loss"]) for r in csv.DictReader(f)]
+    assert len(losses) == 20 and all(torch.isfinite(torch.tensor(losses)))
+    assert held_out() < before
+    loaded = PriorSet.load(tmp_path / "priors.pt")
+    assert loaded.kind == "score" and loaded.model.config.arch == "spectral"
+    x = toy.toy_test_set(1, 600)
+    assert loaded.denoise(x, 1.0).shape == x.shape and loaded.valid_length(601) == 601
+    assert priors.meta["train_config"]["objective"] == "sdr"
+    with pytest.raises(ValueError, match="objective"):
+        TrainConfig(objective="l1")

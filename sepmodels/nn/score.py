@@ -8,6 +8,17 @@ instead of a forward and a backward pass through a flow.
 Shapes: clips ``[B, G, T]``; the network folds ``fold`` consecutive samples into channels first
 (``[B, G, fold, T / fold]``), which makes it ``fold`` times cheaper and its receptive field ``fold`` times
 longer, as the flows' squeezes do.
+
+Two architectures (``ScoreConfig.arch``):
+
+- ``"wavenet"``: a grouped non-causal WaveNet over time (optionally with a whole-clip context path).
+- ``"spectral"``: a network over the whole clip's spectrum (:class:`SpectralDenoiser`). A steady pitch is a
+  property of the whole clip; in the clip's Fourier transform it is a comb of narrow peaks whose height over
+  the noise grows with the clip's length, which a matched filter exploits and a network over a window of
+  time cannot. The network sees each frequency bin's signal-to-noise ratio and that of the bins at 1/4 to 5
+  times its frequency (where a harmonic's fundamental and overtones lie), and outputs a gain per bin: the
+  denoised clip is the inverse transform of the gained spectrum. It still answers as a score network (the
+  predicted noise ``(x - denoised) / sigma``), so every sampler, trainer and checkpoint takes it unchanged.
 """
 
 from __future__ import annotations
@@ -32,6 +43,13 @@ class ScoreConfig:
     cycle: int = 100
     cond_features: int = 8
     global_context: bool = False  # see WaveNet: time-averaged features bias every gate
+    arch: str = "wavenet"  # or "spectral": a network over the whole clip's spectrum
+
+    def __post_init__(self) -> None:
+        if self.arch not in ("wavenet", "spectral"):
+            raise ValueError(f"arch must be 'wavenet' or 'spectral', got {self.arch!r}")
+        if self.arch == "spectral" and self.fold != 1:
+            raise ValueError("a spectral score network takes whole clips: fold must be 1")
 
     @staticmethod
     def preset(name: str) -> ScoreConfig:
@@ -50,7 +68,105 @@ SCORE_PRESETS: dict[str, ScoreConfig] = {
     # the same with a whole-clip context path in every layer
     "global": ScoreConfig(global_context=True),
     "tiny": ScoreConfig(fold=2, layers=2, width=4, cond_features=4),
+    # over the whole clip's spectrum: dilations 1..128 bins, harmonic features, a whole-spectrum context
+    "spectral": ScoreConfig(arch="spectral", fold=1, layers=8, width=24, global_context=True),
+    "spectral_tiny": ScoreConfig(arch="spectral", fold=1, layers=2, width=4, cond_features=4),
 }
+
+# Frequency ratios whose bins' signal-to-noise ratios every bin sees besides its own.
+HARMONIC_RATIOS = (0.25, 1 / 3, 0.5, 2.0, 3.0, 4.0, 5.0)
+
+
+class SpectralDenoiser(nn.Module):
+    """G denoisers over the whole clip's spectrum, in grouped convolutions: ``[B, G, T] -> [B, G, T]``.
+
+    Input features per frequency bin: ``log(|X|^2 / (sigma^2 T))`` (the observed power over the white noise's
+    expected power in that bin) at the bin and at ``HARMONIC_RATIOS`` times its frequency (linear
+    interpolation; beyond Nyquist, "no power"). A stack of dilated convolutions over frequency, each biased by
+    the noise level's features and (with ``global_context``) the spectrum-averaged activations, gives a logit
+    added to the log power ratio, so the untrained network starts as a gain that passes the bins whose power
+    is well above the noise's and mutes the others (a Wiener-like gain). The output is
+    ``irfft(sigmoid(logit) * X)``.
+    """
+
+    def __init__(self, groups: int, config: ScoreConfig) -> None:
+        super().__init__()
+        self.groups, self.config = groups, config
+        G, W, K = groups, config.width, config.kernel
+        features = 1 + len(HARMONIC_RATIOS)
+        self.inp = nn.Conv1d(G * features, G * W, 1, groups=G)
+        self.cond = nn.Linear(config.cond_features, config.layers * G * W)
+        self.convs = nn.ModuleList(
+            nn.Conv1d(G * W, G * W, K, dilation=2**i, padding=2**i * (K - 1) // 2, groups=G)
+            for i in range(config.layers)
+        )
+        self.mix = nn.ModuleList(nn.Conv1d(G * W, G * W, 1, groups=G) for _ in range(config.layers))
+        self.glob = (
+            nn.ModuleList(nn.Conv1d(G * W, G * W, 1, groups=G) for _ in range(config.layers))
+            if config.global_context
+            else None
+        )
+        self.out = nn.Conv1d(G * W, G, 1, groups=G)
+        nn.init.zeros_(self.out.weight)
+        nn.init.constant_(self.out.bias, -3.0)  # a bin passes once its power is some 20 times the noise's
+        self._index: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+    def receptive_field(self) -> float:
+        return float("inf")  # every output sample depends on the whole clip
+
+    def _harmonic_index(self, bins: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For every ratio and bin: the lower neighbour's index, the interpolation weight, and whether the
+        position lies inside the spectrum; ``[ratios, bins]`` each."""
+        key = (bins, str(device))
+        if key not in self._index:
+            pos = torch.tensor(HARMONIC_RATIOS, dtype=torch.float64)[:, None] * torch.arange(
+                bins, dtype=torch.float64
+            )
+            inside = pos <= bins - 1
+            low = pos.floor().clamp(max=bins - 2).long()
+            frac = (pos - low).clamp(0, 1)
+            self._index[key] = (low.to(device), frac.float().to(device), inside.to(device))
+        return self._index[key]
+
+    def _conv(self, conv: nn.Conv1d, h: torch.Tensor, groups: list[int] | None) -> torch.Tensor:
+        """A grouped convolution, or only the slices of ``groups`` of it (the same numbers, fewer of them)."""
+        if groups is None:
+            return conv(h)
+        G = self.groups
+        weight = conv.weight.view(G, -1, *conv.weight.shape[1:])[groups].flatten(0, 1)
+        bias = conv.bias.view(G, -1)[groups].flatten()
+        return nn.functional.conv1d(
+            h, weight, bias, padding=conv.padding, dilation=conv.dilation, groups=len(groups)
+        )
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, groups: list[int] | None = None) -> torch.Tensor:
+        """The denoised clips (each prior's estimate of its source), ``[B, G, T]``; ``sigma`` is ``[B]``. With
+        ``groups``, ``x`` holds only those groups' clips, ``[B, len(groups), T]``, and only they are computed."""
+        B, _, T = x.shape
+        spec = torch.fft.rfft(x.float(), dim=-1)  # [B, G, F]
+        bins = spec.shape[-1]
+        noise_power = (sigma.float() ** 2 * T).view(B, 1, 1)
+        log_snr = torch.log(spec.real**2 + spec.imag**2 + 1e-12) - torch.log(noise_power)
+        feat = log_snr.clamp(-10.0, 30.0) / 10.0  # about -1..3
+        low, frac, inside = self._harmonic_index(bins, x.device)
+        lo = feat[..., low]  # [B, G, ratios, F]
+        hi = feat[..., low + 1]
+        stacked = torch.where(inside, lo + frac * (hi - lo), torch.full_like(lo, -1.0))
+        h = torch.cat([feat[:, :, None], stacked], dim=2).reshape(B, -1, bins)  # group-major channels
+        h = self._conv(self.inp, h, groups)
+        cond = self.cond(sigma_features(sigma.float(), self.config.cond_features))
+        cond = cond.view(B, self.config.layers, self.groups, -1)[
+            :, :, groups if groups is not None else slice(None)
+        ]
+        cond = cond.flatten(2)[..., None]  # [B, layers, channels, 1]
+        for i, (conv, mix) in enumerate(zip(self.convs, self.mix, strict=True)):
+            a = self._conv(conv, h, groups) + cond[:, i]
+            if self.glob is not None:
+                a = a + self._conv(self.glob[i], h.mean(dim=-1, keepdim=True), groups)
+            h = h + self._conv(mix, torch.nn.functional.gelu(a), groups)
+        logit = self._conv(self.out, h, groups) + log_snr
+        gain = torch.sigmoid(logit)
+        return torch.fft.irfft(gain * spec, n=T, dim=-1).to(x.dtype)
 
 
 class ScoreNet(nn.Module):
@@ -65,9 +181,12 @@ class ScoreNet(nn.Module):
     def __init__(self, groups: int, config: ScoreConfig) -> None:
         super().__init__()
         self.groups, self.config = groups, config
-        self.net = WaveNet(groups, config.fold, config.fold, config.width, config.layers, config.kernel,
-                           config.cycle, causal=False, cond_dim=config.cond_features,
-                           global_context=config.global_context)  # fmt: skip
+        if config.arch == "spectral":
+            self.net: nn.Module = SpectralDenoiser(groups, config)
+        else:
+            self.net = WaveNet(groups, config.fold, config.fold, config.width, config.layers, config.kernel,
+                               config.cycle, causal=False, cond_dim=config.cond_features,
+                               global_context=config.global_context)  # fmt: skip
 
     @property
     def hop(self) -> int:
@@ -90,10 +209,27 @@ class ScoreNet(nn.Module):
             raise ValueError(f"clip length must be a multiple of {f} samples, got {T}")
         s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
         s = s.expand(B) if s.dim() == 0 else s
+        if self.config.arch == "spectral":
+            return (x - self.net(x, s)) / s.view(B, 1, 1)
         cond = sigma_features(s, self.config.cond_features)
         folded = x.view(B, G, T // f, f).transpose(2, 3)  # [B, G, fold, T/fold]: channel j = sample f*t + j
         out = self.net(folded, cond)
         return out.transpose(2, 3).reshape(B, G, T)
+
+    def denoise(
+        self, x: torch.Tensor, sigma: torch.Tensor | float, sources: list[int] | None = None
+    ) -> torch.Tensor:
+        """Each prior's posterior mean of ``x: [B, G, T]`` at noise level sigma (Tweedie: ``x - sigma * eps_hat``).
+        A spectral network computes only ``sources`` when given (the others are returned as ``x``); a WaveNet
+        computes every group."""
+        B = x.shape[0]
+        s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+        s = s.expand(B) if s.dim() == 0 else s
+        if self.config.arch == "spectral" and sources is not None:
+            out = x.clone()
+            out[:, sources] = self.net(x[:, sources], s, groups=list(sources))
+            return out
+        return x - s.view(B, 1, 1) * self(x, s)
 
     def score(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
         """Estimated gradient of ``log p_sigma(x)``: ``-eps_hat / sigma``, ``[B, G, T]``."""
