@@ -370,12 +370,29 @@ def _denoised(priors: Any, noisy: torch.Tensor, sigma: float, batch: int) -> tor
     return torch.cat(out)
 
 
+def _interfered(priors: Any, clean: torch.Tensor, noise: torch.Tensor, sigma: float, batch: int) -> torch.Tensor:
+    """SI-SDR of each prior's posterior mean of its clip plus another source's clip plus noise, against its own
+    clip: ``[N (own), N (added), n]``, NaN where the two are the same source."""
+    n, N, _ = clean.shape
+    out = torch.full((N, N, n), float("nan"))
+    for shift in range(1, N):
+        other = clean.roll(shift, dims=1)  # other[:, k] is source k - shift
+        est = _denoised(priors, clean + other + sigma * noise, sigma, batch)
+        for k in range(N):
+            out[k, (k - shift) % N] = si_sdr(est[:, k], clean[:, k])
+    return out
+
+
 def denoise_study(priors: Any, n: int = 8, length: int = toy.SAMPLE_RATE, seed: int = 0,
                   sigmas: tuple[float, ...] = DENOISE_SIGMAS, data: dict[str, Any] | None = None,
                   reference: bool = True, batch: int = 4, progress: bool = False) -> dict[str, Any]:  # fmt: skip
     """One denoising step per noise level: SI-SDR (dB) of each test clip plus ``sigma * eps`` (``noisy``) and of
     each prior's posterior mean of it (``denoised``), ``[sigmas, sources, n]``; on toy data also the exact
     toy prior's posterior mean (``exact``), the best any prior can do.
+
+    ``interfered [sigmas, N, N, n]``: the same with another source's clip added, ``clean_k + clean_j + sigma *
+    eps``, scored against ``clean_k`` (diagonal NaN): whether a prior leaves a foreign source alone, which is what
+    lets a separation sweep explain away (``exact_interfered`` likewise). Denoising a solo clip cannot show it.
 
     For listening, clip 0 of every source is kept: ``clean [N, T]``, its unit noise ``noise [N, T]`` (the noisy
     input at level sigma is ``clean + sigma * noise``) and the posterior means ``audio [sigmas, N, T]`` (and
@@ -397,7 +414,8 @@ def denoise_study(priors: Any, n: int = 8, length: int = toy.SAMPLE_RATE, seed: 
             exact.valid_length(length)
         except ValueError as err:
             raise StudyError(f"the exact reference cannot take these clips: {err}") from None
-    rows: dict[str, list[torch.Tensor]] = {"noisy": [], "denoised": [], "exact": []}
+    rows: dict[str, list[torch.Tensor]] = {"noisy": [], "denoised": [], "exact": [], "interfered": [],
+                                           "exact_interfered": []}  # fmt: skip
     audio, exact_audio = [], []
     for sigma in tqdm(sigmas, desc="denoise", unit="sigma", disable=not progress):
         noisy = clean + sigma * noise
@@ -407,16 +425,20 @@ def denoise_study(priors: Any, n: int = 8, length: int = toy.SAMPLE_RATE, seed: 
             raise StudyError(f"the priors' posterior mean at sigma {sigma:g} is not finite")
         rows["denoised"].append(si_sdr(est, clean).T)
         audio.append(est[0].half())
+        rows["interfered"].append(_interfered(priors, clean, noise, sigma, batch))
         if exact is not None:
             ref = _denoised(exact, noisy, sigma, batch)
             rows["exact"].append(si_sdr(ref, clean).T)
             exact_audio.append(ref[0].half())
+            rows["exact_interfered"].append(_interfered(exact, clean, noise, sigma, batch))
     results = {"sigmas": [float(s) for s in sigmas], "sources": list(data_sources(data)),
                "priors": list(priors.names), "sample_rate": priors.sample_rate,
                "noisy": torch.stack(rows["noisy"]), "denoised": torch.stack(rows["denoised"]),
-               "clean": clean[0].clone(), "noise": noise[0].clone(), "audio": torch.stack(audio)}  # fmt: skip
+               "clean": clean[0].clone(), "noise": noise[0].clone(), "audio": torch.stack(audio),
+               "interfered": torch.stack(rows["interfered"])}  # fmt: skip
     if exact is not None:
-        results.update(exact=torch.stack(rows["exact"]), exact_audio=torch.stack(exact_audio))
+        results.update(exact=torch.stack(rows["exact"]), exact_audio=torch.stack(exact_audio),
+                       exact_interfered=torch.stack(rows["exact_interfered"]))  # fmt: skip
     return results
 
 

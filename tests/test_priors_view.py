@@ -98,6 +98,9 @@ def test_denoise_view_shows_curves_table_sentence_and_audio(studies):
     r = studies["denoise"]["results"]
     assert table.loc["sin", "exact prior"] == pytest.approx(float(r["exact"][1, 0].mean()), abs=0.05)
     assert "At sigma 1" in view.summary() and "exact toy prior" in view.summary()
+    inter = view.interference_table()
+    assert list(inter.index) == ["sin prior", "square prior", "saw prior", "triangle prior"]
+    assert inter.loc["sin prior", "+ sin"] == "" and " / " in inter.loc["sin prior", "+ square"]
     view.sigma = 3.0
     assert all(mark.location == 3.0 for mark in view._marks)
     assert "At sigma 3" in view._summary.object

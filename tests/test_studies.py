@@ -78,6 +78,10 @@ def test_denoise_study_scores_each_prior_beside_the_exact_one(tiny_priors):
     assert torch.allclose(r["clean"] + 0.1 * r["noise"], study_clips(2, T, 0.1)[0], atol=1e-6)
     # the exact posterior mean beats the noisy input by far at sigma 1 (a whole clip pins pitch and phase)
     assert (r["exact"][1] > r["noisy"][1] + 10).all()
+    for key in ("interfered", "exact_interfered"):  # own clip + another source's clip, scored against its own
+        v = r[key]
+        assert v.shape == (2, 4, 4, 2)
+        assert torch.isnan(v[:, range(4), range(4)]).all() and torch.isfinite(v[:, [0, 1], [1, 0]]).all()
 
 
 def test_denoise_study_of_the_exact_prior_has_no_second_reference():
