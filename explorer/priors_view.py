@@ -568,10 +568,11 @@ class DenoiseView(pn.viewable.Viewer):
             pn.pane.Markdown(
                 "**With another source added** (each prior's own clip plus another source's clip plus noise, "
                 "SI-SDR of its denoised clip against its own; these priors / the exact prior): a prior that "
-                "takes a foreign source's sound scores near 0 dB or below here. The exact prior does so only where "
-                "the added clip's fundamental is itself a likely clip of this prior (a sine prior takes a square's "
-                "fundamental); a prior that scores near 0 dB everywhere passes whatever it is given, and a "
-                "separation sweep cannot explain a source away with it. Denoising a solo clip cannot show this."
+                "takes a foreign source's sound scores near 0 dB or below here. The exact prior does so only "
+                "where the added clip's fundamental is itself a likely clip of this prior (a sine prior takes a "
+                "square's fundamental); a prior that scores near 0 dB everywhere passes whatever it is given, "
+                "and a separation sweep cannot explain a source away with it. Denoising a solo clip cannot "
+                "show this."
             ),
             self._interference,
             pn.GridBox(*cells, ncols=2, sizing_mode="stretch_width"),
