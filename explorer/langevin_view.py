@@ -27,6 +27,7 @@ from sepmodels.inference.langevin import (
     with_likelihood,
 )
 from sepmodels.metrics import si_sdr
+from sepmodels.metrics import verdict as separation_verdict
 from sepmodels.priors import PriorSet
 
 _OWN = METHOD_DEFAULTS[LangevinConfig.method]
@@ -426,12 +427,7 @@ class LangevinExplorer(pn.viewable.Viewer):
             return f"*{guide}*"
         sdr = [float(v) for v in it.si_sdr]
         mean, floor = float(np.mean(sdr)), float(np.mean(floors))
-        beat = sum(a > b + 1.0 for a, b in zip(sdr, floors, strict=True))
-        verdict = (
-            "**separated**" if min(a - b for a, b in zip(sdr, floors, strict=True)) > 10
-            else f"**{beat} of {len(sdr)} sources above the mix**" if beat
-            else "**not separated** (no source above the mix)"
-        )  # fmt: skip
+        verdict = f"**{separation_verdict(sdr, floors)}**"
         cells = ", ".join(
             f"{n} {a:.1f} dB (mix {b:.1f})" for n, a, b in zip(self.priors.names, sdr, floors, strict=True)
         )

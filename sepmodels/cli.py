@@ -134,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     sep = sub.add_parser("separate", help="separate a mix into one file per source")
     sep.add_argument("mix", type=Path, metavar="MIX.wav", help="the mix (any rate; stereo is downmixed)")
     sep.add_argument("--out", required=True, type=Path, help="folder for <source>.wav")
+    sep.add_argument(
+        "--peak-safe",
+        action="store_true",
+        help="scale all estimates by one factor so that none peaks above 0.99 (their balance is kept)",
+    )
     _sampler_arguments(sep)
 
     ev = sub.add_parser("evaluate", help="SI-SDR (and BSS-Eval SDR on musdb) of separating test mixes")
@@ -323,6 +328,12 @@ def _cmd_separate(args: argparse.Namespace) -> int:
             )
         names, sample_rate = priors.names, priors.sample_rate
         how = f"{config.method}, {config.total_steps} steps, final mix error {last.mix_error:.2e}"
+    for line in _loudness_notes(estimates, audio.samples, names):
+        print(f"note: {line}", file=sys.stderr)
+    peak = float(estimates.abs().max())
+    if args.peak_safe and peak > 0.99:
+        estimates = estimates * (0.99 / peak)
+        print(f"note: --peak-safe scaled every estimate by {0.99 / peak:.3f}", file=sys.stderr)
     # All files or none: write into a temporary folder beside --out, then move them in.
     args.out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{args.out.name}.", dir=args.out.parent))
@@ -338,6 +349,22 @@ def _cmd_separate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _loudness_notes(estimates, mixture, names) -> list[str]:
+    """What a listener should know before playing the estimates: peaks above full scale (float WAVs keep them,
+    most players clip them) and estimates louder than the whole mix (a source the mix may not hold, or a run
+    that did not separate)."""
+    notes = []
+    mix_rms = float(mixture.pow(2).mean().sqrt())
+    for name, est in zip(names, estimates, strict=True):
+        peak, rms = float(est.abs().max()), float(est.pow(2).mean().sqrt())
+        if peak > 1.0:
+            notes.append(f"{name} peaks at {peak:.2f}, above full scale (most players clip it; pass --peak-safe)")
+        if rms > mix_rms:
+            notes.append(f"{name} is louder than the mix itself (RMS {rms:.2f} against {mix_rms:.2f}): it was "
+                         "probably not separated, or the mix does not hold it")  # fmt: skip
+    return notes
+
+
 def _demixer(args: argparse.Namespace):
     from sepmodels.inference.posterior import Demixer, default_posterior_path
     from sepmodels.train import pick_device
@@ -347,6 +374,7 @@ def _demixer(args: argparse.Namespace):
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from sepmodels.data import toy
+    from sepmodels.metrics import verdict
     from sepmodels.studies import separate_all
 
     config = _sampler_config(args)
@@ -392,6 +420,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         nanmean = lambda x: x.nanmean(0)  # noqa: E731  (a silent stem in a clip gives nan)
         report["sdr"] = {n: float(v) for n, v in zip(model.names, nanmean(result.bss_separated), strict=True)}
         report["mix_sdr"] = {n: float(v) for n, v in zip(model.names, nanmean(result.bss_mix), strict=True)}
+    report["verdict"] = verdict([report["si_sdr"][n] for n in model.names],
+                                [report["mix_si_sdr"][n] for n in model.names])  # fmt: skip
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -405,6 +435,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             extra = f"{report['sdr'][n]:>9.2f}{report['mix_sdr'][n]:>9.2f}" if bss else ""
             print(f"{n:<10}{report['si_sdr'][n]:>11.2f}{report['mix_si_sdr'][n]:>12.2f}{extra}")
         print(f"{'mean':<10}{report['si_sdr_mean']:>11.2f}{report['mix_si_sdr_mean']:>12.2f}")
+        print(f"verdict: {report['verdict']} (separated: every source 10 dB above the mix itself)")
         if bss:
             print("SDR: museval BSS-Eval v4, median over 1 s windows, mean over clips")
     return 0

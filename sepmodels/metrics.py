@@ -45,3 +45,17 @@ def bss_sdr(estimates: torch.Tensor, references: torch.Tensor, sample_rate: int)
     sdr, _isr, _sir, _sar = museval.evaluate(ref, est, win=sample_rate, hop=sample_rate)
     with np.errstate(all="ignore"):
         return torch.as_tensor(np.nanmedian(np.where(np.isfinite(sdr), sdr, np.nan), axis=1))
+
+
+def verdict(separated: list[float], floor: list[float], margin: float = 10.0) -> str:
+    """A run's result in words, from each source's SI-SDR and its floor (the mix itself as the estimate):
+    ``separated`` when every source beats its floor by ``margin`` dB, else how many beat it by 1 dB."""
+    if len(separated) != len(floor):
+        raise ValueError(f"{len(separated)} sources separated but {len(floor)} floors")
+    gains = [a - b for a, b in zip(separated, floor, strict=True)]
+    if gains and min(gains) > margin:
+        return "separated"
+    beat = sum(g > 1.0 for g in gains)
+    if beat:
+        return f"{beat} of {len(gains)} sources above the mix itself"
+    return "not separated (no source above the mix itself)"

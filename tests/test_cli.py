@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from sepmodels.cli import main
 from sepmodels.data import toy
@@ -231,6 +232,39 @@ def test_evaluate_reports_si_sdr_and_the_mix_floor(tiny_priors_path, capsys):
     assert report["steps"] == 4
     # the mix as an estimate of each source: around -6 dB for four equal-energy sources
     assert -12 < report["mix_si_sdr_mean"] < 0
+    assert report["verdict"] in ("separated", "not separated (no source above the mix itself)") or (
+        "sources above the mix itself" in report["verdict"]
+    )
+    assert main([*argv[:-2], "--quiet"]) == 0
+    assert "verdict: " in capsys.readouterr().out
+
+
+def test_verdict_reads_each_source_against_its_floor():
+    from sepmodels.metrics import verdict
+
+    assert verdict([12.0, 20.0], [-5.0, -4.0]) == "separated"
+    assert verdict([-3.0, -10.0], [-5.0, -4.0]) == "1 of 2 sources above the mix itself"
+    assert verdict([-6.0, -10.0], [-5.0, -4.0]).startswith("not separated")
+    with pytest.raises(ValueError, match="floors"):
+        verdict([1.0], [1.0, 2.0])
+
+
+def test_separate_says_when_an_estimate_is_too_loud_and_can_make_it_peak_safe(tmp_path, capsys):
+    from sepmodels.cli import _loudness_notes
+
+    mixture = 0.5 * torch.sin(torch.linspace(0, 100, 1000))
+    estimates = torch.stack([2.5 * mixture / 0.5, 0.1 * mixture])
+    notes = _loudness_notes(estimates, mixture, ("a", "b"))
+    assert len(notes) == 2 and "a peaks at 2.50" in notes[0] and "louder than the mix" in notes[1]
+    quieter = _loudness_notes(0.3 * estimates, mixture, ("a", "b"))  # peak 0.75: only too loud, not clipping
+    assert len(quieter) == 1 and quieter[0].startswith("a is louder than the mix itself")
+    path = _wav(tmp_path / "mix.wav", toy.toy_test_set(1, 1000)[0].mean(0).numpy())
+    out = tmp_path / "out"
+    argv = ["separate", path, "--priors", "exact", "--out", str(out), "--levels", "3", "--steps", "1",
+            "--sigma-max", "1", "--peak-safe", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    peaks = [np.abs(sf.read(str(out / f"{n}.wav"))[0]).max() for n in toy.SOURCES]
+    assert max(peaks) <= 0.99 + 1e-6
 
 
 def test_score_priors_from_the_command_line(tmp_path, capsys):
