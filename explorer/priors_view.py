@@ -95,22 +95,32 @@ def _heatmap(title: str, rows: list[str], cols: list[str], height: int = 300):
     src = ColumnDataSource({"row": [], "col": [], "value": [], "label": [], "text_color": []})
     fig = new_figure(title, "prior", "data", height, x_range=cols, y_range=list(reversed(rows)))
     mapper = LinearColorMapper(palette=Viridis256, low=0, high=1)
-    fig.rect(
-        "col", "row", 1, 1, source=src, fill_color={"field": "value", "transform": mapper}, line_color="white"
-    )
+    # a click selects a cell: outline it, and keep the others as they were (Bokeh fades them by default, so far
+    # that their numbers could not be read)
+    fill = {"field": "value", "transform": mapper}
+    fig.rect("col", "row", 1, 1, source=src, fill_color=fill, line_color="white", nonselection_fill_alpha=1.0,
+             nonselection_line_alpha=1.0, selection_line_color="#d62728", selection_line_width=3)  # fmt: skip
     fig.text("col", "row", text="label", source=src, text_align="center", text_baseline="middle",
-             text_font_size="11px", text_color="text_color")  # fmt: skip
+             text_font_size="11px", text_color="text_color", nonselection_text_alpha=1.0)  # fmt: skip
     fig.add_layout(ColorBar(color_mapper=mapper, ticker=BasicTicker(), title="nats/sample"), "right")
     fig.grid.visible = False
     return fig, src, mapper
 
 
-def _fill_heatmap(src: ColumnDataSource, mapper: LinearColorMapper, rows, cols, values: torch.Tensor) -> None:
-    """Write ``values [rows, cols]``; the colours are clipped to the central range so one outlier (a flow can
-    give -1e4) does not wash out the rest, while the labels stay exact."""
-    v = values.double()
+def _colour_limits(*values: torch.Tensor) -> tuple[float, float]:
+    """One colour range for heatmaps meant to be compared: the 10th percentile to the maximum of their finite
+    values (one outlier, a flow can give -1e4, must not wash out the rest)."""
+    v = torch.cat([x.double().flatten() for x in values])
     finite = v[torch.isfinite(v)]
-    lo, hi = (float(finite.quantile(0.1)), float(finite.max())) if finite.numel() else (0.0, 1.0)
+    return (float(finite.quantile(0.1)), float(finite.max())) if finite.numel() else (0.0, 1.0)
+
+
+def _fill_heatmap(src: ColumnDataSource, mapper: LinearColorMapper, rows, cols, values: torch.Tensor,
+                  limits: tuple[float, float] | None = None) -> None:  # fmt: skip
+    """Write ``values [rows, cols]``; the colours are clipped to ``limits`` (default: this heatmap's own, see
+    :func:`_colour_limits`), while the labels stay exact."""
+    v = values.double()
+    lo, hi = limits or _colour_limits(v)
     mapper.low, mapper.high = lo, max(hi, lo + 1e-6)
     r, c, val, lab, tc = [], [], [], [], []
     for i, row in enumerate(rows):
@@ -149,10 +159,12 @@ class CrossView(pn.viewable.Viewer):
         self._fig.add_tools("tap")
         self._src.selected.on_change("indices", self._on_tap)
         self._strip_src = ColumnDataSource({"t": [], "y": [], "own": []})
-        self._strip = new_figure("Log-likelihood of the clip", "seconds", "nats per sample", 220)
+        self._strip = new_figure("Log-likelihood of the clip", "seconds", "nats per sample", 280)
         self._strip.line("t", "y", source=self._strip_src, color=PALETTE[0], line_width=1.5, legend_label="prior")
         self._strip.line("t", "own", source=self._strip_src, color="#999999", line_dash="dashed",
                          legend_label="its own prior")  # fmt: skip
+        self._strip.legend.orientation = "horizontal"
+        self._strip.add_layout(self._strip.legend[0], "below")  # under the plot, not over the curve's end
         self._player = pn.pane.Audio(None, sample_rate=int(study["data"]["sample_rate"]), name="clip")
         self._note = pn.pane.Markdown()
         self._draw_heatmap()
@@ -240,7 +252,7 @@ class NoiseView(pn.viewable.Viewer):
         super().__init__(**params)
         self.param.level.bounds = (0, len(r["levels"]) - 1)
         self._curves = new_figure("Test log-likelihood against the noise added", "noise added (sigma)",
-                                  "nats per sample", 340, x_axis_type="log")  # fmt: skip
+                                  "nats per sample", 420, x_axis_type="log")  # fmt: skip
         self._curve_srcs: list[ColumnDataSource] = []
         for label, dashed, level in self.curve_names():
             src = ColumnDataSource({"x": [], "y": []})
@@ -274,23 +286,31 @@ class NoiseView(pn.viewable.Viewer):
         for src, y in zip(self._curve_srcs, self.curves(), strict=True):
             src.data = {"x": x, "y": y.tolist()}
         sigma = self.r["levels"][self.level]
+        conditional = self.r["conditional"]["cross"][self.level]
+        finetuned = self.r["finetuned"]["cross"][self.level + 1] if self._heat_a is not None else None  # 0: base
+        limits = _colour_limits(*[v for v in (conditional, finetuned) if v is not None])  # one scale for both
         fig, src, mapper = self._heat_b
-        _fill_heatmap(src, mapper, self.r["sources"], self.r["priors"], self.r["conditional"]["cross"][self.level])
+        _fill_heatmap(src, mapper, self.r["sources"], self.r["priors"], conditional, limits)
         fig.title.text = f"Noise-conditional priors conditioned at {sigma:g} (data + noise {sigma:g})"
         if self._heat_a is not None:
             fig, src, mapper = self._heat_a
-            k = self.level + 1  # row 0 is the plain base
-            _fill_heatmap(src, mapper, self.r["sources"], self.r["priors"], self.r["finetuned"]["cross"][k])
+            k = self.level + 1
+            _fill_heatmap(src, mapper, self.r["sources"], self.r["priors"], finetuned, limits)
             fig.title.text = f"Flows {self.r['finetuned']['labels'][k]} (data + noise {sigma:g})"
 
     def __panel__(self) -> pn.viewable.Viewable:
-        level = pn.widgets.IntSlider.from_param(self.param.level, name="Heatmap level (index)")
+        level = pn.widgets.Select(
+            name="Heatmaps at noise level sigma",
+            options={f"{sigma:g}": i for i, sigma in enumerate(self.r["levels"])},
+            value=self.level,
+        )
+        level.param.watch(lambda e: setattr(self, "level", e.new), "value")
         heatmaps = [pn.pane.Bokeh(h[0], sizing_mode="stretch_width") for h in (self._heat_a, self._heat_b) if h]
         note = "" if self._heat_a else " The fine-tuned side was not run (`--finetune-steps 0`)."
         return pn.Column(
             pn.pane.Markdown(
                 _provenance(self.study) + note + " Solid: the thesis's fine-tuned flows; dashed: one "
-                "noise-conditional prior conditioned at the same levels."
+                "noise-conditional prior conditioned at the same levels. Both heatmaps share one colour scale."
             ),
             pn.widgets.Select.from_param(self.param.source, name="Test clips of"),
             pn.pane.Bokeh(self._curves, sizing_mode="stretch_width"),

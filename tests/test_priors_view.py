@@ -71,6 +71,12 @@ def test_noise_view_draws_both_families(studies):
     torch.testing.assert_close(view.curves()[6:], own)
     view.level = 3
     assert "0.316" in view._heat_b[0].title.text and "fine-tuned at 0.316" in view._heat_a[0].title.text
+    (_, _, a), (_, _, b) = view._heat_a, view._heat_b
+    assert (a.low, a.high) == (b.low, b.high)  # one colour scale for the two heatmaps compared
+    rect = view._heat_b[0].renderers[0]
+    assert rect.nonselection_glyph.fill_alpha == 1.0  # a click does not fade the other cells
+    widget = view.__panel__().objects[3]
+    assert list(widget.options) == [f"{s:g}" for s in studies["noise"]["results"]["levels"]] and widget.value == 3
 
 
 def test_probe_and_samples_views(studies):
