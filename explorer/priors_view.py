@@ -300,7 +300,7 @@ class NoiseView(pn.viewable.Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         level = pn.widgets.Select(
-            name="Heatmaps at noise level sigma",
+            label="Heatmaps at noise level sigma",
             options={f"{sigma:g}": i for i, sigma in enumerate(self.r["levels"])},
             value=self.level,
         )
