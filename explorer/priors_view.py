@@ -339,6 +339,7 @@ class ProbeView(pn.viewable.Viewer):
         self._fig.add_layout(self._fig.legend[0], "right")
         self._table = pn.pane.DataFrame(self.table(), sizing_mode="stretch_width")
         self._noise_table = pn.pane.DataFrame(self.noise_table(), sizing_mode="stretch_width")
+        self._summary = pn.pane.Markdown("", sizing_mode="stretch_width")
         self._draw()
 
     def table(self):
@@ -360,9 +361,41 @@ class ProbeView(pn.viewable.Viewer):
         index = [f"noise sigma {s:g}" for s in self.r["noise_sigmas"]]
         return pd.DataFrame(rows, index=index, columns=self.r["priors"]).round(3)
 
+    def _conditioning_widget(self) -> pn.widgets.Select:
+        select = pn.widgets.Select(
+            label="Priors conditioned at sigma",
+            options={f"{c:g}": i for i, c in enumerate(self.r["conditionings"])},
+            value=self.conditioning,
+        )
+        select.param.watch(lambda e: setattr(self, "conditioning", e.new), "value")
+        return select
+
+    def summary(self) -> str:
+        """What the probes at the chosen conditioning say, with the reference point that gives them meaning."""
+        i = self.conditioning
+        c = self.r["conditionings"][i]
+        zero, one = self.r["constants"][i, 0], self.r["constants"][i, 1]
+        ref = -0.5 * float(np.log(2 * np.pi * np.e * c**2))  # a density that knows the clip up to noise c
+        noise = self.r["noise"][i]  # [noise sigmas, priors]
+        likeliest = [self.r["noise_sigmas"][int(k)] for k in noise.argmax(dim=0)]
+        return (
+            f"**Priors at sigma {c:g}.** A density that knew a clip exactly, up to its noise of {c:g}, would give "
+            f"{ref:.2f} nats per sample. A constant 0 (silence) scores {float(zero.min()):.2f} to "
+            f"{float(zero.max()):.2f}, a constant 1 {float(one.min()):.2f} to {float(one.max()):.2f}: "
+            f"{int((zero > one).sum())} of {len(zero)} priors find silence the likelier. Pure Gaussian noise is "
+            f"likeliest at sigma {', '.join(f'{s:g}' for s in likeliest)} ({', '.join(self.r['priors'])}). "
+            + (
+                "Silence scoring within a nat of that reference means these priors cannot tell an empty input "
+                "from their source by likelihood alone (the thesis's finding, its Table 2)."
+                if float(zero.max()) > ref - 1.0
+                else "Silence scores well below that reference: these priors do not reward empty inputs."
+            )
+        )
+
     @param.depends("conditioning", watch=True)
     def _draw(self) -> None:
         c = self.r["conditionings"][self.conditioning]
+        self._summary.object = self.summary()
         self._noise_table.object = self.noise_table()
         for src, y in zip(self._srcs, self.r["noise"][self.conditioning].T, strict=True):
             src.data = {"x": list(self.r["noise_sigmas"]), "y": y.tolist()}
@@ -371,9 +404,10 @@ class ProbeView(pn.viewable.Viewer):
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(
             pn.pane.Markdown(_provenance(self.study)),
+            self._summary,
             "#### Constant inputs (mean nats per sample over the whole clip)",
             self._table,
-            pn.widgets.IntSlider.from_param(self.param.conditioning, name="Conditioning level (index)"),
+            self._conditioning_widget(),
             "#### Gaussian noise inputs (nats per sample), priors at the chosen level",
             self._noise_table,
             pn.pane.Bokeh(self._fig, sizing_mode="stretch_width"),

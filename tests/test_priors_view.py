@@ -83,7 +83,9 @@ def test_probe_and_samples_views(studies):
     probes = ProbeView(studies["probes"])
     table = probes.table()
     assert table.shape == (10, 4) and table.index[1] == "input 1, prior at sigma 0.01"
+    assert "would give 3.19 nats per sample" in probes.summary()  # -0.5 log(2 pi e 0.01^2), the reference
     probes.conditioning = 4
+    assert probes._summary.object.startswith("**Priors at sigma 1.**")
     assert "1" in probes._fig.title.text and len(probes._srcs[0].data["y"]) == 7
     noise = probes._noise_table.object
     assert noise.shape == (7, 4)
