@@ -90,6 +90,14 @@ def _provenance(study: dict[str, Any]) -> str:
     )
 
 
+def _sigma_select(owner: param.Parameterized, index: str, sigmas, label: str) -> pn.widgets.Select:
+    """A selector that shows noise levels and sets ``owner``'s integer parameter ``index`` to the chosen one's."""
+    select = pn.widgets.Select(label=label, options={f"{s:g}": i for i, s in enumerate(sigmas)},
+                               value=getattr(owner, index))  # fmt: skip
+    select.param.watch(lambda e: setattr(owner, index, e.new), "value")
+    return select
+
+
 def _heatmap(title: str, rows: list[str], cols: list[str], height: int = 300):
     """A labelled heatmap figure (rows top to bottom) with a colour bar; returns (figure, source, mapper)."""
     src = ColumnDataSource({"row": [], "col": [], "value": [], "label": [], "text_color": []})
@@ -299,12 +307,7 @@ class NoiseView(pn.viewable.Viewer):
             fig.title.text = f"Flows {self.r['finetuned']['labels'][k]} (data + noise {sigma:g})"
 
     def __panel__(self) -> pn.viewable.Viewable:
-        level = pn.widgets.Select(
-            label="Heatmaps at noise level sigma",
-            options={f"{sigma:g}": i for i, sigma in enumerate(self.r["levels"])},
-            value=self.level,
-        )
-        level.param.watch(lambda e: setattr(self, "level", e.new), "value")
+        level = _sigma_select(self, "level", self.r["levels"], "Heatmaps at noise level sigma")
         heatmaps = [pn.pane.Bokeh(h[0], sizing_mode="stretch_width") for h in (self._heat_a, self._heat_b) if h]
         note = "" if self._heat_a else " The fine-tuned side was not run (`--finetune-steps 0`)."
         return pn.Column(
@@ -361,15 +364,6 @@ class ProbeView(pn.viewable.Viewer):
         index = [f"noise sigma {s:g}" for s in self.r["noise_sigmas"]]
         return pd.DataFrame(rows, index=index, columns=self.r["priors"]).round(3)
 
-    def _conditioning_widget(self) -> pn.widgets.Select:
-        select = pn.widgets.Select(
-            label="Priors conditioned at sigma",
-            options={f"{c:g}": i for i, c in enumerate(self.r["conditionings"])},
-            value=self.conditioning,
-        )
-        select.param.watch(lambda e: setattr(self, "conditioning", e.new), "value")
-        return select
-
     def summary(self) -> str:
         """What the probes at the chosen conditioning say, with the reference point that gives them meaning."""
         i = self.conditioning
@@ -407,7 +401,7 @@ class ProbeView(pn.viewable.Viewer):
             self._summary,
             "#### Constant inputs (mean nats per sample over the whole clip)",
             self._table,
-            self._conditioning_widget(),
+            _sigma_select(self, "conditioning", self.r["conditionings"], "Priors conditioned at sigma"),
             "#### Gaussian noise inputs (nats per sample), priors at the chosen level",
             self._noise_table,
             pn.pane.Bokeh(self._fig, sizing_mode="stretch_width"),
