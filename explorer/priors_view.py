@@ -20,6 +20,7 @@ live with the loaded priors.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from explorer.mixview import PALETTE
 from sepmodels.data import toy
 from sepmodels.data.audio import AudioError
 from sepmodels.priors import PriorSet
-from sepmodels.studies import STUDIES, StudyError, load_study, study_clips
+from sepmodels.studies import STUDIES, StudyError, clean_clips, load_study, study_clips
 
 _STRIP_BINS = 400
 
@@ -75,6 +76,28 @@ def studies_from_env() -> tuple[dict[str, dict[str, Any]], list[str], str]:
     return studies, problems, folder or "none"
 
 
+def busy(target: pn.viewable.Viewable, work: Callable[[], None]) -> None:
+    """Run ``work`` while ``target`` shows Panel's loading spinner.
+
+    In a served session the spinner reaches the browser first and the work runs on the server's next tick
+    (changes made inside one callback reach the page only when it returns); elsewhere (tests, notebooks) the
+    work runs at once.
+    """
+    doc = pn.state.curdoc
+    if doc is None or doc.session_context is None:
+        work()
+        return
+    target.loading = True
+
+    def run() -> None:
+        try:
+            work()
+        finally:
+            target.loading = False
+
+    pn.state.execute(run, schedule=True)
+
+
 def _missing(study: str) -> pn.pane.Markdown:
     return pn.pane.Markdown(
         f"No **{study}** results loaded. Write them with `sepmodels study {study} --out DIR` and serve the app "
@@ -84,9 +107,12 @@ def _missing(study: str) -> pn.pane.Markdown:
 
 def _provenance(study: dict[str, Any]) -> str:
     p, d = study["priors"], study["data"]
+    seconds = f"{d['length']} samples ({d['length'] / d['sample_rate']:.2g} s)"
+    what = (f"{d['n']} draws per prior of {seconds}" if study["study"] == "samples"
+            else f"{d['n']} {d['name']} {d['split']} clips of {seconds}")  # fmt: skip
     return (
-        f"*{study['study']} study of {p['kind']} priors `{p['path']}` (step {p.get('step')}) on {d['n']} "
-        f"{d['name']} {d['split']} clips of {d['length']} samples, seed {d['seed']}; written {study['created']}.*"
+        f"*{study['study']} study of {p['kind']} priors `{p['path']}` (step {p.get('step')}): {what}, seed "
+        f"{d['seed']}; written {study['created']}.*"
     )
 
 
@@ -175,6 +201,8 @@ class CrossView(pn.viewable.Viewer):
         self._strip.add_layout(self._strip.legend[0], "below")  # under the plot, not over the curve's end
         self._player = pn.pane.Audio(None, sample_rate=int(study["data"]["sample_rate"]), name="clip")
         self._note = pn.pane.Markdown()
+        self._clip_box = pn.Column(self._note, self._player, pn.pane.Bokeh(self._strip, sizing_mode="stretch_width"),
+                                   sizing_mode="stretch_width")  # fmt: skip
         self._draw_heatmap()
         self._open_clip()
 
@@ -195,8 +223,13 @@ class CrossView(pn.viewable.Viewer):
     def _on_tap(self, _attr, _old, new) -> None:
         if new:
             data = self._src.data
-            self.select(data["row"][new[0]], data["col"][new[0]])
-            self._player.paused = False  # a click means "let me hear it"
+            row, col = data["row"][new[0]], data["col"][new[0]]
+
+            def open_cell() -> None:
+                self.select(row, col)
+                self._player.paused = False  # a click means "let me hear it"
+
+            busy(self._clip_box, open_cell)
 
     def clip_audio(self) -> torch.Tensor:
         """The selected test clip, exactly as the study scored it: ``[T]``."""
@@ -204,10 +237,24 @@ class CrossView(pn.viewable.Viewer):
         clips = study_clips(int(d["n"]), int(d["length"]), self.level, int(d["seed"]), d)
         return clips[self.clip, self.sources.index(self.source)]
 
+    def listening_audio(self, seconds: float = 1.0) -> torch.Tensor:
+        """The selected clip lengthened to ``seconds`` for listening (studies score short clips, which are
+        over before a player shows their length): its first samples are exactly :meth:`clip_audio`, the rest
+        the same toy clip (same pitch and phase) with fresh noise of the same level. Clips of other data are
+        played as scored."""
+        d, x = self.study["data"], self.clip_audio()
+        want = int(seconds * int(d["sample_rate"]))
+        if d.get("name", "toy") != "toy" or want <= x.shape[-1]:
+            return x
+        k = self.sources.index(self.source)
+        clean = clean_clips(int(d["n"]), want, int(d["seed"]), d)[self.clip, k]
+        noise = torch.randn(want - x.shape[-1], generator=torch.Generator().manual_seed(int(d["seed"]) + 2))
+        return torch.cat([x, clean[x.shape[-1] :] + self.level * noise])
+
     @param.depends("source", "prior", "clip", "level", "smoothing", watch=True)
     def _open_clip(self) -> None:
         x = self.clip_audio()
-        self._player.object = playable(x)
+        self._player.object = playable(self.listening_audio())
         names = list(self.priors.names)
         if self.prior not in names or not self.priors.has_likelihood:
             self._note.object = "The loaded priors cannot score this clip (they are not the study's priors)."
@@ -225,7 +272,8 @@ class CrossView(pn.viewable.Viewer):
         )
         self.summary = (
             f"{self.source} clip {self.clip} under the {self.prior} prior: {float(y.mean()):.3f} nats/sample "
-            f"(under its own {self.source} prior: {float(own.mean()):.3f})"
+            f"(under its own {self.source} prior: {float(own.mean()):.3f}). The player plays it lengthened to "
+            f"1 s, the same tone; the score is of the first {len(y)} samples."
         )
         self._note.object = self.summary
 
@@ -239,9 +287,7 @@ class CrossView(pn.viewable.Viewer):
             pn.pane.Markdown(_provenance(self.study) + " Click a cell to hear its clip."),
             controls,
             pn.pane.Bokeh(self._fig, sizing_mode="stretch_width"),
-            self._note,
-            self._player,
-            pn.pane.Bokeh(self._strip, sizing_mode="stretch_width"),
+            self._clip_box,
             sizing_mode="stretch_width",
         )
 
@@ -746,33 +792,63 @@ class ClipView(pn.viewable.Viewer):
 
 
 class PriorsExplorer(pn.viewable.Viewer):
-    """The whole app: one tab per study (or a note saying how to make it) and "Your clip"."""
+    """The whole app: one tab per study (or a note saying how to make it) and "Your clip".
+
+    Each tab's view is built the first time the tab opens (:meth:`view`), so the page paints at once and a
+    view costs its time only when someone looks at it; while it is built, the tab shows a loading spinner.
+    """
+
+    TABS = {"Cross-likelihood": "cross", "Noise conditioning": "noise", "Probes": "probes", "Samples": "samples",
+            "Denoising": "denoise", "Your clip": "clip"}  # fmt: skip
 
     def __init__(self, priors: PriorSet, studies: dict[str, dict[str, Any]], problems: list[str] = ()) -> None:
         super().__init__()
         self.priors, self.studies = priors, studies
-        self.cross = CrossView(priors, studies["cross"]) if "cross" in studies else None
-        self.noise = NoiseView(studies["noise"]) if "noise" in studies else None
-        self.probes = ProbeView(studies["probes"]) if "probes" in studies else None
-        self.samples = SamplesView(studies["samples"]) if "samples" in studies else None
-        self.denoise = DenoiseView(studies["denoise"]) if "denoise" in studies else None
-        self.clip = ClipView(priors)
+        self._views: dict[str, pn.viewable.Viewable] = {}
         self.problems = list(problems)
         mismatch = [n for n, s in studies.items() if list(s["priors"]["sources"]) != list(priors.names)]
         if mismatch:
             self.problems.append(f"results of {', '.join(mismatch)} are for other sources than the loaded priors")
 
+    @property
+    def built(self) -> tuple[str, ...]:
+        """The views built so far, in the order they were opened."""
+        return tuple(self._views)
+
+    def view(self, name: str) -> pn.viewable.Viewable:
+        """The view of study ``name`` (or ``clip``), built on first use; a note when its results are missing."""
+        if name not in self._views:
+            builders = {
+                "cross": lambda r: CrossView(self.priors, r),
+                "noise": NoiseView,
+                "probes": ProbeView,
+                "samples": SamplesView,
+                "denoise": DenoiseView,
+            }
+            if name == "clip":
+                self._views[name] = ClipView(self.priors)
+            elif name not in builders:
+                raise KeyError(f"no view {name!r}; choose one of {', '.join(self.TABS.values())}")
+            else:
+                self._views[name] = builders[name](self.studies[name]) if name in self.studies else _missing(name)
+        return self._views[name]
+
     def __panel__(self) -> pn.viewable.Viewable:
-        tabs = pn.Tabs(
-            ("Cross-likelihood", self.cross or _missing("cross")),
-            ("Noise conditioning", self.noise or _missing("noise")),
-            ("Probes", self.probes or _missing("probes")),
-            ("Samples", self.samples or _missing("samples")),
-            ("Denoising", self.denoise or _missing("denoise")),
-            ("Your clip", self.clip),
-            dynamic=False,
-            sizing_mode="stretch_width",
-        )
+        slots = [pn.Column(sizing_mode="stretch_width", min_height=400) for _ in self.TABS]
+        tabs = pn.Tabs(*zip(self.TABS, slots, strict=True), dynamic=False, sizing_mode="stretch_width")
+        names = list(self.TABS.values())
+
+        def fill(index: int) -> None:
+            slot = slots[index]
+            if not slot.objects:
+                busy(slot, lambda: setattr(slot, "objects", [self.view(names[index])]))
+
+        tabs.param.watch(lambda event: fill(event.new), "active")
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            slots[tabs.active].loading = True
+            pn.state.onload(lambda: fill(tabs.active))  # served: paint the page first, then the first view
+        else:
+            fill(tabs.active)
         notes = [pn.pane.Alert(p, alert_type="warning") for p in self.problems]
         return pn.Column(*notes, tabs, sizing_mode="stretch_width")
 

@@ -350,7 +350,7 @@ def probe_study(
             "constants": torch.stack(constants), "noise": torch.stack(noises)}  # fmt: skip
 
 
-def sample_study(priors: PriorSet, n: int = 3, seconds: float = 0.5, sigma: float | None = None,
+def sample_study(priors: PriorSet, n: int = 3, seconds: float = 1.0, sigma: float | None = None,
                  seed: int = 0) -> dict[str, Any]:  # fmt: skip
     """``n`` draws from every prior, ``samples [n, priors, T]``, at noise level ``sigma``."""
     T = priors.valid_length(max(1, int(seconds * priors.sample_rate)))

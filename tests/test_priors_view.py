@@ -17,7 +17,7 @@ from explorer.priors_view import (
     SamplesView,
     load_studies,
 )
-from sepmodels.studies import describe_priors, run_study, save_study, study_clips
+from sepmodels.studies import clean_clips, describe_priors, run_study, save_study, study_clips
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,12 @@ def test_cross_view_shows_the_study_and_opens_a_cell(tiny_priors, studies):
     torch.testing.assert_close(view.clip_audio(), study_clips(d["n"], d["length"], view.sigmas[2])[0, 2])
     assert "saw clip 0 under the triangle prior" in view.summary
     assert view._player.object is not None and len(view._strip_src.data["y"]) > 0
+    # The player gets 1 s: the scored clip first, then the same tone.
+    listen, sr = view.listening_audio(), d["sample_rate"]
+    assert listen.shape == (sr,)
+    torch.testing.assert_close(listen[: d["length"]], view.clip_audio())
+    clean = clean_clips(d["n"], sr)[0, 2]
+    assert float((listen - clean)[d["length"] :].std()) == pytest.approx(view.level, rel=0.2)
     # The mean in the summary is the study's number for that clip (same clip, same noise, same prior).
     mean = float(view.summary.split(": ")[1].split(" nats")[0])
     assert mean == pytest.approx(float(values[2, 2, 3, 0]), abs=1e-3)
@@ -142,7 +148,14 @@ def test_clip_view_refuses_bad_uploads_in_one_line(tiny_priors):
 
 
 def test_whole_app_builds_with_and_without_results(tiny_priors, studies):
-    full = PriorsExplorer(tiny_priors, studies).__panel__()
-    assert len(full.objects[-1]) == 6
-    empty = PriorsExplorer(tiny_priors, {}).__panel__()
-    assert "sepmodels study cross" in empty.objects[-1][0].object
+    app = PriorsExplorer(tiny_priors, studies)
+    tabs = app.__panel__().objects[-1]
+    assert len(tabs) == 6
+    assert app.built == ("cross",) and tabs[0].objects and not tabs[3].objects  # only the open tab is built
+    tabs.active = 3
+    assert app.built == ("cross", "samples") and tabs[3].objects
+    assert isinstance(app.view("samples"), SamplesView)
+    empty = PriorsExplorer(tiny_priors, {}).__panel__().objects[-1]
+    assert "sepmodels study cross" in empty[0][0].object
+    with pytest.raises(KeyError, match="no view"):
+        app.view("nonsense")
