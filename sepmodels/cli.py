@@ -299,6 +299,8 @@ def _cmd_separate(args: argparse.Namespace) -> int:
     import shutil
     import tempfile
 
+    from tqdm.auto import tqdm
+
     from sepmodels.data.audio import load_audio, save_audio
     from sepmodels.inference.langevin import run
 
@@ -319,7 +321,10 @@ def _cmd_separate(args: argparse.Namespace) -> int:
             print(f"note: {note}", file=sys.stderr)
         T = audio.samples.shape[0]
         padded = F.pad(audio.samples, (0, _valid_length(priors, T) - T)).to(priors.device)
-        last = run(padded, priors, len(priors), config, progress=not args.quiet)
+        print(f"separating {T / priors.sample_rate:.2f} s with {config.method} and {priors.kind} priors; timing "
+              "the first steps for an estimate", file=sys.stderr)  # fmt: skip
+        last = run(padded, priors, len(priors), config, progress=not args.quiet,
+                   announce=lambda line: tqdm.write(f"note: {line}", file=sys.stderr))  # fmt: skip
         estimates = last.sources[:, :T].cpu()
         if not torch.isfinite(estimates).all():
             raise UsageError(

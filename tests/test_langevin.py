@@ -1,10 +1,12 @@
 """Samplers on Gaussian priors, where the posterior given the mix is known in closed form."""
 
+import time
+
 import pytest
 import torch
 
 from sepmodels.data import toy
-from sepmodels.inference.langevin import LangevinConfig, langevin, run, with_likelihood
+from sepmodels.inference.langevin import Iterate, LangevinConfig, langevin, run, time_estimate, with_likelihood
 from sepmodels.priors import GaussianPriors
 
 PRIORS = GaussianPriors(torch.tensor([0.5, -0.2, 0.1]), torch.tensor([0.04, 0.09, 0.01]))
@@ -165,3 +167,17 @@ def test_residual_restarts_chains_until_the_mix_is_explained_and_keeps_the_best(
     its = list(langevin(mixture, _Stubborn(), 3, cfg))
     assert {it.chain for it in its} == {0, 1, 2, -1} and its[-1].step == 90
     assert its[-1].mix_error == pytest.approx(MIX_VALUE)
+
+
+def test_time_estimate_announces_once_from_the_timed_steps():
+    def steps():
+        for k in range(1, 11):
+            time.sleep(0.05 if k > 1 else 0.5)  # the first step pays for warm-up and is not timed
+            yield Iterate(k, 10, 0, 1.0, torch.zeros(2, 4), None, 0.0, None)
+
+    lines = []
+    out = list(time_estimate(steps(), lines.append, min_seconds=0.1))
+    assert [it.step for it in out] == list(range(1, 11))
+    assert len(lines) == 1 and lines[0].startswith("10 steps at most")
+    rate = float(lines[0].split(", ")[1].split(" steps/s")[0])
+    assert 10 < rate < 25  # 20 steps/s, not dragged down by the slow first step

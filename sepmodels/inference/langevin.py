@@ -26,8 +26,9 @@ Sources are a tensor dimension: ``[N, T]``; nothing is written per source.
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -338,6 +339,31 @@ def with_likelihood(iterates: Iterator[Iterate], judge: Any, every: int = 10) ->
         yield it
 
 
+def time_estimate(
+    iterates: Iterator[Iterate], announce: Callable[[str], None], min_seconds: float = 1.0
+) -> Iterator[Iterate]:
+    """Pass ``iterates`` through; once the steps after the first (which pays for warm-up) have taken
+    ``min_seconds``, call ``announce`` once with a sentence estimating the whole run's time."""
+    start, told = None, False
+    for it in iterates:
+        now = time.perf_counter()
+        if start is None:
+            start, first = now, it.step
+        elif not told and now - start >= min_seconds and it.step < it.total:
+            rate = (it.step - first) / (now - start)
+            told = True
+            announce(
+                f"{it.total} steps at most, {rate:.3g} steps/s here: about {_duration(it.total / rate)} in all, "
+                f"{_duration((it.total - it.step) / rate)} left (a residual sweep stops early once the mix is "
+                "explained)"
+            )
+        yield it
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
 def run(
     mixture: torch.Tensor,
     priors: ScoredPrior,
@@ -346,9 +372,13 @@ def run(
     truth: torch.Tensor | None = None,
     progress: bool = False,
     desc: str = "separating",
+    announce: Callable[[str], None] | None = None,
 ) -> Iterate:
-    """Run a sampler to the end and return its last iterate (with a tqdm bar if ``progress``)."""
+    """Run a sampler to the end and return its last iterate (with a tqdm bar if ``progress``; ``announce``
+    receives one sentence with the expected time once the first steps are timed, see :func:`time_estimate`)."""
     iterates = langevin(mixture, priors, n_sources, config, truth)
+    if announce is not None:
+        iterates = time_estimate(iterates, announce)
     if progress:
         iterates = tqdm(iterates, total=config.total_steps, desc=desc, unit="step", leave=False)
     (last,) = deque(iterates, maxlen=1)
