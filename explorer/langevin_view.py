@@ -334,6 +334,8 @@ class LangevinExplorer(pn.viewable.Viewer):
                 "step", f"sdr{k}", source=self._hist_src, color=color, line_width=2, legend_label=name
             )
             self._lp_fig.line("step", f"lp{k}", source=self._lp_src, color=color, line_width=2, legend_label=name)
+            # dots too: a judge scores every 10th step, so early on a curve is a single point
+            self._lp_fig.scatter("step", f"lp{k}", source=self._lp_src, color=color, size=5, legend_label=name)
             floor = Span(location=0, dimension="width", line_color=color, line_dash="dashed", line_alpha=0.7)
             self._sdr_fig.add_layout(floor)
             self._floors.append(floor)
@@ -370,13 +372,13 @@ class LangevinExplorer(pn.viewable.Viewer):
         self._err_fig.title.text = (
             "Mix error (RMS; 0 by construction)"
             if self.method == "constrained"
-            else "Mix error (RMS of mix minus sum)"
+            else "Mix error (RMS)"
         )
         self._strip_fig.title.text = f"Log-likelihood of each estimate under {whose}"
         self._lp_fig.title.text = (
             "Log-likelihood per source"
             if self.priors.has_likelihood
-            else "Log-likelihood per source (flow priors)"
+            else "Log-likelihood (flow priors)"
         )
 
     def _draw(self, it: Iterate) -> None:
@@ -518,11 +520,12 @@ class LangevinExplorer(pn.viewable.Viewer):
             self._pitch,
             no_likelihood,
             pn.pane.Bokeh(self._strip_fig, sizing_mode="stretch_width"),
-            pn.Row(
+            pn.GridBox(
                 *[
                     pn.pane.Bokeh(f, sizing_mode="stretch_width")
                     for f in (self._sdr_fig, self._lp_fig, self._err_fig)
                 ],
+                ncols=3,
                 sizing_mode="stretch_width",
             ),
             self._verdict,
