@@ -370,15 +370,11 @@ class LangevinExplorer(pn.viewable.Viewer):
         self._lp_fig.visible = bool(whose)
         self._strip_fig.visible = False  # until the first judged likelihood: an empty strip looks like data
         self._err_fig.title.text = (
-            "Mix error (RMS; 0 by construction)"
-            if self.method == "constrained"
-            else "Mix error (RMS)"
+            "Mix error (RMS; 0 by construction)" if self.method == "constrained" else "Mix error (RMS)"
         )
         self._strip_fig.title.text = f"Log-likelihood of each estimate under {whose}"
         self._lp_fig.title.text = (
-            "Log-likelihood per source"
-            if self.priors.has_likelihood
-            else "Log-likelihood (flow priors)"
+            "Log-likelihood per source" if self.priors.has_likelihood else "Log-likelihood (flow priors)"
         )
 
     def _draw(self, it: Iterate) -> None:

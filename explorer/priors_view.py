@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import panel as pn
@@ -201,8 +201,8 @@ class CrossView(pn.viewable.Viewer):
         self._strip.add_layout(self._strip.legend[0], "below")  # under the plot, not over the curve's end
         self._player = pn.pane.Audio(None, sample_rate=int(study["data"]["sample_rate"]), name="clip")
         self._note = pn.pane.Markdown()
-        self._clip_box = pn.Column(self._note, self._player, pn.pane.Bokeh(self._strip, sizing_mode="stretch_width"),
-                                   sizing_mode="stretch_width")  # fmt: skip
+        strip = pn.pane.Bokeh(self._strip, sizing_mode="stretch_width")
+        self._clip_box = pn.Column(self._note, self._player, strip, sizing_mode="stretch_width")
         self._draw_heatmap()
         self._open_clip()
 
@@ -798,8 +798,14 @@ class PriorsExplorer(pn.viewable.Viewer):
     view costs its time only when someone looks at it; while it is built, the tab shows a loading spinner.
     """
 
-    TABS = {"Cross-likelihood": "cross", "Noise conditioning": "noise", "Probes": "probes", "Samples": "samples",
-            "Denoising": "denoise", "Your clip": "clip"}  # fmt: skip
+    TABS: ClassVar[dict[str, str]] = {
+        "Cross-likelihood": "cross",
+        "Noise conditioning": "noise",
+        "Probes": "probes",
+        "Samples": "samples",
+        "Denoising": "denoise",
+        "Your clip": "clip",
+    }
 
     def __init__(self, priors: PriorSet, studies: dict[str, dict[str, Any]], problems: list[str] = ()) -> None:
         super().__init__()

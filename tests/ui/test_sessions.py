@@ -9,7 +9,7 @@ import torch
 
 from explorer.langevin_view import LangevinExplorer
 from sepmodels.inference.langevin import run
-from tests.ui.browser import CHROMIUM, _ARGS, needs_chromium, serve, wait_for
+from tests.ui.browser import _ARGS, CHROMIUM, needs_chromium, serve, wait_for
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow, needs_chromium]
 
@@ -42,9 +42,9 @@ def test_five_sessions_run_to_the_end_without_crosstalk(tiny_priors):
                 page.get_by_role("button", name="Start", exact=True).click()
             for k, page in enumerate(pages):
                 done = page.get_by_text(re.compile(r"Step 60 / 60 .*finished"))
-                assert wait_for(lambda: done.count() > 0, timeout=120), f"session {k} did not finish"
+                assert wait_for(lambda done=done: done.count() > 0, timeout=120), f"session {k} did not finish"
                 final = page.get_by_text(re.compile(r"Final: mean SI-SDR")).first
-                assert wait_for(lambda: final.count() > 0), f"session {k} shows no final numbers"
+                assert wait_for(lambda final=final: final.count() > 0), f"session {k} shows no final numbers"
                 shown.append(float(re.search(r"mean SI-SDR (-?[\d.]+) dB", final.inner_text()).group(1)))
         finally:
             browser.close()
