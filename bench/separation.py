@@ -23,8 +23,9 @@ from tqdm.auto import tqdm
 from sepmodels.checkpoint import default_sampler_priors_path
 from sepmodels.data import toy
 from sepmodels.fileio import atomic_path
-from sepmodels.inference.langevin import METHODS, LangevinConfig, langevin
+from sepmodels.inference.langevin import METHODS, LangevinConfig
 from sepmodels.inference.posterior import Demixer, default_posterior_path
+from sepmodels.inference.separator import make_separator
 from sepmodels.metrics import si_sdr
 from sepmodels.priors import load_priors
 
@@ -53,27 +54,15 @@ def main() -> None:
     rows = []
     for method in args.methods:
         sdrs, keys_right, steps_run, per_mix = [], 0, 0, []
-        cfg = None
-        if method == "vae":
-            demixer = Demixer.load(args.posterior or default_posterior_path())
-        else:
-            cfg = LangevinConfig(method=method, steps=args.steps, levels=args.levels, sigma_max=args.sigma_max,
-                                 delta=args.delta, chains=args.chains)  # fmt: skip
-        for i, truth in enumerate(truths):
+        separator = make_separator(
+            method, priors, Demixer.load(args.posterior or default_posterior_path()) if method == "vae" else None,
+            steps=args.steps, levels=args.levels, sigma_max=args.sigma_max, delta=args.delta, chains=args.chains,
+        )  # fmt: skip
+        cfg = getattr(separator, "config", None)
+        for i, truth in enumerate(tqdm(truths, desc=method, unit="mix", leave=False)):
             start = time.perf_counter()
-            mixture = toy.mix(truth)
-            if cfg is None:
-                estimates = demixer.separate(mixture).cpu()
-            else:
-                ran = 0
-                iterates = langevin(mixture.to(priors.device), priors, len(priors), cfg)
-                for it in tqdm(
-                    iterates, total=cfg.total_steps, desc=f"{method} mix {i + 1}/{args.n}", leave=False
-                ):
-                    ran += it.chain >= 0
-                    last = it
-                estimates = last.sources.cpu().float()
-                steps_run += ran
+            estimates = separator.separate(toy.mix(truth)).float()
+            steps_run += getattr(separator, "steps_run", 0)
             per_mix.append(time.perf_counter() - start)
             sdrs.append(si_sdr(estimates, truth))
             keys_right += int((toy.dominant_key(estimates) == toy.dominant_key(truth)).sum())

@@ -195,9 +195,7 @@ class LangevinExplorer(pn.viewable.Viewer):
         )
 
     def _make_generator(self):
-        iterates = langevin(
-            self.mixture.to(self.priors.device), self.priors, len(self.priors), self.config(), truth=self.truth
-        )
+        iterates = langevin(self.mixture.to(self.priors.device), self.priors, self.config(), truth=self.truth)
         judge = self.priors if self.priors.has_likelihood else self.judge
         return iterates if judge is None else with_likelihood(iterates, judge, self.judge_every)
 

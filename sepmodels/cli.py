@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from sepmodels.checkpoint import CheckpointError, default_sampler_priors_path
 from sepmodels.data.audio import AudioError
@@ -234,21 +232,17 @@ def _sampler_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _sampler_config(args: argparse.Namespace):
-    from sepmodels.inference.langevin import LangevinConfig
+def _separator(args: argparse.Namespace, progress: bool = False, announce=None):
+    """The separator that ``--method`` and its options name: a VAE posterior or a sampler under priors."""
+    from sepmodels.inference.separator import make_separator
 
     if args.method == "vae":
-        return None
+        return make_separator("vae", posterior=_demixer(args))
+    priors = _load_priors(args.priors, default_sampler_priors_path(), args.device)
+    settings = {"sigma_max": args.sigma_max, "sigma_min": args.sigma_min, "levels": args.levels,
+                "steps": args.steps, "delta": args.delta, "seed": args.seed}  # fmt: skip
     try:
-        return LangevinConfig(
-            method=args.method,
-            sigma_max=args.sigma_max,
-            sigma_min=args.sigma_min,
-            levels=args.levels,
-            steps=args.steps,
-            delta=args.delta,
-            seed=args.seed,
-        )
+        return make_separator(args.method, priors, progress=progress, announce=announce, **settings)
     except ValueError as err:
         raise UsageError(str(err)) from None
 
@@ -262,14 +256,6 @@ def _load_priors(spec: Path | None, default: Path | None, device: str | None):
         print("note: the exact toy prior runs on the CPU; --device is ignored", file=sys.stderr)
         device = None
     return load_priors(spec, default, "cpu" if spec is not None and str(spec) == EXACT else pick_device(device))
-
-
-def _valid_length(priors, length: int) -> int:
-    """The priors' valid length at or above ``length``; a clip the priors cannot take is a usage error."""
-    try:
-        return priors.valid_length(length)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -302,37 +288,31 @@ def _cmd_separate(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from sepmodels.data.audio import load_audio, save_audio
-    from sepmodels.inference.langevin import run
+    from sepmodels.inference.separator import SeparationError
 
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} is a file, not a folder")
-    config = _sampler_config(args)
-    if config is None:
-        demixer = _demixer(args)
-        audio = load_audio(args.mix, demixer.sample_rate)
-        for note in audio.notes:
-            print(f"note: {note}", file=sys.stderr)
-        estimates = demixer.separate(audio.samples).cpu()
-        names, sample_rate, how = demixer.names, demixer.sample_rate, "VAE posterior means"
-    else:
-        priors = _load_priors(args.priors, default_sampler_priors_path(), args.device)
-        audio = load_audio(args.mix, priors.sample_rate, resample=priors.kind != EXACT)
-        for note in audio.notes:
-            print(f"note: {note}", file=sys.stderr)
-        T = audio.samples.shape[0]
-        padded = F.pad(audio.samples, (0, _valid_length(priors, T) - T)).to(priors.device)
-        print(f"separating {T / priors.sample_rate:.2f} s with {config.method} and {priors.kind} priors; timing "
-              "the first steps for an estimate", file=sys.stderr)  # fmt: skip
-        last = run(padded, priors, len(priors), config, progress=not args.quiet,
-                   announce=lambda line: tqdm.write(f"note: {line}", file=sys.stderr))  # fmt: skip
-        estimates = last.sources[:, :T].cpu()
-        if not torch.isfinite(estimates).all():
-            raise UsageError(
-                f"the {config.method} run diverged (non-finite estimates) with these priors; try a smaller "
-                "--sigma-max (learned priors know sigma up to 1) or another --method"
-            )
-        names, sample_rate = priors.names, priors.sample_rate
-        how = f"{config.method}, {config.total_steps} steps, final mix error {last.mix_error:.2e}"
+    announce = lambda line: tqdm.write(f"note: {line}", file=sys.stderr)  # noqa: E731
+    separator = _separator(args, progress=not args.quiet, announce=announce)
+    names, sample_rate = separator.names, separator.sample_rate
+    priors = getattr(separator, "priors", None)
+    audio = load_audio(args.mix, sample_rate, resample=priors is None or priors.kind != EXACT)
+    for note in audio.notes:
+        print(f"note: {note}", file=sys.stderr)
+    try:
+        separator.valid_length(audio.samples.shape[0])  # a clip the model cannot take: say so before any work
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    if priors is not None:
+        print(f"separating {audio.samples.shape[0] / sample_rate:.2f} s with {args.method} and {priors.kind} "
+              "priors; timing the first steps for an estimate", file=sys.stderr)  # fmt: skip
+    try:
+        estimates = separator.separate(audio.samples)
+    except (ValueError, SeparationError) as err:
+        raise UsageError(str(err)) from None
+    how = separator.describe()
+    if priors is not None:
+        how = f"{args.method}, {separator.steps_run} steps, final mix error {separator.last.mix_error:.2e}"
     for line in _loudness_notes(estimates, audio.samples, names):
         print(f"note: {line}", file=sys.stderr)
     peak = float(estimates.abs().max())
@@ -379,16 +359,14 @@ def _demixer(args: argparse.Namespace):
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from sepmodels.data import toy
+    from sepmodels.evaluation import evaluate_separator
     from sepmodels.metrics import verdict
-    from sepmodels.studies import separate_all
 
-    config = _sampler_config(args)
-    if config is None:
-        model = _demixer(args)
-        length = model.encoder.valid_length(int(args.seconds * model.sample_rate))
-    else:
-        model = _load_priors(args.priors, default_sampler_priors_path(), args.device)
-        length = _valid_length(model, int(args.seconds * model.sample_rate))
+    model = _separator(args, progress=not args.quiet)
+    try:
+        length = model.valid_length(int(args.seconds * model.sample_rate))
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     if args.data == "musdb":
         from sepmodels.data import musdb
 
@@ -407,10 +385,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         truths = musdb.MusdbData(musdb.MusdbConfig(str(args.root)), "test").aligned(args.n, length, args.seed)
     else:
         truths = toy.toy_test_set(args.n, length, seed=args.seed)
-    result = separate_all(model, config, truths, progress=not args.quiet, bss=args.data == "musdb")
+    result = evaluate_separator(model, truths, bss=args.data == "musdb", progress=not args.quiet)
     sdr, floor = result.separated, result.mix  # [n, N]
-    steps = 0 if config is None else config.total_steps
-    method = "vae" if config is None else config.method
+    steps = model.max_steps
+    method = args.method
     report = {
         "method": method,
         "steps": steps,
@@ -544,7 +522,10 @@ def _cmd_likelihood(args: argparse.Namespace) -> int:
         audio = load_audio(path, priors.sample_rate, resample=priors.kind != EXACT)
         for note in audio.notes:
             print(f"note: {note}", file=sys.stderr)
-        _valid_length(priors, audio.samples.shape[0])
+        try:
+            priors.valid_length(audio.samples.shape[0])
+        except ValueError as err:
+            raise UsageError(f"{path}: {err}") from None
         clips.append(audio.samples)
     results, maps = [], []
     for path, clip in zip(args.files, clips, strict=True):

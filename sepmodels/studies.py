@@ -34,8 +34,7 @@ import torch
 from sepmodels.checkpoint import safe_load
 from sepmodels.data import toy
 from sepmodels.fileio import atomic_path
-from sepmodels.inference.langevin import LangevinConfig, run
-from sepmodels.metrics import bss_sdr, si_sdr
+from sepmodels.metrics import si_sdr
 from sepmodels.priors import PriorSet
 
 STUDY_FORMAT = "sepmodels-study"
@@ -152,51 +151,6 @@ def toy_cross_likelihood(
             clips = noisy[start : start + batch, k]
             values[k, :, start : start + batch] = priors.cross_log_prob(clips, sigma).mean(dim=2).T
     return CrossLikelihood(sources, priors.names, values, float(sigma))
-
-
-@dataclass(frozen=True)
-class ToySeparation:
-    """SI-SDR (dB) of separating mixes: ``separated`` and, as the floor, ``mix`` (the mix itself taken as the
-    estimate of every source), both ``[n_mixes, n_sources]``; with ``bss`` the museval SDR of both too."""
-
-    separated: torch.Tensor
-    mix: torch.Tensor
-    bss_separated: torch.Tensor | None = None
-    bss_mix: torch.Tensor | None = None
-
-
-def separate_all(model: Any, config: LangevinConfig | None, truths: torch.Tensor, progress: bool = False,
-                 bss: bool = False) -> ToySeparation:  # fmt: skip
-    """Separate the mixes of ``truths: [n, N, T]`` with Langevin (``config``) under priors ``model``, or with
-    a VAE posterior's means (``config`` None, ``model`` a :class:`Demixer`)."""
-    separated, floor, bss_sep, bss_mix = [], [], [], []
-    n = len(truths)
-    for i, truth in enumerate(truths):
-        mixture = toy.mix(truth)
-        if config is None:
-            estimates = model.separate(mixture).cpu()
-        else:
-            last = run(mixture.to(model.device), model, len(model), config, truth.to(model.device),
-                       progress=progress, desc=f"mix {i + 1}/{n}")  # fmt: skip
-            estimates = last.sources.cpu()
-        separated.append(si_sdr(estimates, truth))
-        floor.append(si_sdr(mixture.expand_as(truth), truth))
-        if bss:
-            bss_sep.append(bss_sdr(estimates, truth, model.sample_rate))
-            bss_mix.append(bss_sdr(mixture.expand_as(truth).contiguous(), truth, model.sample_rate))
-    stack = lambda xs: torch.stack(xs) if xs else None  # noqa: E731
-    return ToySeparation(torch.stack(separated), torch.stack(floor), stack(bss_sep), stack(bss_mix))
-
-
-def toy_separation(priors: PriorSet, config: LangevinConfig, n: int, length: int, seed: int = 0,
-                   progress: bool = False) -> ToySeparation:  # fmt: skip
-    """Separate ``n`` fresh toy mixes of ``length`` samples with the sampler ``config``."""
-    return separate_all(priors, config, toy.toy_test_set(n, length, seed=seed), progress)
-
-
-def toy_vae_separation(demixer: Any, n: int, length: int, seed: int = 0) -> ToySeparation:
-    """Separate ``n`` fresh toy mixes with a VAE posterior's means (a :class:`Demixer`)."""
-    return separate_all(demixer, None, toy.toy_test_set(n, length, seed=seed))
 
 
 # -- the studies ------------------------------------------------------------------------------------------------

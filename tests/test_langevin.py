@@ -29,7 +29,7 @@ def _moments(sources):
 )
 def test_long_run_moments_match_the_closed_form_posterior(config, gamma, sigma):
     mixture = torch.full((T,), MIX_VALUE, dtype=torch.float64)  # every sample is an independent chain
-    last = run(mixture, PRIORS, 3, config)
+    last = run(mixture, PRIORS, config)
     mean, cov = PRIORS.posterior(MIX_VALUE, gamma, sigma)
     got_mean, got_var = _moments(last.sources)
     torch.testing.assert_close(got_mean, mean, atol=0.01, rtol=0)
@@ -49,7 +49,7 @@ def test_iterates_carry_everything_the_apps_draw():
     truth = toy.toy_test_set(1, 64)[0, :3].double()
     mixture = truth.mean(0)
     cfg = LangevinConfig(method="constrained", levels=3, steps=4, sigma_min=0.1)
-    its = list(langevin(mixture, PRIORS, 3, cfg, truth=truth))
+    its = list(langevin(mixture, PRIORS, cfg, truth=truth))
     assert [it.step for it in its] == list(range(1, 13))
     assert {it.total for it in its} == {12}
     assert [it.level for it in its] == [0] * 4 + [1] * 4 + [2] * 4
@@ -63,7 +63,7 @@ def test_iterates_carry_everything_the_apps_draw():
 def test_seed_makes_runs_repeatable_and_sum_mixes_work():
     mixture = torch.full((100,), 0.3, dtype=torch.float64)
     cfg = LangevinConfig(method="constrained", levels=2, steps=5, mix="sum", seed=4)
-    a, b = run(mixture, PRIORS, 3, cfg), run(mixture, PRIORS, 3, cfg)
+    a, b = run(mixture, PRIORS, cfg), run(mixture, PRIORS, cfg)
     assert torch.equal(a.sources, b.sources)
     torch.testing.assert_close(a.sources.sum(0), mixture)
 
@@ -78,21 +78,24 @@ def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="at least 1"):
         LangevinConfig(steps=0)
     with pytest.raises(ValueError, match="mono"):
-        next(langevin(torch.zeros(2, 8), PRIORS, 3, LangevinConfig()))
+        next(langevin(torch.zeros(2, 8), PRIORS, LangevinConfig()))
 
 
 def test_flow_priors_run_end_to_end(tiny_priors):
     truth = toy.toy_test_set(1, 256)[0]
-    last = run(truth.mean(0), tiny_priors, 4, LangevinConfig(method="constrained", levels=2, steps=3), truth=truth)
+    last = run(truth.mean(0), tiny_priors, LangevinConfig(method="constrained", levels=2, steps=3), truth=truth)
     assert last.sources.shape == (4, 256) and torch.isfinite(last.sources).all()
     assert torch.isfinite(last.log_prob).all() and torch.isfinite(last.si_sdr).all()
     cfg = LangevinConfig(levels=2, steps=1, chains=2, restart_levels=2)  # the residual sweep through Tweedie
-    last = run(truth.mean(0), tiny_priors, 4, cfg, truth=truth)
+    last = run(truth.mean(0), tiny_priors, cfg, truth=truth)
     assert last.sources.shape == (4, 256) and torch.isfinite(last.sources).all() and last.log_prob is None
 
 
 class _ScoreOnly:
     """The Gaussian priors seen through a score network's eyes: a score and no density."""
+
+    def __len__(self):
+        return len(PRIORS)
 
     def log_prob_and_score(self, x, sigma):
         return None, PRIORS.score(x, sigma)
@@ -101,7 +104,7 @@ class _ScoreOnly:
 def test_with_likelihood_fills_in_the_judges_density_every_k_steps_and_at_the_end():
     mixture = torch.full((50,), 0.1, dtype=torch.float64)
     cfg = LangevinConfig(method="constrained", levels=2, steps=7, sigma_min=0.1)
-    its = list(with_likelihood(langevin(mixture, _ScoreOnly(), 3, cfg), PRIORS, every=5))
+    its = list(with_likelihood(langevin(mixture, _ScoreOnly(), cfg), PRIORS, every=5))
     judged = [it.step for it in its if it.log_prob is not None]
     assert judged == [5, 10, 14]
     for it in its:
@@ -116,8 +119,8 @@ def test_with_likelihood_leaves_a_flows_own_density_alone():
     cfg = LangevinConfig(method="constrained", levels=1, steps=3, sigma_min=0.1)
     other = GaussianPriors(torch.zeros(3), torch.ones(3))
     for own, judged in zip(
-        langevin(mixture, PRIORS, 3, cfg),
-        with_likelihood(langevin(mixture, PRIORS, 3, cfg), other, every=1),
+        langevin(mixture, PRIORS, cfg),
+        with_likelihood(langevin(mixture, PRIORS, cfg), other, every=1),
         strict=True,
     ):
         torch.testing.assert_close(judged.log_prob, own.log_prob)
@@ -134,7 +137,7 @@ def test_residual_sweep_converges_to_the_exact_posterior_mean():
     # sigma^2; as sigma -> 0 its fixed point is the posterior mean given the exact mix.
     mixture = torch.full((8,), MIX_VALUE, dtype=torch.float64)
     cfg = LangevinConfig(method="residual", sigma_max=1.0, sigma_min=1e-3, levels=40, steps=30, chains=1)
-    its = list(langevin(mixture, PRIORS, 3, cfg))
+    its = list(langevin(mixture, PRIORS, cfg))
     mean, _ = PRIORS.posterior(MIX_VALUE, gamma=None)
     torch.testing.assert_close(its[-1].sources, mean[:, None].expand(3, 8), atol=2e-3, rtol=0)
     assert its[-1].mix_error < 1e-3
@@ -146,12 +149,15 @@ def test_residual_sweep_separates_a_toy_mix_under_the_exact_prior():
 
     truth = toy.toy_test_set(1, 2940, seed=0)[0].double()  # 0.2 s
     cfg = LangevinConfig(method="residual", sigma_max=20.0, levels=15, steps=2)
-    last = run(truth.mean(0), ExactToyPriors(), 4, cfg, truth)
+    last = run(truth.mean(0), ExactToyPriors(), cfg, truth)
     assert (last.si_sdr > 20).all(), last.si_sdr
 
 
 class _Stubborn:
     """Denoises every source to a fixed guess: the mix is never explained, so every chain runs."""
+
+    def __len__(self):
+        return len(PRIORS)
 
     def denoise(self, x, sigma, sources=None):
         return torch.zeros_like(x)
@@ -162,9 +168,9 @@ def test_residual_restarts_chains_until_the_mix_is_explained_and_keeps_the_best(
     cfg = LangevinConfig(
         method="residual", sigma_max=1.0, sigma_min=1e-3, levels=10, steps=3, chains=3, restart_levels=10
     )
-    its = list(langevin(mixture, PRIORS, 3, cfg))  # explained by the first chain: no restart
+    its = list(langevin(mixture, PRIORS, cfg))  # explained by the first chain: no restart
     assert {it.chain for it in its[:-1]} == {0} and len(its) == 31 and its[-1].step == its[-1].total == 90
-    its = list(langevin(mixture, _Stubborn(), 3, cfg))
+    its = list(langevin(mixture, _Stubborn(), cfg))
     assert {it.chain for it in its} == {0, 1, 2, -1} and its[-1].step == 90
     assert its[-1].mix_error == pytest.approx(MIX_VALUE)
 

@@ -13,7 +13,7 @@ PRIORS = GaussianPriors(torch.tensor([0.0, 0.0]), torch.tensor([1.0, 1.0]))
 def _make(steps=50, levels=2):
     mixture = torch.zeros(16, dtype=torch.float64)
     cfg = LangevinConfig(method="constrained", steps=steps, levels=levels)
-    return lambda: langevin(mixture, PRIORS, 2, cfg)
+    return lambda: langevin(mixture, PRIORS, cfg)
 
 
 def _wait(predicate, timeout=10.0):
@@ -58,7 +58,7 @@ def test_pause_stops_and_reset_forgets():
 
     slow.log_prob_and_score = slow_score
     mixture = torch.zeros(8, dtype=torch.float64)
-    r = SamplerRunner(lambda: langevin(mixture, slow, 2, LangevinConfig(method="constrained", steps=500)))
+    r = SamplerRunner(lambda: langevin(mixture, slow, LangevinConfig(method="constrained", steps=500)))
     try:
         r.start()
         assert _wait(lambda: r.latest is not None and r.latest.step > 3)

@@ -51,7 +51,7 @@ def test_score_priors_train_load_and_separate(tmp_path):
         priors.cross_log_prob(x[:, 0], 0.1)
     assert priors.sample(2, 64, 0.1).shape == (2, 4, 64)
     truth = toy.toy_test_set(1, 128)[0]
-    last = run(truth.mean(0), priors, 4, LangevinConfig(levels=2, steps=3), truth=truth)
+    last = run(truth.mean(0), priors, LangevinConfig(levels=2, steps=3), truth=truth)
     assert last.log_prob is None and torch.isfinite(last.sources).all() and last.si_sdr.shape == (4,)
 
 

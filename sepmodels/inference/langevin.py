@@ -49,8 +49,11 @@ METHOD_DEFAULTS: dict[str, dict[str, float | int]] = {
 
 
 class ScoredPrior(Protocol):
-    """What a sampler needs: each source's log-density map and its gradient at a noise level, and Tweedie's
-    denoiser (``x + sigma^2 * score``; ``sources`` restricts the work to those sources where a prior can)."""
+    """What a sampler needs: how many sources, each source's log-density map and its gradient at a noise
+    level, and Tweedie's denoiser (``x + sigma^2 * score``; ``sources`` restricts the work to those sources
+    where a prior can)."""
+
+    def __len__(self) -> int: ...
 
     def log_prob_and_score(self, x: torch.Tensor, sigma: float) -> tuple[torch.Tensor | None, torch.Tensor]: ...
 
@@ -200,7 +203,6 @@ def _initial(mixture: torch.Tensor, n: int, cfg: LangevinConfig, generator: torc
 def langevin(
     mixture: torch.Tensor,
     priors: ScoredPrior,
-    n_sources: int,
     config: LangevinConfig,
     truth: torch.Tensor | None = None,
     start: torch.Tensor | None = None,
@@ -209,24 +211,24 @@ def langevin(
 
     Arguments:
         mixture: the mix ``[T]`` (its device and dtype are used throughout).
-        priors: anything with ``log_prob_and_score(x [1, N, T], sigma) -> ([1, N, T], [1, N, T])``.
-        n_sources: N.
+        priors: N source priors (:class:`ScoredPrior`); ``len(priors)`` is N.
         config: the sampler's settings.
         truth: the true sources ``[N, T]``, to report SI-SDR.
         start: an initial state ``[N, T]`` instead of ``config.init``.
 
     Example:
-        >>> for it in langevin(mix, priors, 4, LangevinConfig(steps=20)):  # doctest: +SKIP
+        >>> for it in langevin(mix, priors, LangevinConfig(steps=20)):  # doctest: +SKIP
         ...     print(it.step, it.sigma, it.mix_error)
     """
     if mixture.dim() != 1:
         raise ValueError(f"mixture must be mono [T], got shape {tuple(mixture.shape)}")
+    n_sources = len(priors)
     if truth is not None and truth.shape != (n_sources, mixture.shape[0]):
         raise ValueError(f"truth must be [{n_sources}, {mixture.shape[0]}], got {tuple(truth.shape)}")
     generator = torch.Generator().manual_seed(config.seed)
     s = _initial(mixture, n_sources, config, generator) if start is None else start.detach().clone()
     if config.method == "residual":
-        yield from _residual(mixture, priors, n_sources, config, truth, start)
+        yield from _residual(mixture, priors, config, truth, start)
         return
     if config.method == "constrained":
         s = _onto_mix(s, mixture, config.mix)
@@ -266,7 +268,6 @@ def _sweep(s: torch.Tensor, whole: torch.Tensor, priors: ScoredPrior, sigma: flo
 def _residual(
     mixture: torch.Tensor,
     priors: ScoredPrior,
-    n_sources: int,
     config: LangevinConfig,
     truth: torch.Tensor | None,
     start: torch.Tensor | None,
@@ -280,6 +281,7 @@ def _residual(
     ``config.restart_sigma``, and runs the ladder from there. The mix residual judges, so no likelihood is
     needed. The last iterate is the best chain's result at step ``total`` (earlier, when no restart was needed).
     """
+    n_sources = len(priors)
     whole = mixture * n_sources if config.mix == "mean" else mixture  # what the sources add up to
     scale = float(mixture.pow(2).mean().sqrt())
     error = lambda s: float((mixture - _mix(s, config.mix)).pow(2).mean().sqrt())  # noqa: E731
@@ -367,7 +369,6 @@ def _duration(seconds: float) -> str:
 def run(
     mixture: torch.Tensor,
     priors: ScoredPrior,
-    n_sources: int,
     config: LangevinConfig,
     truth: torch.Tensor | None = None,
     progress: bool = False,
@@ -376,7 +377,7 @@ def run(
 ) -> Iterate:
     """Run a sampler to the end and return its last iterate (with a tqdm bar if ``progress``; ``announce``
     receives one sentence with the expected time once the first steps are timed, see :func:`time_estimate`)."""
-    iterates = langevin(mixture, priors, n_sources, config, truth)
+    iterates = langevin(mixture, priors, config, truth)
     if announce is not None:
         iterates = time_estimate(iterates, announce)
     if progress:

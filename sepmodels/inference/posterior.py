@@ -100,11 +100,23 @@ class Demixer:
         return next(self.encoder.parameters()).device
 
     @torch.no_grad()
-    def separate(self, mixture: torch.Tensor) -> torch.Tensor:
-        """Posterior means of the sources of ``mixture: [T]`` (any length): ``[N, T]``."""
+    def separate(self, mixture: torch.Tensor, truth: torch.Tensor | None = None) -> torch.Tensor:
+        """Posterior means of the sources of ``mixture: [T]`` (any length): ``[N, T]`` on the CPU (the
+        :class:`~sepmodels.inference.separator.Separator` contract; ``truth`` is not used)."""
+        if mixture.dim() != 1:
+            raise ValueError(f"mixture must be mono [T], got shape {tuple(mixture.shape)}")
         T = mixture.shape[-1]
         padded = torch.nn.functional.pad(mixture, (0, self.encoder.valid_length(T) - T))
-        return self.encoder(padded[None].to(self.device)).mean[0, :, :T]
+        with torch.no_grad():
+            return self.encoder(padded[None].to(self.device)).mean[0, :, :T].cpu()
+
+    max_steps = 0  # one forward pass
+
+    def describe(self) -> str:
+        return "VAE posterior means"
+
+    def valid_length(self, length: int) -> int:
+        return self.encoder.valid_length(length)
 
     def payload(self) -> dict[str, Any]:
         return {
