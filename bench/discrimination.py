@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/bench/discrimination.json"))
     args = parser.parse_args()
     priors = PriorSet.load(args.priors)
-    length = priors.model.valid_length(int(args.seconds * priors.sample_rate))
+    length = priors.valid_length(int(args.seconds * priors.sample_rate))
     report = {
         "priors": str(args.priors or "shipped default"),
         "clips_per_source": args.n,

@@ -36,9 +36,9 @@ from typing import Any
 import torch
 
 from sepmodels.fileio import atomic_path
-from sepmodels.nn.flows import FlowConfig, FlowPrior
-from sepmodels.nn.score import ScoreConfig, ScoreNet
-from sepmodels.train import TrainConfig, Trainer, dsm_loss, nll
+from sepmodels.nn.flows import FlowConfig, FlowPrior, nll
+from sepmodels.nn.score import ScoreConfig, ScoreNet, dsm_loss
+from sepmodels.train import TrainConfig, Trainer
 
 # What each size trains and measures. "full" is for one H100/H200; "tiny" checks the logic on a CPU.
 SIZES: dict[str, dict[str, Any]] = {

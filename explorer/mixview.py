@@ -139,10 +139,9 @@ def describe(priors: PriorSet) -> str:
             "amplitude integrated by quadrature; no training, no parameters), the reference a learned prior "
             f"should approach; sample rate {priors.sample_rate} Hz."
         )
-    conditional = getattr(priors.model.config, "noise_conditional", True)
-    kind = f"{'noise-conditional' if conditional else 'plain'} {priors.kind}"
+    kind = f"{'noise-conditional' if priors.noise_conditional else 'plain'} {priors.kind}"
     step = priors.meta.get("step", "?")
-    rf = priors.model.receptive_field()
+    rf = priors.receptive_field()
     field = "the whole clip" if math.isinf(rf) else f"{rf} samples ({rf / priors.sample_rate:.2f} s)"
     return (
         f"{len(priors)} {kind} priors ({', '.join(priors.names)}), "

@@ -57,10 +57,7 @@ def _positive_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from sepmodels.nn.ar import AR_PRESETS
-    from sepmodels.nn.flows import PRESETS
-    from sepmodels.nn.score import SCORE_PRESETS
-    from sepmodels.nn.vae import VAE_PRESETS
+    from sepmodels.registry import KINDS, preset_names
 
     parser = _Parser(prog="sepmodels", description="Deep generative priors for audio source separation.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -76,10 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
         "flow priors (likelihood), autoregressive WaveNet priors (likelihood), score priors (denoising score "
         "matching) or a VAE posterior trained on mixes against frozen flow priors (--priors); default: flow"
     )
-    t.add_argument("--model", choices=["flow", "ar", "score", "vae"], default="flow", help=model_help)
+    t.add_argument("--model", choices=list(KINDS), default="flow", help=model_help)
     t.add_argument("--priors", type=Path, help="--model vae: the frozen flow priors (default: the shipped ones)")
-    configs = sorted({*PRESETS, *SCORE_PRESETS, *VAE_PRESETS, *AR_PRESETS})
-    t.add_argument("--config", choices=configs, default="default", help="model size (default: default)")
+    t.add_argument("--config", choices=preset_names(), default="default", help="model size (default: default)")
     t.add_argument("--steps", type=_positive_int, help="total optimiser steps (default: 3000)")
     t.add_argument("--batch-size", type=_positive_int, help="clips per step (default: 16)")
     t.add_argument("--length", type=_positive_int, help="samples per training crop (default: 2048)")
@@ -249,8 +245,8 @@ def _separator(args: argparse.Namespace, progress: bool = False, announce=None):
 
 def _load_priors(spec: Path | None, default: Path | None, device: str | None):
     """``--priors``: ``exact`` (the exact toy prior) or a checkpoint; None means ``default``."""
+    from sepmodels.devices import pick_device
     from sepmodels.priors import load_priors
-    from sepmodels.train import pick_device
 
     if spec is not None and str(spec) == EXACT and device not in (None, "cpu"):
         print("note: the exact toy prior runs on the CPU; --device is ignored", file=sys.stderr)
@@ -351,8 +347,8 @@ def _loudness_notes(estimates, mixture, names) -> list[str]:
 
 
 def _demixer(args: argparse.Namespace):
+    from sepmodels.devices import pick_device
     from sepmodels.inference.posterior import Demixer, default_posterior_path
-    from sepmodels.train import pick_device
 
     return Demixer.load(args.posterior or default_posterior_path(), device=pick_device(args.device))
 
@@ -427,11 +423,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from sepmodels.nn.ar import ARConfig
-    from sepmodels.nn.flows import FlowConfig
-    from sepmodels.nn.score import ScoreConfig
-    from sepmodels.nn.vae import VAEConfig
     from sepmodels.priors import PriorSet
+    from sepmodels.registry import kind_named
     from sepmodels.train import TrainConfig, Trainer
 
     overrides = {
@@ -462,12 +455,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.data != "musdb" and (args.root is not None or args.mono is not None):
         raise UsageError("--root and --mono are for --data musdb")
     train_cfg = replace(TrainConfig(), **overrides)
+    kind = kind_named(args.model)
     try:
-        presets = {"flow": FlowConfig, "score": ScoreConfig, "vae": VAEConfig, "ar": ARConfig}
-        preset = presets[args.model].preset
-        model_cfg = preset(args.config)
+        model_cfg = kind.preset(args.config)
     except ValueError as err:
-        raise UsageError(f"--config: {err} for --model {args.model}") from None
+        raise UsageError(f"--config: {err}") from None
     if args.plain:
         if args.model != "flow":
             raise UsageError("--plain applies to flow priors only (a score network always sees sigma)")
@@ -482,9 +474,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if init is not None:  # fine-tuning keeps the initial priors' own model
         if init.kind != args.model:
             raise UsageError(f"--init {args.init} holds {init.kind} priors; pass --model {init.kind}")
-        model_cfg = init.model.config
+        model_cfg = init.config
     frozen = None
-    if args.model == "vae":
+    if kind.posterior:
         frozen = PriorSet.load(args.priors)
         if not frozen.has_likelihood:
             raise UsageError(f"--priors {args.priors} holds score priors; a VAE needs flow priors (a likelihood)")
@@ -496,7 +488,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )  # fmt: skip
     trainer.run()
     if trainer.dist.main:
-        what = "VAE posterior" if args.model == "vae" else "priors"
+        what = "VAE posterior" if kind.posterior else "priors"
         print(f"trained {trainer.step} steps; {what} written to {trainer.ckpt_path}")
     if trainer.dist.world > 1:
         import torch.distributed as dist

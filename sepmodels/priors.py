@@ -14,27 +14,49 @@ import torch
 import torch.nn.functional as F
 
 from sepmodels.checkpoint import CheckpointError, default_priors_path, load_checkpoint, save_checkpoint
-from sepmodels.nn.ar import ARConfig, ARPrior
+from sepmodels.nn.contract import GroupedModel
 from sepmodels.nn.exact import ExactToyPriors
-from sepmodels.nn.flows import FlowConfig, FlowPrior
-from sepmodels.nn.score import ScoreConfig, ScoreNet
 
 EXACT = "exact"  # the name that selects the exact toy prior wherever priors are chosen
 
 
 class Prior(Protocol):
-    """What the samplers and apps need from a set of source priors."""
+    """N named source priors, as every sampler, study, view and command uses them.
+
+    :class:`PriorSet` (a grouped model of :mod:`sepmodels.registry` with its names, rate and noise ladder),
+    :class:`~sepmodels.nn.exact.ExactToyPriors` and :class:`GaussianPriors` carry it. Clips are ``[B, N, T]``,
+    log-densities nats per sample; ``sigma`` None means :attr:`default_sigma`.
+    """
 
     names: tuple[str, ...]
     sample_rate: int
+    kind: str  # flow, ar, score, exact, gaussian
+    has_likelihood: bool  # log-densities (else the score only: log_prob raises TypeError)
+    noise_conditional: bool  # whether sigma changes anything
+    default_sigma: float
+    device: torch.device
+
+    def __len__(self) -> int: ...
+
+    def valid_length(self, length: int) -> int: ...
 
     def log_prob(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor: ...
 
-    def score(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor: ...
+    def log_prob_and_score(
+        self, x: torch.Tensor, sigma: torch.Tensor | float | None = None
+    ) -> tuple[torch.Tensor | None, torch.Tensor]: ...
 
-    def log_prob_and_score(self, x: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def denoise(
+        self, x: torch.Tensor, sigma: torch.Tensor | float | None = None, sources: list[int] | None = None
+    ) -> torch.Tensor: ...
 
-    def sample(self, n: int, length: int, sigma: torch.Tensor | float | None = None) -> torch.Tensor: ...
+    def sample(
+        self,
+        n: int,
+        length: int,
+        sigma: torch.Tensor | float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -64,11 +86,9 @@ class NoiseLadder:
 
 
 class PriorSet:
-    """N named source priors sharing one grouped model: a :class:`FlowPrior`, an :class:`ARPrior` or a
-    :class:`ScoreNet`.
-
-    A flow gives the exact log-density map and its score; a score network gives the score only (from one
-    forward pass), so ``log_prob`` and ``cross_log_prob`` need a flow (``has_likelihood``).
+    """N named source priors sharing one grouped model (a kind of :mod:`sepmodels.registry`: a flow, an
+    autoregressive prior or a score network), which answers every question itself
+    (:class:`~sepmodels.nn.contract.GroupedModel`); the set adds the names, the rate and the noise ladder.
 
     Arguments:
         model: the grouped model; ``model.groups`` must equal ``len(names)``.
@@ -80,7 +100,7 @@ class PriorSet:
 
     def __init__(
         self,
-        model: FlowPrior | ARPrior | ScoreNet,
+        model: GroupedModel,
         names: tuple[str, ...],
         sample_rate: int,
         ladder: NoiseLadder,
@@ -106,25 +126,32 @@ class PriorSet:
 
     @property
     def has_likelihood(self) -> bool:
-        """Whether these priors give log-densities (flows) or only their gradient (score networks)."""
-        return isinstance(self.model, FlowPrior | ARPrior)
-
-    def can_judge(self, other: PriorSet) -> bool:
-        """Whether these priors can stand in for ``other``'s missing likelihood: they have one, and they model
-        the same sources at the same rate (see :func:`sepmodels.inference.langevin.with_likelihood`)."""
-        return self.has_likelihood and self.names == other.names and self.sample_rate == other.sample_rate
+        """Whether these priors give log-densities (flows, autoregressive) or only their gradient (score)."""
+        return self.model.has_likelihood
 
     @property
     def kind(self) -> str:
-        """``flow``, ``ar`` (autoregressive) or ``score``."""
-        return (
-            "flow" if isinstance(self.model, FlowPrior) else "ar" if isinstance(self.model, ARPrior) else "score"
-        )
+        """The model's kind in :mod:`sepmodels.registry`: ``flow``, ``ar`` or ``score``."""
+        return self.model.kind
 
     @property
     def noise_conditional(self) -> bool:
         """Whether the priors take the noise level as an input (plain flows know one level only)."""
-        return bool(getattr(self.model.config, "noise_conditional", True))
+        return self.model.noise_conditional
+
+    @property
+    def config(self) -> Any:
+        """The model's config (a frozen dataclass of its kind)."""
+        return self.model.config
+
+    def receptive_field(self) -> float:
+        """Input samples one output sample depends on (``inf`` for whole-clip models)."""
+        return self.model.receptive_field()
+
+    def can_judge(self, other: Prior) -> bool:
+        """Whether these priors can stand in for ``other``'s missing likelihood: they have one, and they model
+        the same sources at the same rate (see :func:`sepmodels.inference.langevin.with_likelihood`)."""
+        return self.has_likelihood and self.names == other.names and self.sample_rate == other.sample_rate
 
     def valid_length(self, length: int) -> int:
         """The shortest length the model accepts that is at least ``length`` samples."""
@@ -134,6 +161,11 @@ class PriorSet:
         self.model.to(device)
         return self
 
+    def freeze(self) -> PriorSet:
+        """For inference only: eval mode and no weight gradients (which also halves the work of a score)."""
+        self.model.eval().requires_grad_(False)
+        return self
+
     def describe(self) -> dict[str, Any]:
         """Class and config, for results files."""
         return {"class": type(self.model).__name__, "config": self.model.config.to_dict()}
@@ -141,32 +173,25 @@ class PriorSet:
     def parameters_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
-    # -- the Prior contract ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The model's weights (to start a fine-tune from)."""
+        return self.model.state_dict()
+
+    # -- the Prior contract: the model answers -------------------------------------------------------------
     def log_prob(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
         """Per-sample log-density of each source under its own prior: ``[B, N, T] -> [B, N, T]``, nats."""
-        if not self.has_likelihood:
-            raise TypeError("score priors give no likelihood; load flow priors for log_prob")
         return self.model.log_prob(x, self._sigma(sigma))
 
     def score(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
         """Gradient of each source's log-density with respect to it: ``[B, N, T]``."""
-        return self.model.score(x, self._sigma(sigma))
+        return self.model.log_prob_and_score(x, self._sigma(sigma))[1]
 
     def log_prob_and_score(
         self, x: torch.Tensor, sigma: torch.Tensor | float | None = None
     ) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """The log-density map and its gradient, both ``[B, N, T]``: one forward and backward pass of a flow.
-
-        A score network gives ``(None, score)`` from one forward pass.
-        """
-        if not self.has_likelihood:
-            with torch.no_grad():
-                return None, self.model.score(x, self._sigma(sigma))
-        with torch.enable_grad():
-            x = x.detach().requires_grad_(True)
-            log_prob = self.log_prob(x, sigma)
-            (grad,) = torch.autograd.grad(log_prob.sum(), x)
-        return log_prob.detach(), grad
+        """The log-density map and its gradient, both ``[B, N, T]`` (a flow: one forward and backward pass);
+        a score network gives ``(None, score)`` from one forward pass."""
+        return self.model.log_prob_and_score(x, self._sigma(sigma))
 
     def denoise(
         self, x: torch.Tensor, sigma: torch.Tensor | float | None = None, sources: list[int] | None = None
@@ -175,12 +200,8 @@ class PriorSet:
         noise of level sigma, ``[B, N, T]``. A spectral score network computes only ``sources`` when given (the
         others come back as ``x``); other grouped models evaluate every source whatever ``sources`` asks."""
         level = self.default_sigma if sigma is None else float(sigma)
-        if not self.has_likelihood:
-            with torch.no_grad():
-                return self.model.denoise(x, level, sources)
         with torch.no_grad():
-            _, score = self.log_prob_and_score(x, level) if self.has_likelihood else (None, self.score(x, level))
-        return x + level**2 * score
+            return self.model.denoise(x, level, sources)
 
     def sample(
         self,
@@ -189,27 +210,10 @@ class PriorSet:
         sigma: torch.Tensor | float | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """``n`` draws from every prior: ``[n, N, length]``.
-
-        A flow inverts its latent; a score network runs annealed Langevin dynamics from noise down to
-        ``sigma`` (20 steps per level of the ladder, BASIS's step rule).
-        """
-        if self.has_likelihood:  # a flow inverts its latent; an autoregressive prior draws sample by sample
-            return self.model.sample(n, length, self._sigma(sigma), generator=generator)
-        return self._langevin_sample(n, length, self._sigma(sigma), generator)
-
-    @torch.no_grad()
-    def _langevin_sample(
-        self, n: int, length: int, sigma: float, generator: torch.Generator | None
-    ) -> torch.Tensor:
-        levels = [float(v) for v in self.ladder.sigmas() if v >= sigma - 1e-12] or [float(sigma)]
-        x = torch.randn(n, len(self), length, generator=generator).to(self.device) * levels[0]
-        for level in levels:
-            eta = 0.2 * level**2
-            for _ in range(20):
-                noise = torch.randn(x.shape, generator=generator).to(self.device)
-                x = x + eta * self.model.score(x, level) + (2 * eta) ** 0.5 * noise
-        return x
+        """``n`` draws from every prior: ``[n, N, length]`` (a flow inverts its latent, an autoregressive
+        prior draws sample by sample, a score network anneals down the ladder to ``sigma``)."""
+        ladder = [float(v) for v in self.ladder.sigmas()]
+        return self.model.sample(n, length, self._sigma(sigma), generator=generator, ladder=ladder)
 
     # -- conveniences for scoring arbitrary clips -----------------------------------------------------------
     def cross_log_prob(self, clips: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
@@ -223,13 +227,13 @@ class PriorSet:
         if not self.has_likelihood:
             raise TypeError("score priors give no likelihood; load flow priors to score clips")
         B, T = clips.shape
-        padded = F.pad(clips, (0, self.model.valid_length(T) - T))
+        padded = F.pad(clips, (0, self.valid_length(T) - T))
         x = padded[:, None, :].expand(B, len(self), padded.shape[-1]).contiguous()
         with torch.no_grad():
             return self.log_prob(x.to(self.device), sigma)[..., :T].cpu()
 
     def _sigma(self, sigma: torch.Tensor | float | None) -> torch.Tensor | float | None:
-        if self.has_likelihood and not self.model.config.noise_conditional:
+        if not self.noise_conditional:
             return None
         return self.default_sigma if sigma is None else sigma
 
@@ -252,11 +256,12 @@ class PriorSet:
     @classmethod
     def from_checkpoint(cls, ckpt: dict[str, Any], where: str = "checkpoint") -> PriorSet:
         """Build a set from a loaded checkpoint dict; ``where`` names it in error messages."""
-        kinds = {FlowPrior.__name__: (FlowPrior, FlowConfig), ScoreNet.__name__: (ScoreNet, ScoreConfig),
-                 ARPrior.__name__: (ARPrior, ARConfig)}  # fmt: skip
-        if ckpt.get("class") not in kinds:
+        from sepmodels.registry import kind_of_class
+
+        kind = kind_of_class(str(ckpt.get("class")))
+        if kind is None or kind.posterior:
             raise CheckpointError(f"{where} holds a {ckpt.get('class')!r}, not a set of flow or score priors")
-        model_class, config_class = kinds[ckpt["class"]]
+        model_class, config_class = kind.model_class, kind.config_class
         try:
             config = config_class(**ckpt["config"])
             names = tuple(str(n) for n in ckpt["sources"])
@@ -266,9 +271,7 @@ class PriorSet:
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise CheckpointError(f"{where} does not match its own description ({first[:120]})") from None
-        # Loaded priors are for inference: no weight gradients, which also halves the work of a score.
-        model.eval().requires_grad_(False)
-        return cls(model, names, int(ckpt["sample_rate"]), ladder, ckpt.get("meta"))
+        return cls(model, names, int(ckpt["sample_rate"]), ladder, ckpt.get("meta")).freeze()
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu") -> PriorSet:

@@ -242,7 +242,7 @@ def noise_study(
     if priors.kind == "exact":
         raise StudyError("the noise study's side (a) fine-tunes a flow of the priors' size, and the exact prior "
                          "has none: pass --finetune-steps 0")  # fmt: skip
-    plain = replace(priors.model.config, noise_conditional=False)
+    plain = replace(priors.config, noise_conditional=False)
     on = (
         {"data": "toy"}
         if data is None or data.get("name") == "toy"

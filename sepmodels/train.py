@@ -1,8 +1,10 @@
-"""Training of grouped flow priors on the toy sources.
+"""One training loop for every model kind of :mod:`sepmodels.registry`, on toy or musdb sources.
 
 One step: a batch of clean clips ``[B, N, T]``, a noise level per clip drawn log-uniformly from the
-ladder's range, ``x + sigma * eps``, and the loss ``-mean log p_sigma(x_noisy)`` in nats per sample. Every
-prior gets equal weight (the thesis's code under-weighted the log-determinant 4x: RESEARCH.md §2).
+ladder's range, ``x + sigma * eps``, and the kind's own loss on that batch (:class:`ModelKind`): minus the
+log-likelihood in nats per sample for flows and autoregressive priors (every prior with equal weight; the
+thesis's code under-weighted the log-determinant 4x: RESEARCH.md §2), denoising score matching for score
+networks, minus the ELBO for a VAE posterior trained against frozen priors.
 
 Adam with the thesis's schedule (the learning rate times 0.6 at five evenly spaced steps), gradient
 clipping, a CSV log, atomic self-describing checkpoints that resume exactly, a NaN guard, and
@@ -28,12 +30,11 @@ from tqdm.auto import tqdm
 
 from sepmodels.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from sepmodels.data import toy
-from sepmodels.inference.posterior import Demixer, elbo
-from sepmodels.nn.ar import ARConfig, ARPrior
-from sepmodels.nn.flows import FlowConfig, FlowPrior
-from sepmodels.nn.score import ScoreConfig, ScoreNet
-from sepmodels.nn.vae import VAEConfig, VAEEncoder
+from sepmodels.devices import pick_device
+from sepmodels.inference.posterior import Demixer
+from sepmodels.nn.contract import TrainBatch
 from sepmodels.priors import NoiseLadder, PriorSet
+from sepmodels.registry import kind_of_class, kind_of_config
 
 log = logging.getLogger(__name__)
 
@@ -101,33 +102,10 @@ def draw_sigma(batch: int, ladder: NoiseLadder, generator: torch.Generator) -> t
     return torch.exp(lo + (hi - lo) * torch.rand(batch, generator=generator))
 
 
-def nll(z: torch.Tensor, logdet: torch.Tensor) -> torch.Tensor:
-    """Mean negative log-likelihood in nats per sample, from a flow's latent and per-element log-scales."""
-    return (0.5 * (z * z + math.log(2 * math.pi)) - logdet).mean()
-
-
-def dsm_loss(predicted_noise: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """Denoising score matching with sigma^2 weighting: the mean squared error of the predicted noise."""
-    return (predicted_noise - noise).pow(2).mean()
-
-
-def sdr_loss(denoised: torch.Tensor, clean: torch.Tensor, floor_db: float = 60.0) -> torch.Tensor:
-    """Mean over clips and sources of the denoised clip's error in dB (``-SDR / 10``, floored at ``floor_db``
-    of SDR): ``log10(|d - s|^2 / |s|^2 + 10^(-floor/10))``. A relative error weighs every noise level alike."""
-    err = (denoised.float() - clean).pow(2).sum(-1) / clean.pow(2).sum(-1).clamp_min(1e-12)
-    return torch.log10(err + 10 ** (-floor_db / 10)).mean()
-
-
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """The thesis's step schedule: ``lr * decay ** k`` after the k-th of ``lr_decays`` even milestones."""
     k = min(cfg.lr_decays, step * (cfg.lr_decays + 1) // cfg.steps)
     return cfg.lr * cfg.lr_decay**k
-
-
-def pick_device(requested: str | None = None) -> torch.device:
-    if requested:
-        return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @dataclass
@@ -151,12 +129,12 @@ def _init_distributed(device: torch.device) -> _Dist:
 
 
 class Trainer:
-    """Trains a :class:`PriorSet` into ``out_dir``; call :meth:`run`.
+    """Trains a model of any registered kind into ``out_dir``; call :meth:`run`.
 
     Arguments:
         out_dir: folder for ``priors.pt`` and ``train_log.csv``.
-        model_config: a :class:`FlowConfig` (flow priors, maximum likelihood) or a :class:`ScoreConfig` (score
-            priors, denoising score matching); ignored on resume, where the checkpoint's own is used.
+        model_config: the config of a registered kind (:func:`sepmodels.registry.kind_of_config` finds the
+            kind: its model class and loss); ignored on resume, where the checkpoint's own is used.
         train_config: schedule and data settings (its ``steps`` may be raised on resume).
         resume: continue from ``out_dir/priors.pt`` exactly where it stopped.
         device: torch device; CUDA when present if None.
@@ -168,7 +146,7 @@ class Trainer:
     def __init__(
         self,
         out_dir: str | os.PathLike[str],
-        model_config: FlowConfig | ScoreConfig,
+        model_config: Any,
         train_config: TrainConfig,
         resume: bool = False,
         device: str | None = None,
@@ -193,12 +171,10 @@ class Trainer:
         if ckpt is not None:
             saved = TrainConfig(**ckpt["meta"]["train_config"])
             train_config = replace(saved, steps=max(train_config.steps, saved.steps))
-            config_class = {
-                ScoreNet.__name__: ScoreConfig,
-                VAEEncoder.__name__: VAEConfig,
-                ARPrior.__name__: ARConfig,
-            }.get(ckpt["class"], FlowConfig)
-            model_config = config_class(**ckpt["config"])
+            kind = kind_of_class(str(ckpt.get("class")))
+            if kind is None:
+                raise CheckpointError(f"--resume: {self.ckpt_path} holds a {ckpt.get('class')!r}, no model kind")
+            model_config = kind.config_class(**ckpt["config"])
         self.cfg, self.model_config = train_config, model_config
         self.dataset = None
         self.names, self.sample_rate = toy.SOURCES, toy.SAMPLE_RATE
@@ -207,24 +183,18 @@ class Trainer:
 
             self.dataset = musdb.MusdbData(musdb.MusdbConfig(train_config.root, mono=train_config.mono), "train")
             self.names, self.sample_rate = musdb.SOURCES, musdb.SAMPLE_RATE
-        self.is_flow = isinstance(model_config, FlowConfig)
-        self.is_vae = isinstance(model_config, VAEConfig)
-        self.is_ar = isinstance(model_config, ARConfig)
+        self.kind = kind_of_config(model_config)
         self.frozen: PriorSet | None = None
-        if self.is_vae:
+        if self.kind.posterior:
             if priors is None or not priors.has_likelihood:
                 raise TrainingError("a VAE posterior is trained against flow priors: pass them (--priors)")
             if tuple(priors.names) != self.names:
                 raise TrainingError(
                     f"the priors are for {priors.names}, the {train_config.data} data has {self.names}"
                 )
-            self.frozen = priors.to(self.device)
-            self.frozen.model.eval().requires_grad_(False)
+            self.frozen = priors.to(self.device).freeze()
         torch.manual_seed(train_config.seed)
-        model_class = {FlowConfig: FlowPrior, VAEConfig: VAEEncoder, ARConfig: ARPrior}.get(
-            type(model_config), ScoreNet
-        )
-        self.model = model_class(len(self.names), model_config).to(self.device)
+        self.model = self.kind.model_class(len(self.names), model_config).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train_config.lr)
         # Each rank reads its own stream; rank 0's is the single-process stream.
         self.data_gen = torch.Generator().manual_seed(train_config.seed + 7919 * self.dist.rank)
@@ -232,12 +202,12 @@ class Trainer:
         if ckpt is not None:
             self._restore(ckpt)
         elif init is not None:
-            if type(init.model) is not model_class or init.model.config != model_config:
+            if init.kind != self.kind.name or init.config != model_config:
                 raise TrainingError(
-                    f"cannot fine-tune: the initial priors are {type(init.model).__name__} {init.model.config}, "
-                    f"not {model_class.__name__} {model_config}"
+                    f"cannot fine-tune: the initial priors are {init.kind} {init.config}, not {self.kind.name} "
+                    f"{model_config}"
                 )
-            self.model.load_state_dict(init.model.state_dict())
+            self.model.load_state_dict(init.state_dict())
         self.fine_tune = init is not None and ckpt is None
 
     # -- state ---------------------------------------------------------------------------------------------
@@ -268,22 +238,15 @@ class Trainer:
 
     def priors(self) -> PriorSet | Demixer:
         """What is being trained, with its metadata: priors, or a VAE posterior (a :class:`Demixer`)."""
-        objective = (
-            "maximum likelihood"
-            if self.is_flow or self.is_ar
-            else "ELBO"
-            if self.is_vae
-            else "denoising score matching"
-        )
         meta = {
             "step": self.step,
             "train_config": asdict(self.cfg),
             "world_size": self.dist.world,
             "saved": datetime.now(UTC).isoformat(timespec="seconds"),
             "data": self.cfg.data,
-            "objective": objective,
+            "objective": self.kind.objective,
         }
-        if self.is_vae:
+        if self.kind.posterior:
             meta["priors"] = dict(self.frozen.meta, sources=list(self.frozen.names), kind=self.frozen.kind)
             return Demixer(self.model, self.names, self.sample_rate, meta)
         return PriorSet(self.model, self.names, self.sample_rate, self.cfg.ladder, meta)
@@ -313,12 +276,13 @@ class Trainer:
             clean = toy.toy_batch(self.cfg.batch_size, self.cfg.length, self.data_gen)
         sigma = draw_sigma(self.cfg.batch_size, self.cfg.ladder, self.noise_gen)
         noise = torch.randn(clean.shape, generator=self.noise_gen)
-        if not getattr(self.model_config, "noise_conditional", True):
+        if not self.kind.posterior and not self.model.noise_conditional:
             sigma = torch.full_like(sigma, self.cfg.sigma_min)
         return clean.to(self.device), sigma.to(self.device), noise.to(self.device)
 
     def loss(self, model: torch.nn.Module) -> torch.Tensor:
-        """One batch's loss: nats per sample for a flow, the noise's mean squared error for a score network."""
+        """One batch's loss (the kind's own: e.g. nats per sample for a flow, the noise's mean squared error for a
+        score network)."""
         clean, sigma, noise = self.batch()
         bf16 = self.cfg.precision == "bf16"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -327,20 +291,11 @@ class Trainer:
 
     def _loss(self, model: torch.nn.Module, clean: torch.Tensor, sigma: torch.Tensor,
               noise: torch.Tensor) -> torch.Tensor:  # fmt: skip
-        noisy = clean + sigma[:, None, None] * noise
-        if self.is_flow:
-            z, logdet = model(noisy, sigma)
-            return nll(z.float(), logdet.float())
-        if self.is_ar:  # nats per sample of the binned density; the same gradient as the bins' cross-entropy
-            return -model(noisy).mean()
-        if self.is_vae:  # mixes only: the sources never reach the loss
-            mixture = toy.mix(clean)
-            return elbo(model, self.frozen, mixture, generator=self.noise_gen, config=self.model_config).loss
-        if self.cfg.objective == "sdr":
-            return sdr_loss(noisy - sigma[:, None, None] * model(noisy, sigma), clean)
-        return dsm_loss(model(noisy, sigma), noise)
+        batch = TrainBatch(clean, sigma, noise, clean + sigma[:, None, None] * noise, self.noise_gen, self.frozen,
+                           self.cfg.objective, self.model_config)  # fmt: skip
+        return self.kind.loss(model, batch)
 
-    def run(self) -> PriorSet:
+    def run(self) -> PriorSet | Demixer:
         """Train to ``cfg.steps`` (or until ``cfg.max_seconds`` have passed, saving there); returns the trained
         priors (in eval mode). :attr:`stopped_early` says whether the time budget ended the run."""
         if self.cfg.max_seconds is not None and self.dist.world > 1:  # ranks would stop at different steps
@@ -348,8 +303,8 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         model: torch.nn.Module = self.model
         self.model.train()
-        if self.step == 0 and self.is_flow and not self.fine_tune:
-            with torch.no_grad():  # data-dependent ActNorm init, before DDP copies rank 0's state everywhere
+        if self.step == 0 and self.kind.init_pass and not self.fine_tune:
+            with torch.no_grad():  # data-dependent init (ActNorm), before DDP copies rank 0's state everywhere
                 self.loss(self.model)
         if self.dist.world > 1:
             model = DistributedDataParallel(
@@ -383,7 +338,7 @@ class Trainer:
                     value = loss.item()
                     # A flow's loss is minus its log-likelihood, a VAE's minus its ELBO; a score network's has
                     # no such reading.
-                    nats = f"{-value:.6f}" if self.is_flow or self.is_vae or self.is_ar else ""
+                    nats = f"{-value:.6f}" if self.kind.nats else ""
                     bar.set_postfix(loss=f"{value:.3f}", nats_per_sample=nats[:6] or "-", lr=f"{lr:.1e}")
                     if writer is not None:
                         writer.writerow(

@@ -29,7 +29,7 @@ def test_shipped_default_exists_and_loads():
     priors = PriorSet.load()
     assert default_priors_path().exists()
     assert priors.names == ("sin", "square", "saw", "triangle")
-    assert priors.model.config.noise_conditional
+    assert priors.config.noise_conditional
     assert default_priors_path().stat().st_size < 8_000_000
 
 

@@ -20,7 +20,7 @@ def test_shipped_priors_know_where_they_came_from():
     priors = PriorSet.load()
     assert priors.meta["data"] == "toy" and priors.meta["step"] > 0
     assert priors.sample_rate == 14_700
-    assert priors.model.receptive_field() >= 4096
+    assert priors.receptive_field() >= 4096
 
 
 def test_the_samplers_default_is_score_priors_over_the_same_sources_with_the_flows_as_judge():

@@ -88,7 +88,7 @@ def test_global_context_parameters_learn(tmp_path):
     trainer = Trainer(tmp_path, GLOBAL_TINY, cfg, progress=False)
     trainer.run()
     assert any(p.abs().max() > 0 for n, p in trainer.model.named_parameters() if ".context." in n)
-    assert PriorSet.load(tmp_path / "priors.pt").model.config.global_context
+    assert PriorSet.load(tmp_path / "priors.pt").config.global_context
 
 
 SPECTRAL = ScoreConfig.preset("spectral_tiny")
@@ -129,7 +129,7 @@ def test_spectral_config_is_checked():
 
 
 def test_sdr_loss_reads_the_error_in_decibels():
-    from sepmodels.train import sdr_loss
+    from sepmodels.nn.score import sdr_loss
 
     clean = torch.randn(2, 4, 64)
     assert float(sdr_loss(clean, clean)) == pytest.approx(-6.0)  # the 60 dB floor
@@ -140,7 +140,7 @@ def test_sdr_loss_reads_the_error_in_decibels():
 def test_spectral_priors_train_with_the_sdr_objective_and_load(tmp_path):
     cfg = TrainConfig(steps=20, batch_size=4, length=512, lr=3e-3, sigma_max=30.0, objective="sdr",
                       checkpoint_every=20, log_every=1)  # fmt: skip
-    from sepmodels.train import sdr_loss
+    from sepmodels.nn.score import sdr_loss
 
     trainer = Trainer(tmp_path, SPECTRAL, cfg, progress=False)
     clean = toy.toy_test_set(8, 512, seed=5)
@@ -157,7 +157,7 @@ def test_spectral_priors_train_with_the_sdr_objective_and_load(tmp_path):
     assert len(losses) == 20 and all(torch.isfinite(torch.tensor(losses)))
     assert held_out() < before
     loaded = PriorSet.load(tmp_path / "priors.pt")
-    assert loaded.kind == "score" and loaded.model.config.arch == "spectral"
+    assert loaded.kind == "score" and loaded.config.arch == "spectral"
     x = toy.toy_test_set(1, 600)
     assert loaded.denoise(x, 1.0).shape == x.shape and loaded.valid_length(601) == 601
     assert priors.meta["train_config"]["objective"] == "sdr"

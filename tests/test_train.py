@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-import sepmodels.train as train_mod
+import sepmodels.nn.flows as flows_mod
 from sepmodels.checkpoint import load_checkpoint
 from sepmodels.nn.flows import FlowConfig
 from sepmodels.priors import PriorSet
@@ -58,17 +58,17 @@ def test_resume_continues_exactly(tmp_path, monkeypatch):
     Trainer(straight, TINY, CFG, progress=False).run()
 
     broken = tmp_path / "broken"
-    real_nll, calls = train_mod.nll, {"n": 0}
+    real_nll, calls = flows_mod.nll, {"n": 0}
 
     def nll_failing_at_step_5(z, logdet):
         calls["n"] += torch.is_grad_enabled()  # the ActNorm initialisation runs without grad
         return torch.tensor(float("nan")) if calls["n"] == 5 else real_nll(z, logdet)
 
-    monkeypatch.setattr(train_mod, "nll", nll_failing_at_step_5)
+    monkeypatch.setattr(flows_mod, "nll", nll_failing_at_step_5)
     with pytest.raises(TrainingError, match=r"loss became nan at step 5; the last good checkpoint .* step 3"):
         Trainer(broken, TINY, CFG, progress=False).run()
     assert load_checkpoint(broken / "priors.pt")["meta"]["step"] == 3  # kept, not overwritten
-    monkeypatch.setattr(train_mod, "nll", real_nll)
+    monkeypatch.setattr(flows_mod, "nll", real_nll)
 
     Trainer(broken, TINY, CFG, resume=True, progress=False).run()
     a, b = _state(straight / "priors.pt"), _state(broken / "priors.pt")

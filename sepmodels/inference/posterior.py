@@ -19,7 +19,9 @@ from typing import Any
 import torch
 
 from sepmodels.checkpoint import CheckpointError, default_priors_path, load_checkpoint, save_checkpoint
-from sepmodels.nn.vae import VAEConfig, VAEEncoder
+from sepmodels.data import toy
+from sepmodels.nn.contract import ModelKind, TrainBatch
+from sepmodels.nn.vae import VAE_PRESETS, VAEConfig, VAEEncoder
 
 DEFAULT_POSTERIOR = "toy_vae.pt"
 
@@ -152,3 +154,20 @@ class Demixer:
         demixer = cls.from_checkpoint(load_checkpoint(path), str(path))
         demixer.encoder.to(device)
         return demixer
+
+
+def _vae_loss(model: torch.nn.Module, batch: TrainBatch) -> torch.Tensor:
+    # mixes only: the sources never reach the loss
+    return elbo(model, batch.priors, toy.mix(batch.clean), generator=batch.generator, config=batch.options).loss
+
+
+KIND = ModelKind(
+    name="vae",
+    model_class=VAEEncoder,
+    config_class=VAEConfig,
+    presets=VAE_PRESETS,
+    objective="ELBO",
+    loss=_vae_loss,
+    nats=True,
+    posterior=True,
+)

@@ -14,12 +14,14 @@ each layer keeps the inputs its dilated kernel still needs, so a sample costs on
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sepmodels.nn.contract import LikelihoodModel, ModelKind, TrainBatch
 from sepmodels.nn.wavenet import WaveNet
 
 
@@ -68,7 +70,7 @@ def bin_edges(levels: int, quantization: str) -> torch.Tensor:
     return torch.sign(y) * (torch.pow(1.0 + mu, y.abs()) - 1.0) / mu  # the inverse of the mu-law companding
 
 
-class ARPrior(nn.Module):
+class ARPrior(LikelihoodModel, nn.Module):
     """G independent autoregressive priors in one grouped causal WaveNet.
 
     Example:
@@ -76,6 +78,8 @@ class ARPrior(nn.Module):
         >>> prior.log_prob(torch.zeros(2, 4, 32)).shape
         torch.Size([2, 4, 32])
     """
+
+    kind = "ar"
 
     def __init__(self, groups: int, config: ARConfig) -> None:
         super().__init__()
@@ -86,6 +90,10 @@ class ARPrior(nn.Module):
         self.register_buffer("edges", edges.float(), persistent=False)
         self.register_buffer("log_width", torch.log(edges[1:] - edges[:-1]).float(), persistent=False)
         self.register_buffer("centres", ((edges[1:] + edges[:-1]) / 2).float(), persistent=False)
+
+    @property
+    def noise_conditional(self) -> bool:
+        return self.config.noise_conditional  # False: a plain prior, sigma is ignored
 
     @property
     def hop(self) -> int:
@@ -119,17 +127,12 @@ class ARPrior(nn.Module):
         """The per-sample log-density map (what training maximises; DDP calls forward)."""
         return self.log_prob(x)
 
-    def score(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
-        """Gradient of log p(x) (through the context only; see the module notes)."""
-        with torch.enable_grad():
-            x = x.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(self.log_prob(x).sum(), x)
-        return grad
-
     @torch.no_grad()
-    def sample(self, n: int, length: int, sigma: object = None, temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
-        """Draw ``[n, G, length]`` with the cached incremental pass; each value is its bin's centre."""
+    def sample(self, n: int, length: int, sigma: object = None, generator: torch.Generator | None = None,
+               ladder: Sequence[float] = (), temperature: float = 1.0) -> torch.Tensor:  # fmt: skip
+        """Draw ``[n, G, length]`` with the cached incremental pass; each value is its bin's centre (``sigma``
+        and ``ladder`` are not used: a plain prior). The score (:class:`LikelihoodModel`) flows through the
+        context only: a sample's own bin is piecewise constant in it."""
         state = _Incremental(self.net, n)
         x = torch.zeros(n, self.groups, device=self.edges.device)
         out = torch.empty(n, self.groups, length, device=self.edges.device)
@@ -187,3 +190,19 @@ class _Incremental:
         y = F.conv1d(F.relu(skip)[..., None], net.head.weight, net.head.bias, groups=G)
         y = F.conv1d(F.relu(y), net.out.weight, net.out.bias, groups=G)
         return y.view(B, G, net.c_out)
+
+
+def _ar_loss(model: nn.Module, batch: TrainBatch) -> torch.Tensor:
+    # nats per sample of the binned density; the same gradient as the bins' cross-entropy (forward is log_prob)
+    return -model(batch.noisy).mean()
+
+
+KIND = ModelKind(
+    name="ar",
+    model_class=ARPrior,
+    config_class=ARConfig,
+    presets=AR_PRESETS,
+    objective="maximum likelihood",
+    loss=_ar_loss,
+    nats=True,
+)

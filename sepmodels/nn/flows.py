@@ -9,12 +9,14 @@ lets :meth:`FlowPrior.log_prob` attribute the log-density to the time step each 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
-from sepmodels.nn.wavenet import WaveNet
+from sepmodels.nn.contract import LikelihoodModel, ModelKind, TrainBatch
+from sepmodels.nn.wavenet import WaveNet, sigma_features
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -189,24 +191,7 @@ PRESETS: dict[str, FlowConfig] = {
 }
 
 
-def sigma_features(sigma: torch.Tensor, n: int) -> torch.Tensor:
-    """Features of the noise level for conditioning: ``[B] -> [B, n]``.
-
-    ``log(sigma)`` scaled to about [-1, 1] on the range 1e-3..1e1 and sines and cosines of it at
-    octave-spaced frequencies, so that nearby levels get nearby but distinguishable codes.
-    """
-    u = torch.log10(sigma.clamp_min(1e-6))[:, None] / 2.0 + 0.5  # 0.01 -> -0.5, 1 -> 0.5
-    if n == 1:
-        return u
-    k = torch.arange(1, (n - 1) // 2 + 1, device=sigma.device, dtype=sigma.dtype)
-    parts = [u, torch.sin(math.pi * k * u), torch.cos(math.pi * k * u)]
-    feats = torch.cat(parts, dim=1)
-    if feats.shape[1] < n:
-        feats = torch.cat([feats, u.new_zeros(u.shape[0], n - feats.shape[1])], dim=1)
-    return feats
-
-
-class FlowPrior(nn.Module):
+class FlowPrior(LikelihoodModel, nn.Module):
     """G independent FloWaveNet-style flow priors evaluated in one pass (Kim et al., 2019).
 
     ``n_blocks`` blocks of ``Squeeze -> n_flows x (ActNorm -> AffineCoupling -> Flip)`` map a clip
@@ -226,6 +211,8 @@ class FlowPrior(nn.Module):
     References:
         Kim et al., "FloWaveNet: A Generative Flow for Raw Audio", ICML 2019.
     """
+
+    kind = "flow"
 
     def __init__(self, groups: int, config: FlowConfig) -> None:
         super().__init__()
@@ -252,6 +239,11 @@ class FlowPrior(nn.Module):
                 )
                 layers.append(Flip())
         self.layers = nn.ModuleList(layers)
+
+    @property
+    def noise_conditional(self) -> bool:
+        """Whether the couplings see the noise level (a plain flow knows its training noise only)."""
+        return self.config.noise_conditional
 
     # -- shapes ------------------------------------------------------------------------------------------
     @property
@@ -342,27 +334,43 @@ class FlowPrior(nn.Module):
         z, logdet = self.forward(x, sigma)
         return self.to_time(-0.5 * (z * z + _LOG_2PI) + logdet)
 
-    def score(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
-        """Gradient of ``log p(x)`` with respect to ``x``: ``[B, G, T]``."""
-        with torch.enable_grad():
-            x = x.detach().requires_grad_(True)
-            total = self.log_prob(x, sigma).sum()
-            (grad,) = torch.autograd.grad(total, x)
-        return grad
-
     @torch.no_grad()
     def sample(
         self,
         n: int,
         length: int,
         sigma: torch.Tensor | float | None = None,
-        temperature: float = 1.0,
         generator: torch.Generator | None = None,
+        ladder: Sequence[float] = (),
+        temperature: float = 1.0,
     ) -> torch.Tensor:
-        """Draw ``n`` clips ``[n, G, length]`` from every prior (at noise level ``sigma``)."""
+        """Draw ``n`` clips ``[n, G, length]`` from every prior (at noise level ``sigma``) by inverting the
+        latent; ``ladder`` is not used (a flow draws at any level in one pass)."""
         self.check_length(length)
         p = next(self.parameters())
         # Drawn on the CPU, where a seeded generator lives, then moved: the same seed gives the same draw anywhere.
         z = torch.randn(n, self.groups, self.hop, length // self.hop, generator=generator, dtype=p.dtype)
         z = z.to(p.device) * temperature
         return self.inverse(z, sigma)
+
+
+def nll(z: torch.Tensor, logdet: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood in nats per sample, from a flow's latent and per-element log-scales."""
+    return (0.5 * (z * z + math.log(2 * math.pi)) - logdet).mean()
+
+
+def _flow_loss(model: nn.Module, batch: TrainBatch) -> torch.Tensor:
+    z, logdet = model(batch.noisy, batch.sigma)
+    return nll(z.float(), logdet.float())
+
+
+KIND = ModelKind(
+    name="flow",
+    model_class=FlowPrior,
+    config_class=FlowConfig,
+    presets=PRESETS,
+    objective="maximum likelihood",
+    loss=_flow_loss,
+    nats=True,
+    init_pass=True,  # ActNorm's data-dependent initialisation
+)

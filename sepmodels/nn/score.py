@@ -23,13 +23,14 @@ Two architectures (``ScoreConfig.arch``):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
-from sepmodels.nn.flows import sigma_features
-from sepmodels.nn.wavenet import WaveNet
+from sepmodels.nn.contract import ModelKind, TrainBatch
+from sepmodels.nn.wavenet import WaveNet, sigma_features
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,10 @@ class ScoreNet(nn.Module):
         torch.Size([2, 4, 64])
     """
 
+    kind = "score"
+    has_likelihood = False  # the gradient of log p only
+    noise_conditional = True
+
     def __init__(self, groups: int, config: ScoreConfig) -> None:
         super().__init__()
         self.groups, self.config = groups, config
@@ -236,3 +241,68 @@ class ScoreNet(nn.Module):
         s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
         s = s.view(-1, 1, 1) if s.dim() else s
         return -self(x, sigma) / s
+
+    def log_prob(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
+        raise TypeError("score priors give no likelihood; load flow priors for log-likelihoods")
+
+    def log_prob_and_score(
+        self, x: torch.Tensor, sigma: torch.Tensor | float | None = None
+    ) -> tuple[None, torch.Tensor]:
+        """No density, and the score from one forward pass: ``(None, [B, G, T])``."""
+        with torch.no_grad():
+            return None, self.score(x, sigma)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        length: int,
+        sigma: torch.Tensor | float | None = None,
+        generator: torch.Generator | None = None,
+        ladder: Sequence[float] = (),
+        steps_per_level: int = 20,
+        step_scale: float = 0.2,
+    ) -> torch.Tensor:
+        """``n`` draws ``[n, G, length]`` by annealed Langevin dynamics: from noise of the ``ladder``'s largest
+        level down through its levels at or above ``sigma``, ``steps_per_level`` steps of size
+        ``step_scale * level^2`` each (BASIS's rule)."""
+        sigma = float(sigma)
+        levels = [float(v) for v in ladder if float(v) >= sigma - 1e-12] or [sigma]
+        device = next(self.parameters()).device
+        draw = lambda: torch.randn(n, self.groups, length, generator=generator).to(device)  # noqa: E731
+        x = draw() * levels[0]
+        for level in levels:
+            eta = step_scale * level**2
+            for _ in range(steps_per_level):
+                x = x + eta * self.score(x, level) + (2 * eta) ** 0.5 * draw()
+        return x
+
+
+def dsm_loss(predicted_noise: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Denoising score matching with sigma^2 weighting: the mean squared error of the predicted noise."""
+    return (predicted_noise - noise).pow(2).mean()
+
+
+def sdr_loss(denoised: torch.Tensor, clean: torch.Tensor, floor_db: float = 60.0) -> torch.Tensor:
+    """Mean over clips and sources of the denoised clip's error in dB (``-SDR / 10``, floored at ``floor_db``
+    of SDR): ``log10(|d - s|^2 / |s|^2 + 10^(-floor/10))``. A relative error weighs every noise level alike."""
+    err = (denoised.float() - clean).pow(2).sum(-1) / clean.pow(2).sum(-1).clamp_min(1e-12)
+    return torch.log10(err + 10 ** (-floor_db / 10)).mean()
+
+
+def _score_loss(model: nn.Module, batch: TrainBatch) -> torch.Tensor:
+    predicted = model(batch.noisy, batch.sigma)
+    if batch.objective == "sdr":
+        return sdr_loss(batch.noisy - batch.sigma[:, None, None] * predicted, batch.clean)
+    return dsm_loss(predicted, batch.noise)
+
+
+KIND = ModelKind(
+    name="score",
+    model_class=ScoreNet,
+    config_class=ScoreConfig,
+    presets=SCORE_PRESETS,
+    objective="denoising score matching",
+    loss=_score_loss,
+    nats=False,
+)

@@ -139,3 +139,20 @@ class WaveNet(nn.Module):
             skip = sk if skip is None else skip + sk
         y = self.out(F.relu(self.head(F.relu(skip))))
         return y.view(B, G, self.c_out, T)
+
+
+def sigma_features(sigma: torch.Tensor, n: int) -> torch.Tensor:
+    """Features of the noise level for conditioning: ``[B] -> [B, n]``.
+
+    ``log(sigma)`` scaled to about [-1, 1] on the range 1e-3..1e1 and sines and cosines of it at
+    octave-spaced frequencies, so that nearby levels get nearby but distinguishable codes.
+    """
+    u = torch.log10(sigma.clamp_min(1e-6))[:, None] / 2.0 + 0.5  # 0.01 -> -0.5, 1 -> 0.5
+    if n == 1:
+        return u
+    k = torch.arange(1, (n - 1) // 2 + 1, device=sigma.device, dtype=sigma.dtype)
+    parts = [u, torch.sin(math.pi * k * u), torch.cos(math.pi * k * u)]
+    feats = torch.cat(parts, dim=1)
+    if feats.shape[1] < n:
+        feats = torch.cat([feats, u.new_zeros(u.shape[0], n - feats.shape[1])], dim=1)
+    return feats

@@ -1,0 +1,53 @@
+"""The registry of model kinds: one line per kind.
+
+Each kind's file defines its :class:`~sepmodels.nn.contract.ModelKind` (config class, presets, training
+objective, what training produces) beside the model class; this module only lists them. Adding a kind is its
+own file, one line here, and its tests (``tests/test_contract.py`` runs the common checks over every kind).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sepmodels.inference import posterior
+from sepmodels.nn import ar, flows, score
+from sepmodels.nn.contract import ModelKind
+
+KINDS: dict[str, ModelKind] = {
+    kind.name: kind
+    for kind in (
+        flows.KIND,  # FloWaveNet-style flows: exact likelihood (the thesis's priors)
+        ar.KIND,  # autoregressive WaveNet: exact likelihood, sampled sample by sample
+        score.KIND,  # noise-conditional score networks: the gradient of log p only
+        posterior.KIND,  # the VAE posterior over the sources, trained against frozen priors
+    )
+}
+
+
+def kind_named(name: str) -> ModelKind:
+    """The kind called ``name`` (``--model``), or a one-line error listing the kinds."""
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise ValueError(f"unknown model kind {name!r}; choose one of {', '.join(KINDS)}") from None
+
+
+def kind_of_config(config: Any) -> ModelKind:
+    """The kind whose config class ``config`` is an instance of."""
+    for kind in KINDS.values():
+        if type(config) is kind.config_class:
+            return kind
+    raise TypeError(f"{type(config).__name__} is the config of no registered model kind")
+
+
+def kind_of_class(class_name: str) -> ModelKind | None:
+    """The kind whose model class a checkpoint names (its ``class`` entry); None for an unknown name."""
+    return next((k for k in KINDS.values() if k.model_class.__name__ == class_name), None)
+
+
+def preset_names() -> list[str]:
+    """Every kind's preset names, for ``--config``'s choices."""
+    return sorted({name for kind in KINDS.values() for name in kind.presets})
+
+
+__all__ = ["KINDS", "kind_named", "kind_of_class", "kind_of_config", "preset_names"]
