@@ -6,12 +6,12 @@ import functools
 import os
 
 from sepmodels.checkpoint import default_sampler_priors_path
-from sepmodels.priors import EXACT, PriorSet
+from sepmodels.priors import EXACT, Prior
 from sepmodels.priors import load_priors as _load
 
 
 @functools.lru_cache(maxsize=4)
-def load_priors(path: str | None = None) -> PriorSet:
+def load_priors(path: str | None = None) -> Prior:
     """The priors at ``path`` (the shipped toy priors when None; ``exact``: the exact toy prior), loaded once."""
     return _load(path)
 
@@ -31,12 +31,12 @@ def sampler_choices() -> dict[str, object]:
     return choices
 
 
-def priors_from_env() -> PriorSet:
+def priors_from_env() -> Prior:
     """The priors named by ``SEPMODELS_PRIORS``, or the shipped flow priors."""
     return load_priors(os.environ.get("SEPMODELS_PRIORS") or None)
 
 
-def judge_for(priors: PriorSet) -> PriorSet | None:
+def judge_for(priors: Prior) -> Prior | None:
     """Priors that draw a likelihood for score priors, which give none: ``SEPMODELS_JUDGE`` (a checkpoint of
     flow priors, or ``exact``) or the shipped flow priors, when they model the same sources at the same rate.
     None for priors with a likelihood of their own."""

@@ -28,7 +28,7 @@ from sepmodels.inference.langevin import (
 )
 from sepmodels.metrics import si_sdr
 from sepmodels.metrics import verdict as separation_verdict
-from sepmodels.priors import PriorSet
+from sepmodels.priors import Prior
 
 _OWN = METHOD_DEFAULTS[LangevinConfig.method]
 
@@ -78,8 +78,8 @@ class LangevinExplorer(pn.viewable.Viewer):
 
     def __init__(
         self,
-        priors: PriorSet,
-        judge: PriorSet | None = None,
+        priors: Prior,
+        judge: Prior | None = None,
         choices: dict[str, Any] | None = None,
         judge_for: Callable[[Any], Any] | None = None,
         **params,
@@ -122,7 +122,7 @@ class LangevinExplorer(pn.viewable.Viewer):
         self._callback = None
         self._toy_mix()
 
-    def _use(self, priors: Any, judge: Any) -> None:
+    def _use(self, priors: Prior, judge: Prior | None) -> None:
         self.priors = priors
         self.judge = None if priors.has_likelihood else judge
         if self.judge is not None and not self.judge.can_judge(priors):

@@ -30,12 +30,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 import torch
 from tqdm.auto import tqdm
 
 from sepmodels.metrics import si_sdr
+from sepmodels.priors import Prior
 
 METHODS = ("residual", "constrained", "annealed", "sgld")
 # Each method's own ladder and steps, used where a config leaves them out: the residual sweep needs a ladder
@@ -46,18 +46,6 @@ METHOD_DEFAULTS: dict[str, dict[str, float | int]] = {
     "annealed": {"sigma_max": 1.0, "levels": 10, "steps": 100},
     "sgld": {"sigma_max": 1.0, "levels": 10, "steps": 100},
 }
-
-
-class ScoredPrior(Protocol):
-    """What a sampler needs: how many sources, each source's log-density map and its gradient at a noise
-    level, and Tweedie's denoiser (``x + sigma^2 * score``; ``sources`` restricts the work to those sources
-    where a prior can)."""
-
-    def __len__(self) -> int: ...
-
-    def log_prob_and_score(self, x: torch.Tensor, sigma: float) -> tuple[torch.Tensor | None, torch.Tensor]: ...
-
-    def denoise(self, x: torch.Tensor, sigma: float, sources: list[int] | None = None) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -202,7 +190,7 @@ def _initial(mixture: torch.Tensor, n: int, cfg: LangevinConfig, generator: torc
 
 def langevin(
     mixture: torch.Tensor,
-    priors: ScoredPrior,
+    priors: Prior,
     config: LangevinConfig,
     truth: torch.Tensor | None = None,
     start: torch.Tensor | None = None,
@@ -211,7 +199,7 @@ def langevin(
 
     Arguments:
         mixture: the mix ``[T]`` (its device and dtype are used throughout).
-        priors: N source priors (:class:`ScoredPrior`); ``len(priors)`` is N.
+        priors: N source priors (:class:`Prior`); ``len(priors)`` is N.
         config: the sampler's settings.
         truth: the true sources ``[N, T]``, to report SI-SDR.
         start: an initial state ``[N, T]`` instead of ``config.init``.
@@ -256,7 +244,7 @@ def langevin(
             yield Iterate(step, total, level, sigma, s, log_prob, err, sdr)
 
 
-def _sweep(s: torch.Tensor, whole: torch.Tensor, priors: ScoredPrior, sigma: float) -> torch.Tensor:
+def _sweep(s: torch.Tensor, whole: torch.Tensor, priors: Prior, sigma: float) -> torch.Tensor:
     """One pass over the sources, in place: each becomes its prior's posterior mean given its residual."""
     for k in range(s.shape[0]):
         x = s.clone()
@@ -267,7 +255,7 @@ def _sweep(s: torch.Tensor, whole: torch.Tensor, priors: ScoredPrior, sigma: flo
 
 def _residual(
     mixture: torch.Tensor,
-    priors: ScoredPrior,
+    priors: Prior,
     config: LangevinConfig,
     truth: torch.Tensor | None,
     start: torch.Tensor | None,
@@ -319,7 +307,7 @@ def _residual(
         yield Iterate(total, total, len(sigmas) - 1, sigmas[-1], s, None, err, sdr, -1)
 
 
-def with_likelihood(iterates: Iterator[Iterate], judge: Any, every: int = 10) -> Iterator[Iterate]:
+def with_likelihood(iterates: Iterator[Iterate], judge: Prior, every: int = 10) -> Iterator[Iterate]:
     """Fill in ``log_prob`` of a score sampler's iterates from priors that have a likelihood (flows).
 
     Score priors give no density, so the iterates of a sampler they drive carry ``log_prob=None``. This
@@ -368,7 +356,7 @@ def _duration(seconds: float) -> str:
 
 def run(
     mixture: torch.Tensor,
-    priors: ScoredPrior,
+    priors: Prior,
     config: LangevinConfig,
     truth: torch.Tensor | None = None,
     progress: bool = False,

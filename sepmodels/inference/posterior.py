@@ -22,6 +22,7 @@ from sepmodels.checkpoint import CheckpointError, default_priors_path, load_chec
 from sepmodels.data import toy
 from sepmodels.nn.contract import ModelKind, TrainBatch
 from sepmodels.nn.vae import VAE_PRESETS, VAEConfig, VAEEncoder
+from sepmodels.priors import Prior
 
 DEFAULT_POSTERIOR = "toy_vae.pt"
 
@@ -51,7 +52,7 @@ class ELBO:
 
 def elbo(
     encoder: VAEEncoder,
-    priors: Any,
+    priors: Prior,
     mixture: torch.Tensor,
     mix: str = "mean",
     generator: torch.Generator | None = None,

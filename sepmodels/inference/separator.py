@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from sepmodels.inference.langevin import METHODS, Iterate, LangevinConfig, ScoredPrior, langevin, time_estimate
+from sepmodels.inference.langevin import METHODS, Iterate, LangevinConfig, langevin, time_estimate
+from sepmodels.priors import Prior
 
 
 class SeparationError(RuntimeError):
@@ -59,8 +60,7 @@ class LangevinSeparator:
     """Separation by a sampler of :mod:`sepmodels.inference.langevin` under ``priors``.
 
     Arguments:
-        priors: N source priors (anything :func:`~sepmodels.inference.langevin.langevin` takes, with
-            ``names``, ``sample_rate``, ``device`` and ``valid_length``).
+        priors: N source priors (:class:`~sepmodels.priors.Prior`).
         config: the sampler's settings.
         progress: a tqdm bar per mix.
         announce: receives one sentence with the expected time of each run, once its first steps are timed.
@@ -71,12 +71,12 @@ class LangevinSeparator:
 
     def __init__(
         self,
-        priors: Any,
+        priors: Prior,
         config: LangevinConfig,
         progress: bool = False,
         announce: Callable[[str], None] | None = None,
     ) -> None:
-        self.priors: ScoredPrior = priors
+        self.priors = priors
         self.config, self.progress, self.announce = config, progress, announce
         self.names, self.sample_rate = tuple(priors.names), int(priors.sample_rate)
         self.max_steps = config.total_steps
@@ -117,8 +117,8 @@ class LangevinSeparator:
 
 def make_separator(
     method: str,
-    priors: Any = None,
-    posterior: Any = None,
+    priors: Prior | None = None,
+    posterior: Separator | None = None,
     progress: bool = False,
     announce: Callable[[str], None] | None = None,
     **config: Any,
