@@ -43,27 +43,25 @@ def main() -> None:
         started = time.perf_counter()
         r = denoise_study(priors, n=args.n, length=length, sigmas=tuple(args.sigmas), reference=not exact_done)
         seconds = time.perf_counter() - started
-        named = [(priors.kind, spec, r["denoised"], r["interfered"])]
-        if "exact" in r:
-            named.append(("exact", "exact", r["exact"], r["exact_interfered"]))
+        named = [(priors.kind, spec, r.denoised, r.interfered)]
+        if r.has_exact:
+            named.append(("exact", "exact", r.exact, r.exact_interfered))
             exact_done = True
         elif priors.kind == "exact":
             exact_done = True
-        print(
-            f"{spec}: {seconds:.0f} s (with the exact reference)" if "exact" in r else f"{spec}: {seconds:.0f} s"
-        )
-        print(f"{'kind':<6} {'sigma':>6} {'noisy':>7} " + " ".join(f"{s:>9}" for s in r["sources"])
+        print(f"{spec}: {seconds:.0f} s (with the exact reference)" if r.has_exact else f"{spec}: {seconds:.0f} s")
+        print(f"{'kind':<6} {'sigma':>6} {'noisy':>7} " + " ".join(f"{s:>9}" for s in r.sources)
               + "     mean  +another")  # fmt: skip
         for kind, name, values, interfered in named:
-            for i, sigma in enumerate(r["sigmas"]):
+            for i, sigma in enumerate(r.sigmas):
                 per = values[i].mean(dim=-1)
-                noisy = float(r["noisy"][i].mean())
+                noisy = float(r.noisy[i].mean())
                 other = float(interfered[i].nanmean())  # own clip + another source's, against its own clip
                 print(f"{kind:<6} {sigma:>6g} {noisy:>7.1f} " + " ".join(f"{float(v):>9.1f}" for v in per)
                       + f" {float(per.mean()):>8.1f} {other:>9.1f}")  # fmt: skip
                 rows.append({"priors": name, "kind": kind, "sigma": sigma, "noisy_si_sdr": noisy,
                              "denoised_si_sdr": float(per.mean()), "with_another_source_si_sdr": other,
-                             "per_source": dict(zip(r["sources"], per.tolist(), strict=True))})  # fmt: skip
+                             "per_source": dict(zip(r.sources, per.tolist(), strict=True))})  # fmt: skip
     with atomic_path(args.out) as tmp:
         meta = {
             "clips_per_source": args.n,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sepmodels.fileio import atomic_path
 from sepmodels.priors import PriorSet
-from sepmodels.studies import toy_cross_likelihood
+from sepmodels.studies import cross_likelihood
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
         "levels": [],
     }
     for sigma in args.sigmas:
-        result = toy_cross_likelihood(priors, n=args.n, length=length, sigma=sigma)
+        result = cross_likelihood(priors, n=args.n, length=length, sigma=sigma)
         print(f"\nsigma = {sigma:g}: mean nats/sample (rows: data, columns: prior)")
         print(result.table())
         report["levels"].append(

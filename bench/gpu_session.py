@@ -198,9 +198,9 @@ def denoise_check(priors, size: dict[str, Any]) -> dict[str, Any]:
 
     d = size["denoise"]
     r = denoise_study(priors, n=d["n"], length=d["length"], sigmas=d["sigmas"])
-    return {"sigmas": r["sigmas"], "noisy": r["noisy"].mean(dim=(1, 2)).tolist(),
-            "denoised": r["denoised"].mean(dim=(1, 2)).tolist(), "exact": r["exact"].mean(dim=(1, 2)).tolist(),
-            "per_source_denoised": r["denoised"].mean(dim=2).tolist(), "sources": r["sources"]}  # fmt: skip
+    return {"sigmas": list(r.sigmas), "noisy": r.noisy.mean(dim=(1, 2)).tolist(),
+            "denoised": r.denoised.mean(dim=(1, 2)).tolist(), "exact": r.exact.mean(dim=(1, 2)).tolist(),
+            "per_source_denoised": r.denoised.mean(dim=2).tolist(), "sources": list(r.sources)}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

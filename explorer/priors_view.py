@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import panel as pn
@@ -37,7 +37,18 @@ from explorer.mixview import PALETTE
 from sepmodels.data import toy
 from sepmodels.data.audio import AudioError
 from sepmodels.priors import PriorSet
-from sepmodels.studies import STUDIES, StudyError, clean_clips, load_study, study_clips
+from sepmodels.studies import (
+    STUDIES,
+    CrossResult,
+    DenoiseResult,
+    NoiseResult,
+    ProbeResult,
+    SampleResult,
+    StudyError,
+    StudyRecord,
+    load_study,
+    study_clips,
+)
 
 _STRIP_BINS = 400
 
@@ -49,9 +60,9 @@ def default_studies_dir() -> Path:
     return default_priors_path().parent / "studies"
 
 
-def load_studies(folder: str | os.PathLike[str] | None) -> tuple[dict[str, dict[str, Any]], list[str]]:
+def load_studies(folder: str | os.PathLike[str] | None) -> tuple[dict[str, StudyRecord], list[str]]:
     """Every ``<study>.pt`` in ``folder`` that loads: ``(studies by name, one line per problem)``."""
-    studies: dict[str, dict[str, Any]] = {}
+    studies: dict[str, StudyRecord] = {}
     problems: list[str] = []
     if folder is None:
         return studies, problems
@@ -66,7 +77,7 @@ def load_studies(folder: str | os.PathLike[str] | None) -> tuple[dict[str, dict[
     return studies, problems
 
 
-def studies_from_env() -> tuple[dict[str, dict[str, Any]], list[str], str]:
+def studies_from_env() -> tuple[dict[str, StudyRecord], list[str], str]:
     """The results named by ``SEPMODELS_STUDIES`` (a folder), else the shipped ones when the shipped priors
     are in use; also where they came from."""
     folder = os.environ.get("SEPMODELS_STUDIES")
@@ -105,14 +116,14 @@ def _missing(study: str) -> pn.pane.Markdown:
     )
 
 
-def _provenance(study: dict[str, Any]) -> str:
-    p, d = study["priors"], study["data"]
+def _provenance(study: StudyRecord) -> str:
+    p, d = study.priors, study.data
     seconds = f"{d['length']} samples ({d['length'] / d['sample_rate']:.2g} s)"
-    what = (f"{d['n']} draws per prior of {seconds}" if study["study"] == "samples"
+    what = (f"{d['n']} draws per prior of {seconds}" if study.study == "samples"
             else f"{d['n']} {d['name']} {d['split']} clips of {seconds}")  # fmt: skip
     return (
-        f"*{study['study']} study of {p['kind']} priors `{p['path']}` (step {p.get('step')}): {what}, seed "
-        f"{d['seed']}; written {study['created']}.*"
+        f"*{study.study} study of {p['kind']} priors `{p['path']}` (step {p.get('step')}): {what}, seed "
+        f"{d['seed']}; written {study.created}.*"
     )
 
 
@@ -127,7 +138,8 @@ def _sigma_select(owner: param.Parameterized, index: str, sigmas, label: str) ->
 def _heatmap(title: str, rows: list[str], cols: list[str], height: int = 300):
     """A labelled heatmap figure (rows top to bottom) with a colour bar; returns (figure, source, mapper)."""
     src = ColumnDataSource({"row": [], "col": [], "value": [], "label": [], "text_color": []})
-    fig = new_figure(title, "prior", "data", height, x_range=cols, y_range=list(reversed(rows)))
+    # lists, never tuples: Bokeh reads a tuple range as (start, end)
+    fig = new_figure(title, "prior", "data", height, x_range=list(cols), y_range=list(reversed(rows)))
     mapper = LinearColorMapper(palette=Viridis256, low=0, high=1)
     # a click selects a cell: outline it, and keep the others as they were (Bokeh fades them by default, so far
     # that their numbers could not be read)
@@ -176,11 +188,11 @@ class CrossView(pn.viewable.Viewer):
     smoothing = param.Integer(default=128, bounds=(1, 4096), doc="Moving average of the strip, samples.")
     summary = param.String(default="", doc="What the selected cell shows (read-only).")
 
-    def __init__(self, priors: PriorSet, study: dict[str, Any], **params) -> None:
-        r = study["results"]
-        self.study, self.priors = study, priors
-        self.sources, self.prior_names = list(r["sources"]), list(r["priors"])
-        self.sigmas = [float(s) for s in r["sigmas"]]
+    def __init__(self, priors: PriorSet, study: StudyRecord, **params) -> None:
+        r: CrossResult = study.results
+        self.study, self.r, self.priors = study, r, priors
+        self.sources, self.prior_names = list(r.sources), list(r.priors)
+        self.sigmas = [float(s) for s in r.sigmas]
         self.param.level.objects = self.sigmas
         self.param.source.objects = self.sources
         self.param.prior.objects = self.prior_names
@@ -188,7 +200,7 @@ class CrossView(pn.viewable.Viewer):
         params.setdefault("source", self.sources[0])
         params.setdefault("prior", self.prior_names[0])
         super().__init__(**params)
-        self.param.clip.bounds = (0, int(study["data"]["n"]) - 1)
+        self.param.clip.bounds = (0, int(study.data["n"]) - 1)
         self._fig, self._src, self._mapper = _heatmap("Cross-likelihood", self.sources, self.prior_names)
         self._fig.add_tools("tap")
         self._src.selected.on_change("indices", self._on_tap)
@@ -199,7 +211,7 @@ class CrossView(pn.viewable.Viewer):
                          legend_label="its own prior")  # fmt: skip
         self._strip.legend.orientation = "horizontal"
         self._strip.add_layout(self._strip.legend[0], "below")  # under the plot, not over the curve's end
-        self._player = pn.pane.Audio(None, sample_rate=int(study["data"]["sample_rate"]), name="clip")
+        self._player = pn.pane.Audio(None, sample_rate=int(study.data["sample_rate"]), name="clip")
         self._note = pn.pane.Markdown()
         strip = pn.pane.Bokeh(self._strip, sizing_mode="stretch_width")
         self._clip_box = pn.Column(self._note, self._player, strip, sizing_mode="stretch_width")
@@ -208,7 +220,7 @@ class CrossView(pn.viewable.Viewer):
 
     def values(self) -> torch.Tensor:
         """The heatmap's numbers ``[sources, priors]`` at the current level and statistic."""
-        v = self.study["results"]["values"][self.sigmas.index(self.level)]
+        v = self.r.values[self.sigmas.index(self.level)]
         return v.mean(dim=-1) if self.statistic == "mean" else v.median(dim=-1).values
 
     @param.depends("level", "statistic", watch=True)
@@ -233,8 +245,8 @@ class CrossView(pn.viewable.Viewer):
 
     def clip_audio(self) -> torch.Tensor:
         """The selected test clip, exactly as the study scored it: ``[T]``."""
-        d = self.study["data"]
-        clips = study_clips(int(d["n"]), int(d["length"]), self.level, int(d["seed"]), d)
+        d = self.study.data
+        clips = study_clips(int(d["n"]), int(d["length"]), self.level, int(d["seed"]), self.study.test_data)
         return clips[self.clip, self.sources.index(self.source)]
 
     def listening_audio(self, seconds: float = 1.0) -> torch.Tensor:
@@ -242,12 +254,13 @@ class CrossView(pn.viewable.Viewer):
         over before a player shows their length): its first samples are exactly :meth:`clip_audio`, the rest
         the same toy clip (same pitch and phase) with fresh noise of the same level. Clips of other data are
         played as scored."""
-        d, x = self.study["data"], self.clip_audio()
+        d, x = self.study.data, self.clip_audio()
         want = int(seconds * int(d["sample_rate"]))
-        if d.get("name", "toy") != "toy" or want <= x.shape[-1]:
+        data = self.study.test_data
+        if data.name != "toy" or want <= x.shape[-1]:
             return x
         k = self.sources.index(self.source)
-        clean = clean_clips(int(d["n"]), want, int(d["seed"]), d)[self.clip, k]
+        clean = data.clean(int(d["n"]), want, int(d["seed"]))[self.clip, k]
         noise = torch.randn(want - x.shape[-1], generator=torch.Generator().manual_seed(int(d["seed"]) + 2))
         return torch.cat([x, clean[x.shape[-1] :] + self.level * noise])
 
@@ -298,13 +311,13 @@ class NoiseView(pn.viewable.Viewer):
     source = param.Selector(doc="Whose test clips the curves show ('all' = mean over sources).")
     level = param.Integer(default=0, bounds=(0, None), doc="Index of the level of the heatmaps.")
 
-    def __init__(self, study: dict[str, Any], **params) -> None:
-        r = study["results"]
+    def __init__(self, study: StudyRecord, **params) -> None:
+        r: NoiseResult = study.results
         self.study, self.r = study, r
-        self.param.source.objects = ["all", *r["sources"]]
+        self.param.source.objects = ["all", *r.sources]
         params.setdefault("source", "all")
         super().__init__(**params)
-        self.param.level.bounds = (0, len(r["levels"]) - 1)
+        self.param.level.bounds = (0, len(r.levels) - 1)
         self._curves = new_figure("Test log-likelihood against the noise added", "noise added (sigma)",
                                   "nats per sample", 420, x_axis_type="log")  # fmt: skip
         self._curve_srcs: list[ColumnDataSource] = []
@@ -317,43 +330,43 @@ class NoiseView(pn.viewable.Viewer):
             self._curve_srcs.append(src)
         self._curves.legend.click_policy = "hide"
         self._curves.add_layout(self._curves.legend[0], "right")  # beside the plot, not over the curves
-        self._heat_b = _heatmap("Noise-conditional prior", r["sources"], r["priors"], 260)
-        self._heat_a = _heatmap("Fine-tuned flows", r["sources"], r["priors"], 260) if "finetuned" in r else None
+        self._heat_b = _heatmap("Noise-conditional prior", r.sources, r.priors, 260)
+        self._heat_a = _heatmap("Fine-tuned flows", r.sources, r.priors, 260) if r.finetuned else None
         self._draw()
 
     def curve_names(self) -> list[tuple[str, bool, int | None]]:
         """Every curve's legend, whether it is the noise-conditional (dashed) kind, and its level's index
         (None for the plain base flow)."""
-        labels = self.r.get("finetuned", {}).get("labels", [])
+        labels = self.r.finetuned.labels if self.r.finetuned else ()
         names = [(label, False, i - 1 if i else None) for i, label in enumerate(labels)]
-        return names + [(f"conditioned at {s:g}", True, i) for i, s in enumerate(self.r["levels"])]
+        return names + [(f"conditioned at {s:g}", True, i) for i, s in enumerate(self.r.levels)]
 
     def curves(self) -> torch.Tensor:
         """``[curves, test noise]``: fine-tuned models first, then the conditioned ones."""
-        own = [self.r["finetuned"]["own"]] if "finetuned" in self.r else []
-        own = torch.cat([*own, self.r["conditional"]["own"]])  # [models, test noise, sources]
-        return own.mean(dim=-1) if self.source == "all" else own[..., self.r["sources"].index(self.source)]
+        own = [self.r.finetuned.own] if self.r.finetuned else []
+        own = torch.cat([*own, self.r.conditional.own])  # [models, test noise, sources]
+        return own.mean(dim=-1) if self.source == "all" else own[..., self.r.sources.index(self.source)]
 
     @param.depends("source", "level", watch=True)
     def _draw(self) -> None:
-        x = list(self.r["test_noise"])
+        x = list(self.r.test_noise)
         for src, y in zip(self._curve_srcs, self.curves(), strict=True):
             src.data = {"x": x, "y": y.tolist()}
-        sigma = self.r["levels"][self.level]
-        conditional = self.r["conditional"]["cross"][self.level]
-        finetuned = self.r["finetuned"]["cross"][self.level + 1] if self._heat_a is not None else None  # 0: base
+        sigma = self.r.levels[self.level]
+        conditional = self.r.conditional.cross[self.level]
+        finetuned = self.r.finetuned.cross[self.level + 1] if self.r.finetuned else None  # 0: base
         limits = _colour_limits(*[v for v in (conditional, finetuned) if v is not None])  # one scale for both
         fig, src, mapper = self._heat_b
-        _fill_heatmap(src, mapper, self.r["sources"], self.r["priors"], conditional, limits)
+        _fill_heatmap(src, mapper, self.r.sources, self.r.priors, conditional, limits)
         fig.title.text = f"Noise-conditional priors conditioned at {sigma:g} (data + noise {sigma:g})"
         if self._heat_a is not None:
             fig, src, mapper = self._heat_a
             k = self.level + 1
-            _fill_heatmap(src, mapper, self.r["sources"], self.r["priors"], finetuned, limits)
-            fig.title.text = f"Flows {self.r['finetuned']['labels'][k]} (data + noise {sigma:g})"
+            _fill_heatmap(src, mapper, self.r.sources, self.r.priors, finetuned, limits)
+            fig.title.text = f"Flows {self.r.finetuned.labels[k]} (data + noise {sigma:g})"
 
     def __panel__(self) -> pn.viewable.Viewable:
-        level = _sigma_select(self, "level", self.r["levels"], "Heatmaps at noise level sigma")
+        level = _sigma_select(self, "level", self.r.levels, "Heatmaps at noise level sigma")
         heatmaps = [pn.pane.Bokeh(h[0], sizing_mode="stretch_width") for h in (self._heat_a, self._heat_b) if h]
         note = "" if self._heat_a else " The fine-tuned side was not run (`--finetune-steps 0`)."
         return pn.Column(
@@ -374,14 +387,15 @@ class ProbeView(pn.viewable.Viewer):
 
     conditioning = param.Integer(default=0, bounds=(0, None), doc="Index of the priors' conditioning level.")
 
-    def __init__(self, study: dict[str, Any], **params) -> None:
+    def __init__(self, study: StudyRecord, **params) -> None:
         super().__init__(**params)
-        self.study, self.r = study, study["results"]
-        self.param.conditioning.bounds = (0, len(self.r["conditionings"]) - 1)
+        r: ProbeResult = study.results
+        self.study, self.r = study, r
+        self.param.conditioning.bounds = (0, len(self.r.conditionings) - 1)
         self._fig = new_figure("Gaussian noise under each prior", "noise sigma", "nats per sample", 300,
                                x_axis_type="log")  # fmt: skip
         self._srcs = []
-        for k, name in enumerate(self.r["priors"]):
+        for k, name in enumerate(self.r.priors):
             src = ColumnDataSource({"x": [], "y": []})
             self._fig.line("x", "y", source=src, color=PALETTE[k % len(PALETTE)], line_width=2, legend_label=name)
             self._srcs.append(src)
@@ -396,34 +410,34 @@ class ProbeView(pn.viewable.Viewer):
         import pandas as pd
 
         rows, index = [], []
-        for i, c in enumerate(self.r["conditionings"]):
-            for j, v in enumerate(self.r["values"]):
-                rows.append([float(x) for x in self.r["constants"][i, j]])
+        for i, c in enumerate(self.r.conditionings):
+            for j, v in enumerate(self.r.values):
+                rows.append([float(x) for x in self.r.constants[i, j]])
                 index.append(f"input {v:g}, prior at sigma {c:g}")
-        return pd.DataFrame(rows, index=index, columns=self.r["priors"]).round(3)
+        return pd.DataFrame(rows, index=index, columns=self.r.priors).round(3)
 
     def noise_table(self):
         """Gaussian-noise inputs at the current conditioning: one row per noise sigma, one column per prior."""
         import pandas as pd
 
-        rows = [[float(x) for x in v] for v in self.r["noise"][self.conditioning]]
-        index = [f"noise sigma {s:g}" for s in self.r["noise_sigmas"]]
-        return pd.DataFrame(rows, index=index, columns=self.r["priors"]).round(3)
+        rows = [[float(x) for x in v] for v in self.r.noise[self.conditioning]]
+        index = [f"noise sigma {s:g}" for s in self.r.noise_sigmas]
+        return pd.DataFrame(rows, index=index, columns=self.r.priors).round(3)
 
     def summary(self) -> str:
         """What the probes at the chosen conditioning say, with the reference point that gives them meaning."""
         i = self.conditioning
-        c = self.r["conditionings"][i]
-        zero, one = self.r["constants"][i, 0], self.r["constants"][i, 1]
+        c = self.r.conditionings[i]
+        zero, one = self.r.constants[i, 0], self.r.constants[i, 1]
         ref = -0.5 * float(np.log(2 * np.pi * np.e * c**2))  # a density that knows the clip up to noise c
-        noise = self.r["noise"][i]  # [noise sigmas, priors]
-        likeliest = [self.r["noise_sigmas"][int(k)] for k in noise.argmax(dim=0)]
+        noise = self.r.noise[i]  # [noise sigmas, priors]
+        likeliest = [self.r.noise_sigmas[int(k)] for k in noise.argmax(dim=0)]
         return (
             f"**Priors at sigma {c:g}.** A density that knew a clip exactly, up to its noise of {c:g}, would give "
             f"{ref:.2f} nats per sample. A constant 0 (silence) scores {float(zero.min()):.2f} to "
             f"{float(zero.max()):.2f}, a constant 1 {float(one.min()):.2f} to {float(one.max()):.2f}: "
             f"{int((zero > one).sum())} of {len(zero)} priors find silence the likelier. Pure Gaussian noise is "
-            f"likeliest at sigma {', '.join(f'{s:g}' for s in likeliest)} ({', '.join(self.r['priors'])}). "
+            f"likeliest at sigma {', '.join(f'{s:g}' for s in likeliest)} ({', '.join(self.r.priors)}). "
             + (
                 "Silence scoring within a nat of that reference means these priors cannot tell an empty input "
                 "from their source by likelihood alone (the thesis's finding, its Table 2)."
@@ -434,11 +448,11 @@ class ProbeView(pn.viewable.Viewer):
 
     @param.depends("conditioning", watch=True)
     def _draw(self) -> None:
-        c = self.r["conditionings"][self.conditioning]
+        c = self.r.conditionings[self.conditioning]
         self._summary.object = self.summary()
         self._noise_table.object = self.noise_table()
-        for src, y in zip(self._srcs, self.r["noise"][self.conditioning].T, strict=True):
-            src.data = {"x": list(self.r["noise_sigmas"]), "y": y.tolist()}
+        for src, y in zip(self._srcs, self.r.noise[self.conditioning].T, strict=True):
+            src.data = {"x": list(self.r.noise_sigmas), "y": y.tolist()}
         self._fig.title.text = f"Gaussian noise under each prior (priors conditioned at sigma {c:g})"
 
     def __panel__(self) -> pn.viewable.Viewable:
@@ -447,7 +461,7 @@ class ProbeView(pn.viewable.Viewer):
             self._summary,
             "#### Constant inputs (mean nats per sample over the whole clip)",
             self._table,
-            _sigma_select(self, "conditioning", self.r["conditionings"], "Priors conditioned at sigma"),
+            _sigma_select(self, "conditioning", self.r.conditionings, "Priors conditioned at sigma"),
             "#### Gaussian noise inputs (nats per sample), priors at the chosen level",
             self._noise_table,
             pn.pane.Bokeh(self._fig, sizing_mode="stretch_width"),
@@ -461,14 +475,15 @@ class SamplesView(pn.viewable.Viewer):
     sample = param.Integer(default=0, bounds=(0, None), doc="Which draw.")
     zoom_ms = param.Number(default=40.0, bounds=(1.0, 5000.0), doc="Milliseconds drawn.")
 
-    def __init__(self, study: dict[str, Any], **params) -> None:
+    def __init__(self, study: StudyRecord, **params) -> None:
         super().__init__(**params)
-        self.study, self.r = study, study["results"]
-        self.param.sample.bounds = (0, self.r["samples"].shape[0] - 1)
-        sr = int(self.r["sample_rate"])
-        self.players = [pn.pane.Audio(None, sample_rate=sr, name=n) for n in self.r["priors"]]
+        r: SampleResult = study.results
+        self.study, self.r = study, r
+        self.param.sample.bounds = (0, self.r.samples.shape[0] - 1)
+        sr = int(self.r.sample_rate)
+        self.players = [pn.pane.Audio(None, sample_rate=sr, name=n) for n in self.r.priors]
         self._figs, self._srcs = [], []
-        for k, name in enumerate(self.r["priors"]):
+        for k, name in enumerate(self.r.priors):
             fig = new_figure(f"{name} prior", "milliseconds", "amplitude", 160)
             src = ColumnDataSource({"t": [], "y": []})
             fig.line("t", "y", source=src, color=PALETTE[k % len(PALETTE)])
@@ -478,10 +493,10 @@ class SamplesView(pn.viewable.Viewer):
 
     @param.depends("sample", "zoom_ms", watch=True)
     def _draw(self) -> None:
-        sr = int(self.r["sample_rate"])
+        sr = int(self.r.sample_rate)
         n = max(2, int(self.zoom_ms * sr / 1000))
         for k, (src, player) in enumerate(zip(self._srcs, self.players, strict=True)):
-            x = self.r["samples"][self.sample, k]
+            x = self.r.samples[self.sample, k]
             src.data = {"t": (np.arange(min(n, len(x))) * 1000 / sr).tolist(), "y": x[:n].tolist()}
             player.object = playable(x)
 
@@ -489,7 +504,7 @@ class SamplesView(pn.viewable.Viewer):
         cells = [pn.Column(pn.pane.Bokeh(f, sizing_mode="stretch_width"), p, sizing_mode="stretch_width")
                  for f, p in zip(self._figs, self.players, strict=True)]  # fmt: skip
         return pn.Column(
-            pn.pane.Markdown(_provenance(self.study) + f" Drawn at sigma {self.r['sigma']:g}."),
+            pn.pane.Markdown(_provenance(self.study) + f" Drawn at sigma {self.r.sigma:g}."),
             pn.Row(
                 pn.widgets.IntSlider.from_param(self.param.sample, name="Draw"),
                 pn.widgets.FloatInput.from_param(self.param.zoom_ms, name="Milliseconds drawn"),
@@ -506,24 +521,24 @@ class DenoiseView(pn.viewable.Viewer):
     sigma = param.Selector(doc="Noise level of the table, the waveforms and the players.")
     zoom_ms = param.Number(default=20.0, bounds=(1.0, 1000.0), doc="Milliseconds of waveform drawn.")
 
-    def __init__(self, study: dict[str, Any], **params) -> None:
-        r = study["results"]
+    def __init__(self, study: StudyRecord, **params) -> None:
+        r: DenoiseResult = study.results
         self.study, self.r = study, r
-        self.has_exact = "exact" in r
-        self.param.sigma.objects = list(r["sigmas"])
-        params.setdefault("sigma", min(r["sigmas"], key=lambda s: abs(np.log(s))))  # nearest to 1
+        self.has_exact = r.has_exact
+        self.param.sigma.objects = list(r.sigmas)
+        params.setdefault("sigma", min(r.sigmas, key=lambda s: abs(np.log(s))))  # nearest to 1
         super().__init__(**params)
-        sr = int(r["sample_rate"])
-        names = r["sources"]
+        sr = int(r.sample_rate)
+        names = r.sources
         self._curve_figs, self._marks, self._wave_figs, self._wave_srcs, self.players = [], [], [], [], []
         for k, name in enumerate(names):
             fig = new_figure(f"{name}: SI-SDR after one denoising step", "noise level sigma", "SI-SDR (dB)", 330,
                              x_axis_type="log")  # fmt: skip
-            x = list(r["sigmas"])
-            curves = [("noisy input", r["noisy"], "#888888", "dotted"),
-                      ("these priors", r["denoised"], PALETTE[k % len(PALETTE)], "solid")]  # fmt: skip
+            x = list(r.sigmas)
+            curves = [("noisy input", r.noisy, "#888888", "dotted"),
+                      ("these priors", r.denoised, PALETTE[k % len(PALETTE)], "solid")]  # fmt: skip
             if self.has_exact:
-                curves.append(("exact toy prior (the best possible)", r["exact"], "black", "dashed"))
+                curves.append(("exact toy prior (the best possible)", r.exact, "black", "dashed"))
             for label, values, color, dash in curves:
                 src = ColumnDataSource({"x": x, "y": values[:, k].mean(dim=-1).tolist()})
                 fig.line("x", "y", source=src, color=color, line_width=2, line_dash=dash, legend_label=label)
@@ -553,19 +568,19 @@ class DenoiseView(pn.viewable.Viewer):
         self._draw()
 
     def index(self) -> int:
-        return self.r["sigmas"].index(self.sigma)
+        return self.r.sigmas.index(self.sigma)
 
     def table(self):
         """Mean SI-SDR (dB) at the chosen sigma: one row per source (and the mean), one column per estimate."""
         import pandas as pd
 
         i = self.index()
-        cols = {"noisy input": self.r["noisy"][i], "these priors": self.r["denoised"][i]}
+        cols = {"noisy input": self.r.noisy[i], "these priors": self.r.denoised[i]}
         if self.has_exact:
-            cols["exact prior"] = self.r["exact"][i]
+            cols["exact prior"] = self.r.exact[i]
         means = {name: v.mean(dim=-1) for name, v in cols.items()}
         frame = pd.DataFrame({name: [*v.tolist(), float(v.mean())] for name, v in means.items()},
-                             index=[*self.r["sources"], "mean"])  # fmt: skip
+                             index=[*self.r.sources, "mean"])  # fmt: skip
         if self.has_exact:
             frame["gap to exact"] = frame["exact prior"] - frame["these priors"]
         return frame.round(1)
@@ -575,11 +590,11 @@ class DenoiseView(pn.viewable.Viewer):
         sigma: rows the prior (its own source), columns the source added; "these / exact" where both exist."""
         import pandas as pd
 
-        if "interfered" not in self.r:
+        if self.r.interfered is None:
             return None
-        i, names = self.index(), self.r["sources"]
-        mine = self.r["interfered"][i].nanmean(dim=-1)
-        ref = self.r["exact_interfered"][i].nanmean(dim=-1) if "exact_interfered" in self.r else None
+        i, names = self.index(), self.r.sources
+        mine = self.r.interfered[i].nanmean(dim=-1)
+        ref = self.r.exact_interfered[i].nanmean(dim=-1) if self.r.exact_interfered is not None else None
         rows = []
         for k in range(len(names)):
             cells = []
@@ -612,20 +627,20 @@ class DenoiseView(pn.viewable.Viewer):
     @param.depends("sigma", "zoom_ms", watch=True)
     def _draw(self) -> None:
         i, r = self.index(), self.r
-        sr = int(r["sample_rate"])
+        sr = int(r.sample_rate)
         n = max(2, int(self.zoom_ms * sr / 1000))
-        t = (np.arange(min(n, r["clean"].shape[-1])) * 1000 / sr).tolist()
-        for k in range(len(r["sources"])):
+        t = (np.arange(min(n, r.clean.shape[-1])) * 1000 / sr).tolist()
+        for k in range(len(r.sources)):
             self._marks[k].location = self.sigma
-            clean = r["clean"][k].float()
-            noisy = clean + self.sigma * r["noise"][k].float()
-            est = r["audio"][i, k].float()
-            exact = r["exact_audio"][i, k].float() if self.has_exact else torch.full_like(clean, float("nan"))
+            clean = r.clean[k].float()
+            noisy = clean + self.sigma * r.noise[k].float()
+            est = r.audio[i, k].float()
+            exact = r.exact_audio[i, k].float() if self.has_exact else torch.full_like(clean, float("nan"))
             self._wave_srcs[k].data = {"t": t, "clean": clean[:n].tolist(), "est": est[:n].tolist(),
                                        "exact": exact[:n].tolist()}  # fmt: skip
             self._wave_figs[
                 k
-            ].title.text = f"{r['sources'][k]}: clip 0, first {self.zoom_ms:g} ms, sigma {self.sigma:g}"
+            ].title.text = f"{r.sources[k]}: clip 0, first {self.zoom_ms:g} ms, sigma {self.sigma:g}"
             players = self.players[k]
             players["clean"].object = playable(clean)
             players["noisy"].object = playable(noisy)
@@ -638,7 +653,7 @@ class DenoiseView(pn.viewable.Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         cells = []
-        for k, name in enumerate(self.r["sources"]):
+        for k, name in enumerate(self.r.sources):
             listen = pn.GridBox(*[pn.Column(pn.pane.Markdown(f"**{kind}**", margin=(0, 10)), player)
                                   for kind, player in self.players[k].items()], ncols=2)  # fmt: skip
             cells.append(pn.Column(f"#### {name}", pn.pane.Bokeh(self._curve_figs[k], sizing_mode="stretch_width"),
@@ -807,12 +822,12 @@ class PriorsExplorer(pn.viewable.Viewer):
         "Your clip": "clip",
     }
 
-    def __init__(self, priors: PriorSet, studies: dict[str, dict[str, Any]], problems: list[str] = ()) -> None:
+    def __init__(self, priors: PriorSet, studies: dict[str, StudyRecord], problems: list[str] = ()) -> None:
         super().__init__()
         self.priors, self.studies = priors, studies
         self._views: dict[str, pn.viewable.Viewable] = {}
         self.problems = list(problems)
-        mismatch = [n for n, s in studies.items() if list(s["priors"]["sources"]) != list(priors.names)]
+        mismatch = [n for n, s in studies.items() if list(s.priors["sources"]) != list(priors.names)]
         if mismatch:
             self.problems.append(f"results of {', '.join(mismatch)} are for other sources than the loaded priors")
 

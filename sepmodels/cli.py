@@ -563,6 +563,7 @@ def _cmd_make_stems(args: argparse.Namespace) -> int:
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
+    from sepmodels.data.testsets import TOY, MusdbTestData
     from sepmodels.studies import STUDIES, describe_priors, run_study, save_study
 
     if args.out.exists() and not args.out.is_dir():
@@ -572,13 +573,13 @@ def _cmd_study(args: argparse.Namespace) -> int:
 
     priors = _load_priors(args.priors, None, args.device)
     names = STUDIES if args.study == "all" else (args.study,)
-    data = None
+    data = TOY
     if args.data == "musdb":
         if args.root is None:
             raise UsageError(
                 "--data musdb needs --root PATH (a musdb18 or musdb18-HQ folder, or make-stems output)"
             )
-        data = {"name": "musdb", "root": str(args.root.resolve())}
+        data = MusdbTestData(str(args.root.resolve()))
     say = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
     args.out.mkdir(parents=True, exist_ok=True)
     for name in names:

@@ -58,6 +58,10 @@ class Prior(Protocol):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor: ...
 
+    def cross_log_prob(self, clips: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
+        """Every clip under every prior: ``[B, T] -> [B, N, T]`` on the CPU (any length)."""
+        ...
+
 
 @dataclass(frozen=True)
 class NoiseLadder:
@@ -359,6 +363,12 @@ class GaussianPriors:
         mu, var = self._moments(torch.zeros(()), sigma)
         z = torch.randn(n, len(self.means), length, generator=generator, dtype=torch.float64)
         return (mu + var.sqrt() * z).float()
+
+    def cross_log_prob(self, clips: torch.Tensor, sigma: float | None = None) -> torch.Tensor:
+        """Every clip under every prior: ``[B, T] -> [B, N, T]``."""
+        if clips.dim() != 2:
+            raise ValueError(f"cross_log_prob expects clips [B, T], got shape {tuple(clips.shape)}")
+        return self.log_prob(clips[:, None, :].expand(-1, len(self), -1), sigma)
 
     def posterior(
         self, mixture: float, gamma: float | None, sigma: float | None = None, how: str = "mean"

@@ -2,9 +2,11 @@
 
 Clips are scored at a noise level sigma as the priors define it: a clean clip plus ``sigma * eps``.
 
-The studies (``sepmodels study ...``) each return a plain dict of tensors, lists and numbers that
-:func:`save_study` writes, with what was studied (which priors, which data, when), to a file that loads
-with ``weights_only=True`` and that the priors app reads:
+The studies (``sepmodels study ...``) run on a :class:`~sepmodels.data.testsets.TestData` (toy unless told)
+and each return a frozen dataclass of tensors, tuples and numbers (:class:`CrossResult`, :class:`NoiseResult`,
+:class:`ProbeResult`, :class:`SampleResult`, :class:`DenoiseResult`) that :func:`save_study` writes, as a plain
+dict, with what was studied (which priors, which data, when), to a file that loads with ``weights_only=True``;
+:func:`load_study` gives it back as a :class:`StudyRecord`, which the priors app reads:
 
 - ``cross``: every source's test clips under every prior, at several noise levels (thesis Fig. 15).
 - ``noise``: noise conditioning two ways: the thesis's chain of fine-tuned plain flows, and one
@@ -19,7 +21,7 @@ with ``weights_only=True`` and that the priors app reads:
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import inspect
 import os
 import tempfile
@@ -27,15 +29,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from sepmodels.checkpoint import safe_load
 from sepmodels.data import toy
+from sepmodels.data.testsets import TOY, TestData, test_data_from
 from sepmodels.fileio import atomic_path
 from sepmodels.metrics import si_sdr
-from sepmodels.priors import PriorSet
+from sepmodels.priors import Prior
 
 STUDY_FORMAT = "sepmodels-study"
 STUDY_VERSION = 1
@@ -92,101 +95,258 @@ class CrossLikelihood:
         return "\n".join(rows)
 
 
-def clean_clips(n: int, length: int, seed: int = 0, data: dict[str, Any] | None = None) -> torch.Tensor:
-    """Clean test clips ``[n, sources, length]``: toy test clips, or (``data={"name": "musdb", "root": ...}``)
-    aligned crops of the musdb test split. Read once per process: every noise level reuses them."""
-    name = "toy" if data is None else data.get("name", "toy")
-    return _clean_clips(n, length, seed, name, None if name == "toy" else str(data["root"])).clone()
+# -- what the studies return ----------------------------------------------------------------------------------
+class _Saved:
+    """A result written as a plain dict (tuples as lists, nested results as dicts, ``None`` fields left out), so
+    that files load with ``weights_only=True`` and the files written before these classes still read."""
+
+    _NESTED: ClassVar[dict[str, type[_Saved]]] = {}
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            v = getattr(self, f.name)
+            if v is None:
+                continue
+            out[f.name] = v.to_dict() if isinstance(v, _Saved) else list(v) if isinstance(v, tuple) else v
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Any:
+        """The result of a results file's ``results`` dict; a missing or unknown key raises ``KeyError`` or
+        ``TypeError``."""
+        kw = {k: cls._NESTED[k].from_dict(v) if k in cls._NESTED else tuple(v) if isinstance(v, list) else v
+              for k, v in d.items()}  # fmt: skip
+        return cls(**kw)
 
 
-@functools.lru_cache(maxsize=4)
-def _clean_clips(n: int, length: int, seed: int, name: str, root: str | None) -> torch.Tensor:
-    if name == "toy":
-        return toy.toy_test_set(n, length, seed=seed)
-    if name == "musdb":
-        from sepmodels.data.musdb import MusdbConfig, MusdbData
+@dataclass(frozen=True)
+class CrossResult(_Saved):
+    """The cross-likelihood at several noise levels (``sepmodels study cross``).
 
-        return MusdbData(MusdbConfig(root), "test").aligned(n, length, seed)
-    raise ValueError(f"unknown data {name!r}; expected toy or musdb")
+    Attributes:
+        sigmas: the noise levels (of the clips and the priors' conditioning).
+        sources: the data's source names (rows); ``priors`` the priors' names (columns).
+        values: ``[levels, sources, priors, clips]``, each clip's mean log-likelihood, nats per sample.
+    """
+
+    sigmas: tuple[float, ...]
+    sources: tuple[str, ...]
+    priors: tuple[str, ...]
+    values: torch.Tensor
+
+    def at(self, i: int) -> CrossLikelihood:
+        """The cross-likelihood at level ``sigmas[i]``."""
+        return CrossLikelihood(self.sources, self.priors, self.values[i], self.sigmas[i])
 
 
-def data_sources(data: dict[str, Any] | None) -> tuple[str, ...]:
-    """The source names of a data description."""
-    if data is None or data.get("name", "toy") == "toy":
-        return toy.SOURCES
-    from sepmodels.data.musdb import SOURCES
+@dataclass(frozen=True)
+class ConditionedFlows(_Saved):
+    """Side (b) of the noise study: the noise-conditional priors conditioned at each level.
 
-    return SOURCES
+    Attributes:
+        own: ``[levels, test_noise, sources]``, each source's clips plus test noise under its own prior.
+        cross: ``[levels, sources, priors]``, the mean cross-likelihood at each level (data and prior).
+    """
+
+    own: torch.Tensor
+    cross: torch.Tensor
 
 
-def study_clips(
-    n: int, length: int, sigma: float, seed: int = 0, data: dict[str, Any] | None = None
-) -> torch.Tensor:
-    """The noisy test clips the studies score, ``[n, sources, length]``: test clips plus ``sigma * eps``.
+@dataclass(frozen=True)
+class FinetunedFlows(_Saved):
+    """Side (a) of the noise study: a plain flow, then a chain of fine-tunes, one per level.
+
+    Attributes:
+        labels: each model's legend, the plain base flow first (``levels + 1`` models).
+        own: ``[models, test_noise, sources]``; ``cross`` ``[models, sources, priors]``, as in
+            :class:`ConditionedFlows`.
+        base_steps, finetune_steps: training steps of the base flow and of each fine-tune.
+    """
+
+    labels: tuple[str, ...]
+    own: torch.Tensor
+    cross: torch.Tensor
+    base_steps: int
+    finetune_steps: int
+
+
+@dataclass(frozen=True)
+class NoiseResult(_Saved):
+    """Noise conditioning two ways (``sepmodels study noise``); nats per sample throughout.
+
+    Attributes:
+        levels: the noise levels of the models; ``test_noise`` the noise added to the test clips.
+        sources, priors: names of the rows and columns of ``cross``.
+        conditional: the noise-conditional priors (b).
+        finetuned: the thesis's fine-tuned flows (a), or None when they were not trained.
+    """
+
+    _NESTED: ClassVar[dict[str, type[_Saved]]] = {"conditional": ConditionedFlows, "finetuned": FinetunedFlows}
+
+    levels: tuple[float, ...]
+    test_noise: tuple[float, ...]
+    sources: tuple[str, ...]
+    priors: tuple[str, ...]
+    conditional: ConditionedFlows
+    finetuned: FinetunedFlows | None = None
+
+
+@dataclass(frozen=True)
+class ProbeResult(_Saved):
+    """Constant inputs and Gaussian noise under every prior (``sepmodels study probes``), nats per sample.
+
+    Attributes:
+        conditionings: the levels the priors were conditioned at.
+        values: the constant inputs (0 and 1).
+        noise_sigmas: standard deviations of the noise inputs.
+        priors: the priors' names.
+        constants: ``[conditionings, values, priors]``; ``noise`` ``[conditionings, noise_sigmas, priors]``.
+    """
+
+    conditionings: tuple[float, ...]
+    values: tuple[float, ...]
+    noise_sigmas: tuple[float, ...]
+    priors: tuple[str, ...]
+    constants: torch.Tensor
+    noise: torch.Tensor
+
+
+@dataclass(frozen=True)
+class SampleResult(_Saved):
+    """Draws from every prior (``sepmodels study samples``).
+
+    Attributes:
+        samples: ``[n, priors, T]``, float32.
+        sigma: the noise level drawn at; ``sample_rate`` in Hz.
+    """
+
+    samples: torch.Tensor
+    sigma: float
+    priors: tuple[str, ...]
+    sample_rate: int
+
+
+@dataclass(frozen=True)
+class DenoiseResult(_Saved):
+    """One denoising step per noise level (``sepmodels study denoise``); SI-SDR in dB.
+
+    Attributes:
+        sigmas: the noise levels; ``sources``, ``priors`` the names; ``sample_rate`` Hz.
+        noisy, denoised: ``[sigmas, sources, n]``, the noisy input's and each prior's posterior mean's.
+        clean, noise: clip 0 of every source and its unit noise, ``[N, T]`` (the input is ``clean + sigma *
+            noise``); ``audio [sigmas, N, T]`` the posterior means of it, float16.
+        interfered: ``[sigmas, N (own), N (added), n]`` with another source's clip added (diagonal NaN); None
+            in files written before it existed.
+        exact, exact_audio, exact_interfered: the same for the exact toy prior, or None (not toy data, or the
+            studied priors are the exact ones).
+    """
+
+    sigmas: tuple[float, ...]
+    sources: tuple[str, ...]
+    priors: tuple[str, ...]
+    sample_rate: int
+    noisy: torch.Tensor
+    denoised: torch.Tensor
+    clean: torch.Tensor
+    noise: torch.Tensor
+    audio: torch.Tensor
+    interfered: torch.Tensor | None = None
+    exact: torch.Tensor | None = None
+    exact_audio: torch.Tensor | None = None
+    exact_interfered: torch.Tensor | None = None
+
+    @property
+    def has_exact(self) -> bool:
+        return self.exact is not None
+
+
+StudyResult = CrossResult | NoiseResult | ProbeResult | SampleResult | DenoiseResult
+RESULT_TYPES: dict[str, type[_Saved]] = {"cross": CrossResult, "noise": NoiseResult, "probes": ProbeResult,
+                                         "samples": SampleResult, "denoise": DenoiseResult}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """A loaded results file: which study, of which priors, on which data, when, and its typed results.
+
+    Attributes:
+        study: the study's name (one of :data:`STUDIES`).
+        priors: what :func:`describe_priors` said about the priors (path, kind, config, sources, ...).
+        data: the test data's description (its ``name``, ``split``, musdb's ``root``) with the clips' ``seed``,
+            ``n``, ``length`` (samples) and ``sample_rate`` (Hz).
+        created: when the file was written, ISO 8601 (UTC).
+        results: the study's result.
+    """
+
+    study: str
+    priors: dict[str, Any]
+    data: dict[str, Any]
+    created: str
+    results: StudyResult
+
+    @property
+    def test_data(self) -> TestData:
+        """The test data the study ran on, to redraw its clips."""
+        return test_data_from(self.data)
+
+
+def study_clips(n: int, length: int, sigma: float, seed: int = 0, data: TestData = TOY) -> torch.Tensor:
+    """The noisy test clips the studies score, ``[n, sources, length]``: ``data``'s clips plus ``sigma * eps``.
 
     The same ``(n, length, seed, data)`` gives the same clips and the same unit noise at every sigma, so an
     app can rebuild exactly the clip behind a number of a results file.
     """
-    clean = clean_clips(n, length, seed, data)
+    clean = data.clean(n, length, seed)
     noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(seed + 1))
     return clean + sigma * noise
 
 
-def toy_cross_likelihood(
-    priors: PriorSet,
+def cross_likelihood(
+    priors: Prior,
     n: int = 32,
     length: int = 4096,
     sigma: float | None = None,
     seed: int = 0,
     batch: int = 8,
-    data: dict[str, Any] | None = None,
+    data: TestData = TOY,
 ) -> CrossLikelihood:
-    """Score ``n`` test clips of every source under every prior at ``sigma`` (toy clips unless ``data``)."""
+    """Score ``n`` test clips of every source of ``data`` under every prior at ``sigma``."""
     sigma = priors.default_sigma if sigma is None else sigma
     noisy = study_clips(n, length, sigma, seed, data)
-    sources = data_sources(data)
-    values = torch.empty(len(sources), len(priors), n)
-    for k in range(len(sources)):
+    values = torch.empty(len(data.sources), len(priors), n)
+    for k in range(len(data.sources)):
         for start in range(0, n, batch):
             clips = noisy[start : start + batch, k]
             values[k, :, start : start + batch] = priors.cross_log_prob(clips, sigma).mean(dim=2).T
-    return CrossLikelihood(sources, priors.names, values, float(sigma))
+    return CrossLikelihood(data.sources, priors.names, values, float(sigma))
 
 
 # -- the studies ------------------------------------------------------------------------------------------------
-def _need_likelihood(priors: PriorSet, study: str) -> None:
+def _need_likelihood(priors: Prior, study: str) -> None:
     if not priors.has_likelihood:
         raise StudyError(f"the {study} study needs log-likelihoods; these are score priors (pass flow priors)")
 
 
 def cross_study(
-    priors: PriorSet,
+    priors: Prior,
     sigmas: tuple[float, ...] | None = None,
     n: int = 16,
     length: int = 4096,
     seed: int = 0,
-    data: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Cross-likelihood at every noise level in ``sigmas`` (the priors' own level for plain flows).
-
-    Returns ``values [levels, sources, priors, clips]`` (nats per sample, each clip's mean), the
-    ``sigmas``, and the names of sources and priors; means and medians are taken by the reader.
-    """
+    data: TestData = TOY,
+) -> CrossResult:
+    """Cross-likelihood at every noise level in ``sigmas`` (the priors' own level for plain flows); means and
+    medians over the clips are taken by the reader."""
     _need_likelihood(priors, "cross")
     if sigmas is None:
         sigmas = NOISE_LEVELS if priors.noise_conditional else (priors.default_sigma,)
-    values = torch.stack([toy_cross_likelihood(priors, n, length, s, seed, data=data).values for s in sigmas])
-    sources = list(data_sources(data))
-    return {
-        "sigmas": [float(s) for s in sigmas],
-        "sources": sources,
-        "priors": list(priors.names),
-        "values": values,
-    }
+    values = torch.stack([cross_likelihood(priors, n, length, s, seed, data=data).values for s in sigmas])
+    return CrossResult(tuple(float(s) for s in sigmas), data.sources, tuple(priors.names), values)
 
 
-def own_likelihood(priors: PriorSet, sigma: float | None, test_noise: tuple[float, ...], n: int, length: int,
-                   seed: int = 0, data: dict[str, Any] | None = None) -> torch.Tensor:  # fmt: skip
+def own_likelihood(priors: Prior, sigma: float | None, test_noise: tuple[float, ...], n: int, length: int,
+                   seed: int = 0, data: TestData = TOY) -> torch.Tensor:  # fmt: skip
     """Mean log-likelihood of each source's test clips plus noise ``test_noise[j]`` under its own prior,
     the prior conditioned at ``sigma``: ``[len(test_noise), sources]``, nats per sample."""
     rows = []
@@ -198,7 +358,7 @@ def own_likelihood(priors: PriorSet, sigma: float | None, test_noise: tuple[floa
 
 
 def noise_study(
-    priors: PriorSet,
+    priors: Prior,
     levels: tuple[float, ...] = NOISE_LEVELS,
     test_noise: tuple[float, ...] = TEST_NOISE,
     n: int = 8,
@@ -211,44 +371,41 @@ def noise_study(
     work_dir: str | os.PathLike[str] | None = None,
     progress: bool = False,
     log: Callable[[str], None] = lambda _msg: None,
-    data: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Noise conditioning two ways, on the same test clips and levels (toy data unless ``data``, whose
-    training split then trains the fine-tuned flows).
+    data: TestData = TOY,
+) -> NoiseResult:
+    """Noise conditioning two ways, on the same test clips and levels of ``data``, whose training split
+    trains the fine-tuned flows.
 
     (a) The thesis's: a plain flow of the priors' size is trained at (almost) no noise (``base_sigma``, a
     dequantisation) for ``base_steps``, then fine-tuned ``finetune_steps`` at each level, low to high, each
     fine-tune starting from the previous one. ``finetune_steps = 0`` skips (a).
     (b) Ours: the given noise-conditional priors, conditioned at each level.
 
-    For each model: ``own [test_noise, sources]``, each source's log-likelihood under its own prior against
-    the noise added to the data (Fig. 16), and ``cross [sources, priors]`` at the model's level (Fig. 17).
+    For each model (:class:`ConditionedFlows`, :class:`FinetunedFlows`): ``own [test_noise, sources]``, each
+    source's log-likelihood under its own prior against the noise added to the data (Fig. 16), and ``cross
+    [sources, priors]`` at the model's level (Fig. 17).
     """
     _need_likelihood(priors, "noise")
     if not priors.noise_conditional:
         raise StudyError("the noise study needs noise-conditional flow priors for its side (b); these are plain")
     from sepmodels.train import TrainConfig, Trainer  # training is only needed here
 
-    result: dict[str, Any] = {"levels": [float(v) for v in levels], "test_noise": [float(v) for v in test_noise],
-                              "sources": list(data_sources(data)), "priors": list(priors.names)}  # fmt: skip
-    cross = lambda p, s: toy_cross_likelihood(p, n, length, s, seed, data=data).mean  # noqa: E731
+    cross = lambda p, s: cross_likelihood(p, n, length, s, seed, data=data).mean  # noqa: E731
     log("noise study (b): the noise-conditional priors at each level")
-    result["conditional"] = {
-        "own": torch.stack([own_likelihood(priors, s, test_noise, n, length, seed, data) for s in levels]),
-        "cross": torch.stack([cross(priors, s) for s in levels]),
-    }
+    conditional = ConditionedFlows(
+        own=torch.stack([own_likelihood(priors, s, test_noise, n, length, seed, data) for s in levels]),
+        cross=torch.stack([cross(priors, s) for s in levels]),
+    )
+    result = NoiseResult(tuple(float(v) for v in levels), tuple(float(v) for v in test_noise), data.sources,
+                         tuple(priors.names), conditional)  # fmt: skip
     if finetune_steps <= 0:
         return result
     if priors.kind == "exact":
         raise StudyError("the noise study's side (a) fine-tunes a flow of the priors' size, and the exact prior "
                          "has none: pass --finetune-steps 0")  # fmt: skip
     plain = replace(priors.config, noise_conditional=False)
-    on = (
-        {"data": "toy"}
-        if data is None or data.get("name") == "toy"
-        else {"data": "musdb", "root": str(data["root"])}
-    )
-    base_cfg = TrainConfig(steps=base_steps, batch_size=batch_size, sigma_min=base_sigma, seed=seed, **on)
+    base_cfg = TrainConfig(steps=base_steps, batch_size=batch_size, sigma_min=base_sigma, seed=seed,
+                           **data.train_options())  # fmt: skip
     own, crosses, labels = [], [], []
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         log(f"noise study (a): training the plain flow at sigma {base_sigma:g} for {base_steps} steps")
@@ -267,25 +424,20 @@ def noise_study(
             own.append(own_likelihood(model, None, test_noise, n, length, seed, data))
             crosses.append(cross(model, level))
             labels.append(f"fine-tuned at {level:g}")
-    result["finetuned"] = {"labels": labels, "own": torch.stack(own), "cross": torch.stack(crosses),
-                           "base_steps": base_steps, "finetune_steps": finetune_steps}  # fmt: skip
-    return result
+    finetuned = FinetunedFlows(tuple(labels), torch.stack(own), torch.stack(crosses), base_steps, finetune_steps)
+    return replace(result, finetuned=finetuned)
 
 
 def probe_study(
-    priors: PriorSet,
+    priors: Prior,
     conditionings: tuple[float, ...] | None = None,
     noise_sigmas: tuple[float, ...] = TEST_NOISE,
     n: int = 4,
     length: int = 4096,
     seed: int = 0,
-) -> dict[str, Any]:
-    """Constant inputs 0 and 1 and pure Gaussian noise of growing sigma under every prior.
-
-    Returns ``constants [conditionings, 2, priors]`` and ``noise [conditionings, noise_sigmas, priors]``,
-    nats per sample; a noise-conditional prior is probed at each level in ``conditionings`` (a plain one
-    once).
-    """
+) -> ProbeResult:
+    """Constant inputs 0 and 1 and pure Gaussian noise of growing sigma under every prior; a noise-conditional
+    prior is probed at each level in ``conditionings`` (a plain one once)."""
     _need_likelihood(priors, "probes")
     if conditionings is None:
         conditionings = NOISE_LEVELS if priors.noise_conditional else (priors.default_sigma,)
@@ -299,13 +451,12 @@ def probe_study(
             constants.append(priors.log_prob(x, c).mean(dim=2).cpu())
             noises.append(torch.stack([priors.log_prob((s * noise).to(priors.device), c).mean(dim=(0, 2)).cpu()
                                        for s in noise_sigmas]))  # fmt: skip
-    return {"conditionings": [float(c) for c in conditionings], "values": [0.0, 1.0],
-            "noise_sigmas": [float(s) for s in noise_sigmas], "priors": list(priors.names),
-            "constants": torch.stack(constants), "noise": torch.stack(noises)}  # fmt: skip
+    return ProbeResult(tuple(float(c) for c in conditionings), (0.0, 1.0), tuple(float(s) for s in noise_sigmas),
+                       tuple(priors.names), torch.stack(constants), torch.stack(noises))  # fmt: skip
 
 
-def sample_study(priors: PriorSet, n: int = 3, seconds: float = 1.0, sigma: float | None = None,
-                 seed: int = 0) -> dict[str, Any]:  # fmt: skip
+def sample_study(priors: Prior, n: int = 3, seconds: float = 1.0, sigma: float | None = None,
+                 seed: int = 0) -> SampleResult:  # fmt: skip
     """``n`` draws from every prior, ``samples [n, priors, T]``, at noise level ``sigma``."""
     T = priors.valid_length(max(1, int(seconds * priors.sample_rate)))
     sigma = priors.default_sigma if sigma is None else sigma
@@ -313,18 +464,17 @@ def sample_study(priors: PriorSet, n: int = 3, seconds: float = 1.0, sigma: floa
         x = priors.sample(n, T, sigma, generator=torch.Generator().manual_seed(seed)).cpu()
     if not torch.isfinite(x).all():
         raise StudyError("a prior drew non-finite samples; these priors are broken at this noise level")
-    return {"samples": x.float(), "sigma": float(sigma), "priors": list(priors.names),
-            "sample_rate": priors.sample_rate}  # fmt: skip
+    return SampleResult(x.float(), float(sigma), tuple(priors.names), priors.sample_rate)
 
 
-def _denoised(priors: Any, noisy: torch.Tensor, sigma: float, batch: int) -> torch.Tensor:
+def _denoised(priors: Prior, noisy: torch.Tensor, sigma: float, batch: int) -> torch.Tensor:
     """Each source's posterior mean under its own prior, ``[n, N, T] -> [n, N, T]`` on the CPU, in batches."""
     out = [priors.denoise(noisy[i : i + batch].to(priors.device), sigma).detach().float().cpu()
            for i in range(0, len(noisy), batch)]  # fmt: skip
     return torch.cat(out)
 
 
-def _interfered(priors: Any, clean: torch.Tensor, noise: torch.Tensor, sigma: float, batch: int) -> torch.Tensor:
+def _interfered(priors: Prior, clean: torch.Tensor, noise: torch.Tensor, sigma: float, batch: int) -> torch.Tensor:
     """SI-SDR of each prior's posterior mean of its clip plus another source's clip plus noise, against its own
     clip: ``[N (own), N (added), n]``, NaN where the two are the same source."""
     n, N, _ = clean.shape
@@ -337,9 +487,9 @@ def _interfered(priors: Any, clean: torch.Tensor, noise: torch.Tensor, sigma: fl
     return out
 
 
-def denoise_study(priors: Any, n: int = 8, length: int = toy.SAMPLE_RATE, seed: int = 0,
-                  sigmas: tuple[float, ...] = DENOISE_SIGMAS, data: dict[str, Any] | None = None,
-                  reference: bool = True, batch: int = 4, progress: bool = False) -> dict[str, Any]:  # fmt: skip
+def denoise_study(priors: Prior, n: int = 8, length: int = toy.SAMPLE_RATE, seed: int = 0,
+                  sigmas: tuple[float, ...] = DENOISE_SIGMAS, data: TestData = TOY,
+                  reference: bool = True, batch: int = 4, progress: bool = False) -> DenoiseResult:  # fmt: skip
     """One denoising step per noise level: SI-SDR (dB) of each test clip plus ``sigma * eps`` (``noisy``) and of
     each prior's posterior mean of it (``denoised``), ``[sigmas, sources, n]``; on toy data also the exact
     toy prior's posterior mean (``exact``), the best any prior can do.
@@ -357,10 +507,10 @@ def denoise_study(priors: Any, n: int = 8, length: int = toy.SAMPLE_RATE, seed: 
     from sepmodels.nn.exact import ExactToyPriors
 
     length = priors.valid_length(length)
-    clean = clean_clips(n, length, seed, data)
+    clean = data.clean(n, length, seed)
     noise = study_clips(n, length, 1.0, seed, data) - clean  # the studies' unit noise for these clips
     exact = None
-    if reference and data is None and getattr(priors, "kind", None) != "exact":
+    if reference and data.name == "toy" and getattr(priors, "kind", None) != "exact":
         if priors.sample_rate != toy.SAMPLE_RATE or tuple(priors.names) != toy.SOURCES:
             raise StudyError("the exact reference is for the toy sources at the toy rate; pass reference=False")
         exact = ExactToyPriors()
@@ -385,19 +535,20 @@ def denoise_study(priors: Any, n: int = 8, length: int = toy.SAMPLE_RATE, seed: 
             rows["exact"].append(si_sdr(ref, clean).T)
             exact_audio.append(ref[0].half())
             rows["exact_interfered"].append(_interfered(exact, clean, noise, sigma, batch))
-    results = {"sigmas": [float(s) for s in sigmas], "sources": list(data_sources(data)),
-               "priors": list(priors.names), "sample_rate": priors.sample_rate,
-               "noisy": torch.stack(rows["noisy"]), "denoised": torch.stack(rows["denoised"]),
-               "clean": clean[0].clone(), "noise": noise[0].clone(), "audio": torch.stack(audio),
-               "interfered": torch.stack(rows["interfered"])}  # fmt: skip
-    if exact is not None:
-        results.update(exact=torch.stack(rows["exact"]), exact_audio=torch.stack(exact_audio),
-                       exact_interfered=torch.stack(rows["exact_interfered"]))  # fmt: skip
-    return results
+    results = DenoiseResult(
+        sigmas=tuple(float(s) for s in sigmas), sources=data.sources, priors=tuple(priors.names),
+        sample_rate=priors.sample_rate, noisy=torch.stack(rows["noisy"]), denoised=torch.stack(rows["denoised"]),
+        clean=clean[0].clone(), noise=noise[0].clone(), audio=torch.stack(audio),
+        interfered=torch.stack(rows["interfered"]),
+    )  # fmt: skip
+    if exact is None:
+        return results
+    return replace(results, exact=torch.stack(rows["exact"]), exact_audio=torch.stack(exact_audio),
+                   exact_interfered=torch.stack(rows["exact_interfered"]))  # fmt: skip
 
 
 # -- results files ----------------------------------------------------------------------------------------------
-def describe_priors(priors: PriorSet, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+def describe_priors(priors: Prior, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """What a results file says about the priors it studied."""
     return {
         "path": str(path) if path else "shipped default",
@@ -410,19 +561,22 @@ def describe_priors(priors: PriorSet, path: str | os.PathLike[str] | None = None
     }
 
 
-def save_study(path: str | os.PathLike[str], study: str, results: dict[str, Any], priors: dict[str, Any],
+def save_study(path: str | os.PathLike[str], study: str, results: StudyResult, priors: dict[str, Any],
                data: dict[str, Any]) -> None:  # fmt: skip
     """Write one study's results with what was studied (priors, data) and when, atomically."""
     if study not in STUDIES:
         raise ValueError(f"unknown study {study!r}; expected one of {STUDIES}")
+    if not isinstance(results, RESULT_TYPES[study]):
+        raise TypeError(f"the {study} study's results are a {RESULT_TYPES[study].__name__}, got "
+                        f"{type(results).__name__}")  # fmt: skip
     payload = {"format": STUDY_FORMAT, "version": STUDY_VERSION, "study": study,
                "created": datetime.now(UTC).isoformat(timespec="seconds"), "priors": priors, "data": data,
-               "results": results}  # fmt: skip
+               "results": results.to_dict()}  # fmt: skip
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
 
-def load_study(path: str | os.PathLike[str]) -> dict[str, Any]:
+def load_study(path: str | os.PathLike[str]) -> StudyRecord:
     """Read a results file of :func:`save_study`; anything else raises :class:`StudyError` (one line)."""
     p = Path(path)
     if not p.is_file():
@@ -432,24 +586,29 @@ def load_study(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise StudyError(f"{p} is not a sepmodels results file (no '{STUDY_FORMAT}' header)")
     if study.get("version") != STUDY_VERSION or study.get("study") not in STUDIES:
         raise StudyError(f"{p} is a results file this sepmodels cannot read (version {study.get('version')})")
-    return study
+    name = study["study"]
+    try:
+        results = RESULT_TYPES[name].from_dict(study["results"])
+        return StudyRecord(name, dict(study["priors"]), dict(study["data"]), str(study["created"]), results)
+    except (KeyError, TypeError, ValueError) as err:
+        raise StudyError(f"{p} is a {name} results file with unexpected contents ({err!r})") from None
 
 
 def run_study(
-    name: str, priors: PriorSet, n: int | None = None, seconds: float | None = None, seed: int = 0,
-    data: dict[str, Any] | None = None, **options: Any,
-) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
-    """Run study ``name`` on test data (toy, or ``data={"name": "musdb", "root": ...}``); returns ``(results,
-    data description)``."""
+    name: str, priors: Prior, n: int | None = None, seconds: float | None = None, seed: int = 0,
+    data: TestData = TOY, **options: Any,
+) -> tuple[StudyResult, dict[str, Any]]:  # fmt: skip
+    """Run study ``name`` on the test clips of ``data``; returns ``(results, data description)``, the description
+    with the clips' ``seed``, ``n``, ``length`` and ``sample_rate``."""
     study = {"cross": cross_study, "noise": noise_study, "probes": probe_study, "samples": sample_study,
              "denoise": denoise_study}[name]  # fmt: skip
     kw = {k: v.default for k, v in inspect.signature(study).parameters.items() if v.default is not v.empty}
     kw.update(seed=seed, **options)
-    if data is not None and "data" in kw:
+    if "data" in kw:
         kw["data"] = data
-    if tuple(priors.names) != data_sources(data) and name != "samples":
+    if tuple(priors.names) != data.sources and name != "samples":
         raise StudyError(f"these priors are for {', '.join(priors.names)}; the test data has "
-                         f"{', '.join(data_sources(data))}")  # fmt: skip
+                         f"{', '.join(data.sources)}")  # fmt: skip
     if n is not None:
         kw["n"] = n
     if seconds is not None and name == "samples":
@@ -458,6 +617,6 @@ def run_study(
         kw["length"] = priors.valid_length(max(1, int(seconds * priors.sample_rate)))
     results = study(priors, **kw)
     length = kw.get("length") or priors.valid_length(int(kw["seconds"] * priors.sample_rate))
-    description = {"name": "toy", "split": "test"} if data is None else {"split": "test", **data}
+    description = data.describe()
     description.update(seed=seed, n=kw["n"], length=length, sample_rate=priors.sample_rate)
     return results, description

@@ -5,12 +5,12 @@ import torch
 from explorer.cache import judge_for
 from sepmodels.checkpoint import default_sampler_priors_path
 from sepmodels.priors import PriorSet
-from sepmodels.studies import toy_cross_likelihood
+from sepmodels.studies import cross_likelihood
 
 
 def test_own_prior_ranks_first_for_at_least_95_percent_of_clips_at_sigma_001():
     priors = PriorSet.load()
-    result = toy_cross_likelihood(priors, n=16, length=4096, sigma=0.01, seed=123)
+    result = cross_likelihood(priors, n=16, length=4096, sigma=0.01, seed=123)
     assert result.values.shape == (4, 4, 16)
     assert torch.isfinite(result.values).all()
     assert float(result.own_first().mean()) >= 0.95, result.table()

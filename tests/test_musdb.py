@@ -10,6 +10,7 @@ import torch
 from sepmodels.cli import main
 from sepmodels.data import musdb
 from sepmodels.data.musdb import MusdbConfig, MusdbData, MusdbError
+from sepmodels.data.testsets import MusdbTestData, test_data_from
 
 try:
     import musdb as _musdb_package  # noqa: F401  (imports stempeg, which needs ffmpeg)
@@ -72,6 +73,15 @@ def test_test_clips_are_aligned_across_stems(tmp_path):
     track = test.stems(0)
     start = int((track[0] == clips[0, 0, 0]).nonzero()[0])  # the drums crop fixes where the others start
     torch.testing.assert_close(clips[0], track[:, start : start + 4096])
+
+
+@needs_musdb
+def test_musdb_test_data_gives_the_aligned_test_clips(tmp_path):
+    root = _write_hq(tmp_path / "musdb")
+    data = MusdbTestData(str(root))
+    assert data.sources == musdb.SOURCES and data.sample_rate == musdb.SAMPLE_RATE
+    assert torch.equal(data.clean(2, 4096, seed=1), MusdbData(MusdbConfig(str(root)), "test").aligned(2, 4096, 1))
+    assert test_data_from(data.describe() | {"n": 2, "seed": 1}) == data
 
 
 @pytest.mark.parametrize(
@@ -149,7 +159,8 @@ def test_studies_and_the_priors_app_take_musdb_priors(tmp_path, capsys):
     assert main(["study", "cross", "--data", "musdb", "--root", str(root), "--priors", str(out / "priors.pt"),
                  "--n", "2", "--seconds", "0.1", "--out", str(studies), "--quiet"]) == 0  # fmt: skip
     study = load_study(studies / "cross.pt")
-    assert study["results"]["sources"] == list(musdb.SOURCES) and study["data"]["name"] == "musdb"
+    assert study.results.sources == musdb.SOURCES and study.data["name"] == "musdb"
+    assert study.test_data == MusdbTestData(str(root.resolve()))
     view = CrossView(PriorSet.load(out / "priors.pt"), study)
     view.select("bass", "vocals")
     assert view.summary.startswith("bass clip 0 under the vocals prior")

@@ -17,7 +17,8 @@ from explorer.priors_view import (
     SamplesView,
     load_studies,
 )
-from sepmodels.studies import clean_clips, describe_priors, run_study, save_study, study_clips
+from sepmodels.data.testsets import TOY
+from sepmodels.studies import describe_priors, run_study, save_study, study_clips
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +36,14 @@ def studies(tiny_priors, tmp_path_factory):
 
 def test_cross_view_shows_the_study_and_opens_a_cell(tiny_priors, studies):
     view = CrossView(tiny_priors, studies["cross"])
-    values = studies["cross"]["results"]["values"]
+    values = studies["cross"].results.values
     torch.testing.assert_close(view.values(), values[0].mean(dim=-1))
     labels = view._src.data["label"]
     assert len(labels) == 16 and labels[0] == f"{float(values[0, 0, 0].mean()):.3g}"
     view.param.update(level=view.sigmas[2], statistic="median")
     torch.testing.assert_close(view.values(), values[2].median(dim=-1).values)
     view.select("saw", "triangle")
-    d = studies["cross"]["data"]
+    d = studies["cross"].data
     torch.testing.assert_close(view.clip_audio(), study_clips(d["n"], d["length"], view.sigmas[2])[0, 2])
     assert "saw clip 0 under the triangle prior" in view.summary
     assert view._player.object is not None and len(view._strip_src.data["y"]) > 0
@@ -50,7 +51,7 @@ def test_cross_view_shows_the_study_and_opens_a_cell(tiny_priors, studies):
     listen, sr = view.listening_audio(), d["sample_rate"]
     assert listen.shape == (sr,)
     torch.testing.assert_close(listen[: d["length"]], view.clip_audio())
-    clean = clean_clips(d["n"], sr)[0, 2]
+    clean = TOY.clean(d["n"], sr)[0, 2]
     assert float((listen - clean)[d["length"] :].std()) == pytest.approx(view.level, rel=0.2)
     # The mean in the summary is the study's number for that clip (same clip, same noise, same prior).
     mean = float(view.summary.split(": ")[1].split(" nats")[0])
@@ -73,7 +74,7 @@ def test_noise_view_draws_both_families(studies):
     curves = view.curves()
     assert curves.shape == (11, 7)
     view.source = "saw"
-    own = studies["noise"]["results"]["conditional"]["own"][:, :, 2]
+    own = studies["noise"].results.conditional.own[:, :, 2]
     torch.testing.assert_close(view.curves()[6:], own)
     view.level = 3
     assert "0.316" in view._heat_b[0].title.text and "fine-tuned at 0.316" in view._heat_a[0].title.text
@@ -82,7 +83,7 @@ def test_noise_view_draws_both_families(studies):
     rect = view._heat_b[0].renderers[0]
     assert rect.nonselection_glyph.fill_alpha == 1.0  # a click does not fade the other cells
     widget = view.__panel__().objects[3]
-    assert list(widget.options) == [f"{s:g}" for s in studies["noise"]["results"]["levels"]] and widget.value == 3
+    assert list(widget.options) == [f"{s:g}" for s in studies["noise"].results.levels] and widget.value == 3
 
 
 def test_probe_and_samples_views(studies):
@@ -95,10 +96,10 @@ def test_probe_and_samples_views(studies):
     assert "1" in probes._fig.title.text and len(probes._srcs[0].data["y"]) == 7
     noise = probes._noise_table.object
     assert noise.shape == (7, 4)
-    assert noise.iloc[6, 2] == pytest.approx(float(studies["probes"]["results"]["noise"][4, 6, 2]), abs=1e-3)
+    assert noise.iloc[6, 2] == pytest.approx(float(studies["probes"].results.noise[4, 6, 2]), abs=1e-3)
     samples = SamplesView(studies["samples"])
     samples.sample = 1
-    x = studies["samples"]["results"]["samples"][1, 0]
+    x = studies["samples"].results.samples[1, 0]
     np.testing.assert_allclose(samples._srcs[0].data["y"][:5], x[:5].numpy(), rtol=1e-6)
     assert all(p.object is not None for p in samples.players)
 
@@ -109,8 +110,8 @@ def test_denoise_view_shows_curves_table_sentence_and_audio(studies):
     table = view.table()
     assert list(table.index) == ["sin", "square", "saw", "triangle", "mean"]
     assert list(table.columns) == ["noisy input", "these priors", "exact prior", "gap to exact"]
-    r = studies["denoise"]["results"]
-    assert table.loc["sin", "exact prior"] == pytest.approx(float(r["exact"][1, 0].mean()), abs=0.05)
+    r = studies["denoise"].results
+    assert table.loc["sin", "exact prior"] == pytest.approx(float(r.exact[1, 0].mean()), abs=0.05)
     assert "At sigma 1" in view.summary() and "exact toy prior" in view.summary()
     inter = view.interference_table()
     assert list(inter.index) == ["sin prior", "square prior", "saw prior", "triangle prior"]
