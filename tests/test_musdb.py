@@ -200,7 +200,7 @@ def test_training_crops_come_from_the_tracks_in_memory(tmp_path):
 
 @needs_musdb
 def test_musdb_training_resumes_exactly(tmp_path, monkeypatch):
-    import sepmodels.train as train_mod
+    import sepmodels.nn.flows as flows_mod
     from sepmodels.nn.flows import FlowConfig
     from sepmodels.train import TrainConfig, Trainer, TrainingError
 
@@ -208,16 +208,16 @@ def test_musdb_training_resumes_exactly(tmp_path, monkeypatch):
     cfg = TrainConfig(steps=4, batch_size=2, length=256, checkpoint_every=2, data="musdb", root=root)
     tiny = FlowConfig.preset("tiny")
     Trainer(tmp_path / "straight", tiny, cfg, progress=False).run()
-    real, calls = train_mod.nll, {"n": 0}
+    real, calls = flows_mod.nll, {"n": 0}
 
     def failing_at_step_3(z, logdet):
         calls["n"] += torch.is_grad_enabled()
         return torch.tensor(float("nan")) if calls["n"] == 3 else real(z, logdet)
 
-    monkeypatch.setattr(train_mod, "nll", failing_at_step_3)
+    monkeypatch.setattr(flows_mod, "nll", failing_at_step_3)
     with pytest.raises(TrainingError, match="step 3"):
         Trainer(tmp_path / "broken", tiny, cfg, progress=False).run()
-    monkeypatch.setattr(train_mod, "nll", real)
+    monkeypatch.setattr(flows_mod, "nll", real)
     Trainer(tmp_path / "broken", tiny, cfg, resume=True, progress=False).run()
     from sepmodels.checkpoint import load_checkpoint
 
