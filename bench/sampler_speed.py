@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from sepmodels import mixing
 from sepmodels.checkpoint import default_sampler_priors_path
 from sepmodels.data import toy
 from sepmodels.fileio import atomic_path
@@ -64,9 +65,9 @@ def main() -> None:
         length = priors.valid_length(int(args.seconds * priors.sample_rate))
         if judge is not None:  # a length both take (hops are powers of 2), as the app makes it
             length = priors.valid_length(judge.valid_length(length))
-        mixture = toy.mix(toy.toy_test_set(1, length))[0]
+        mixture = mixing.mix(toy.toy_test_set(1, length))[0]
         cfg = LangevinConfig(method="constrained", levels=1, steps=args.steps + 1)
-        it = langevin(mixture, priors, 4, cfg)
+        it = langevin(mixture, priors, cfg)
         if judge is not None:
             it = with_likelihood(it, judge, every=JUDGE_EVERY)
         start = time.perf_counter()

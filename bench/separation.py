@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from sepmodels import mixing
 from sepmodels.checkpoint import default_sampler_priors_path
 from sepmodels.data import toy
 from sepmodels.fileio import atomic_path
@@ -50,7 +51,7 @@ def main() -> None:
     priors = load_priors(args.priors, default_sampler_priors_path())
     length = priors.valid_length(int(args.seconds * priors.sample_rate))
     truths = toy.toy_test_set(args.n, length, seed=args.seed)
-    floor = torch.stack([si_sdr(toy.mix(t).expand_as(t), t) for t in truths])
+    floor = torch.stack([si_sdr(mixing.mix(t).expand_as(t), t) for t in truths])
     rows = []
     for method in args.methods:
         sdrs, keys_right, steps_run, per_mix = [], 0, 0, []
@@ -61,7 +62,7 @@ def main() -> None:
         cfg = getattr(separator, "config", None)
         for i, truth in enumerate(tqdm(truths, desc=method, unit="mix", leave=False)):
             start = time.perf_counter()
-            estimates = separator.separate(toy.mix(truth)).float()
+            estimates = separator.separate(mixing.mix(truth)).float()
             steps_run += getattr(separator, "steps_run", 0)
             per_mix.append(time.perf_counter() - start)
             sdrs.append(si_sdr(estimates, truth))

@@ -16,6 +16,7 @@ from bokeh.models import ColorBar, ColumnDataSource, LinearColorMapper, Span
 from explorer.audio import load_audio_bytes, new_figure, playable, smooth, wave_data
 from explorer.mixview import PALETTE
 from explorer.runner import SamplerRunner
+from sepmodels import mixing
 from sepmodels.data import toy
 from sepmodels.data.audio import AudioError
 from sepmodels.inference.langevin import (
@@ -158,7 +159,7 @@ class LangevinExplorer(pn.viewable.Viewer):
     def _toy_mix(self) -> None:
         length = self._valid_length(max(1, int(self.seconds * self.priors.sample_rate)))
         clips = toy.toy_batch(1, length, torch.Generator().manual_seed(self.seed), self.priors.sample_rate)
-        self._set_mix(toy.mix(clips)[0], clips[0], f"toy mix, seed {self.seed}")
+        self._set_mix(mixing.mix(clips)[0], clips[0], f"toy mix, seed {self.seed}")
 
     def _on_upload(self, event: param.parameterized.Event) -> None:
         data = event.new

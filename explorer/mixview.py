@@ -11,6 +11,7 @@ import param
 import torch
 
 from explorer.audio import envelope, playable, smooth
+from sepmodels import mixing
 from sepmodels.data import toy
 from sepmodels.priors import PriorSet
 
@@ -64,7 +65,7 @@ class MixLikelihood(pn.viewable.Viewer):
         length = max(1, int(self.seconds * self.priors.sample_rate))
         clips = toy.toy_batch(1, length, torch.Generator().manual_seed(self.seed), self.priors.sample_rate)
         self.sources = clips[0]
-        self.mix = toy.mix(clips)[0]
+        self.mix = mixing.mix(clips)[0]
         self._mix_player.object = playable(self.mix)
         for player, source in zip(self._source_players, self.sources, strict=True):
             player.object = playable(source)

@@ -34,6 +34,7 @@ from bokeh.palettes import Viridis256
 
 from explorer.audio import load_audio_bytes, new_figure, playable, smooth, wave_data
 from explorer.mixview import PALETTE
+from sepmodels import mixing
 from sepmodels.data import toy
 from sepmodels.data.audio import AudioError
 from sepmodels.priors import PriorSet
@@ -731,7 +732,7 @@ class ClipView(pn.viewable.Viewer):
     def _toy_clip(self) -> None:
         length = max(1, int(self.seconds * self.priors.sample_rate))
         clips = toy.toy_batch(1, length, torch.Generator().manual_seed(self.seed), self.priors.sample_rate)[0]
-        x = toy.mix(clips) if self.toy_source == "mix" else clips[toy.SOURCES.index(self.toy_source)]
+        x = mixing.mix(clips) if self.toy_source == "mix" else clips[toy.SOURCES.index(self.toy_source)]
         self.set_clip(x, f"toy {self.toy_source}, seed {self.seed}")
 
     def _on_upload(self, event) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from sepmodels import mixing
 from sepmodels.data import toy
 from sepmodels.inference.posterior import Demixer, elbo
 from sepmodels.nn.flows import AffineCoupling, Squeeze
@@ -126,4 +127,4 @@ def toy_mix(seconds: float, seed: int, sample_rate: int = toy.SAMPLE_RATE) -> tu
     shipped model accepts."""
     length = max(64, int(seconds * sample_rate) // 64 * 64)
     clips = toy.toy_batch(1, length, torch.Generator().manual_seed(seed), sample_rate)
-    return toy.mix(clips)[0], clips[0]
+    return mixing.mix(clips)[0], clips[0]

@@ -69,10 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--root", type=Path, help="--data musdb: the musdb18 or musdb18-HQ folder")
     t.add_argument("--mono", choices=["left", "mean"], help="--data musdb: left channel (the thesis) or downmix")
     t.add_argument("--out", required=True, type=Path, help="folder for priors.pt and train_log.csv")
-    model_help = (
-        "flow priors (likelihood), autoregressive WaveNet priors (likelihood), score priors (denoising score "
-        "matching) or a VAE posterior trained on mixes against frozen flow priors (--priors); default: flow"
-    )
+    model_help = "; ".join(f"{name}: {kind.summary}" for name, kind in KINDS.items()) + " (default: flow)"
     t.add_argument("--model", choices=list(KINDS), default="flow", help=model_help)
     t.add_argument("--priors", type=Path, help="--model vae: the frozen flow priors (default: the shipped ones)")
     t.add_argument("--config", choices=preset_names(), default="default", help="model size (default: default)")

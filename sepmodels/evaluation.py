@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from sepmodels.data import toy
+from sepmodels import mixing
 from sepmodels.inference.separator import Separator
 from sepmodels.metrics import bss_sdr, si_sdr
 
@@ -34,7 +34,7 @@ def evaluate_separator(
     """Separate the mix of each ``truths[i]: [N, T]`` (their ``mix``: mean or sum) and score the estimates."""
     separated, floor, bss_sep, bss_mix = [], [], [], []
     for truth in tqdm(truths, desc="mixes", unit="mix", disable=not progress, leave=False):
-        mixture = toy.mix(truth, mix)
+        mixture = mixing.mix(truth, mix)
         estimates = separator.separate(mixture, truth)
         separated.append(si_sdr(estimates, truth))
         floor.append(si_sdr(mixture.expand_as(truth), truth))

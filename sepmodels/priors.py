@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
+from sepmodels import mixing
 from sepmodels.checkpoint import CheckpointError, default_priors_path, load_checkpoint, save_checkpoint
 from sepmodels.nn.contract import GroupedModel
 from sepmodels.nn.exact import ExactToyPriors
@@ -380,7 +381,7 @@ class GaussianPriors:
         mu, var = self._moments(torch.zeros((), dtype=torch.float64), sigma)
         mu, V = mu[:, 0], torch.diag(var[:, 0])
         N = len(mu)
-        a = torch.full((N,), 1.0 / N if how == "mean" else 1.0, dtype=torch.float64)
+        a = torch.full((N,), mixing.gain(N, how), dtype=torch.float64)
         noise = 0.0 if gamma is None else gamma**2
         gain = V @ a / (a @ V @ a + noise)  # Kalman gain of one linear observation
         mean = mu + gain * (mixture - a @ mu)

@@ -7,6 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from sepmodels import mixing
 from sepmodels.cli import main
 from sepmodels.data import toy
 
@@ -303,7 +304,7 @@ def test_export_strips_the_training_state(tmp_path, capsys):
 
 def test_the_exact_prior_is_chosen_by_name_and_separates_a_toy_mix(tmp_path, capsys):
     truth = toy.toy_test_set(1, 2940)[0]
-    path = _wav(tmp_path / "mix.wav", toy.mix(truth).numpy())
+    path = _wav(tmp_path / "mix.wav", mixing.mix(truth).numpy())
     out = tmp_path / "out"
     argv = ["separate", path, "--priors", "exact", "--out", str(out), "--sigma-max", "20", "--levels", "15",
             "--steps", "2", "--quiet"]  # fmt: skip

@@ -13,6 +13,7 @@ import torch
 
 import explorer
 import sepmodels
+from sepmodels import mixing
 from sepmodels.data import toy
 from sepmodels.inference.posterior import Demixer
 from sepmodels.nn.contract import TrainBatch
@@ -143,7 +144,7 @@ def test_the_posterior_kind_round_trips(tmp_path):
     torch.manual_seed(0)
     demixer = Demixer(kind.model_class(N, kind.preset("tiny")), toy.SOURCES, toy.SAMPLE_RATE, {})
     demixer.save(tmp_path / "vae.pt")
-    mix = toy.mix(toy.toy_test_set(1, 301)[0])
+    mix = mixing.mix(toy.toy_test_set(1, 301)[0])
     torch.testing.assert_close(Demixer.load(tmp_path / "vae.pt").separate(mix), demixer.separate(mix))
 
 

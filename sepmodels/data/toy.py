@@ -116,12 +116,3 @@ def toy_test_set(n: int, length: int, seed: int = 0, sample_rate: int = SAMPLE_R
     """A fixed test set ``[n, 4, length]``, disjoint in seed from every training stream."""
     generator = torch.Generator().manual_seed(_TEST_SEED_OFFSET + seed)
     return toy_batch(n, length, generator, sample_rate)
-
-
-def mix(sources: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Mix ``[..., N, T]`` sources into ``[..., T]``: their mean (the thesis's convention) or sum."""
-    if reduction == "mean":
-        return sources.mean(dim=-2)
-    if reduction == "sum":
-        return sources.sum(dim=-2)
-    raise ValueError(f"mix reduction must be 'mean' or 'sum', got {reduction!r}")

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from sepmodels import mixing
 from sepmodels.metrics import si_sdr
 from sepmodels.priors import Prior
 
@@ -97,8 +98,7 @@ class LangevinConfig:
             raise ValueError(f"levels and steps must be at least 1, got {self.levels}, {self.steps}")
         if not (self.delta > 0 and self.gamma > 0):
             raise ValueError(f"delta and gamma must be positive, got {self.delta}, {self.gamma}")
-        if self.mix not in ("mean", "sum"):
-            raise ValueError(f"mix must be 'mean' or 'sum', got {self.mix!r}")
+        mixing.check(self.mix)
         if self.init not in ("noise", "mix"):
             raise ValueError(f"init must be 'noise' or 'mix', got {self.init!r}")
         if self.chains < 1 or not self.accept >= 0 or self.restart_levels < 1:
@@ -163,10 +163,6 @@ class Iterate:
     chain: int = 0
 
 
-def _mix(sources: torch.Tensor, how: str) -> torch.Tensor:
-    return sources.mean(dim=0) if how == "mean" else sources.sum(dim=0)
-
-
 def _project(update: torch.Tensor) -> torch.Tensor:
     """Remove the component of ``[N, T]`` that changes the mix: what stays leaves mean and sum unchanged."""
     return update - update.mean(dim=0, keepdim=True)
@@ -174,9 +170,7 @@ def _project(update: torch.Tensor) -> torch.Tensor:
 
 def _onto_mix(sources: torch.Tensor, mixture: torch.Tensor, how: str) -> torch.Tensor:
     """The closest sources (in the Euclidean sense) whose mix equals ``mixture``."""
-    N = sources.shape[0]
-    gap = mixture - _mix(sources, how)
-    return sources + (gap if how == "mean" else gap / N)
+    return sources + mixing.spread(mixture - mixing.mix(sources, how), sources.shape[0], how)
 
 
 def _initial(mixture: torch.Tensor, n: int, cfg: LangevinConfig, generator: torch.Generator) -> torch.Tensor:
@@ -184,7 +178,7 @@ def _initial(mixture: torch.Tensor, n: int, cfg: LangevinConfig, generator: torc
     sigma0 = cfg.sigmas()[0]
     if cfg.init == "noise":
         return sigma0 * noise
-    share = mixture if cfg.mix == "mean" else mixture / n  # every source alike, mixing to the mix
+    share = mixing.spread(mixture, n, cfg.mix)  # every source alike, mixing to the mix
     return share[None] + sigma0 * noise
 
 
@@ -223,7 +217,7 @@ def langevin(
     sigmas = config.sigmas()
     total, step = config.total_steps, 0
     # d/ds_k of mix(s): 1/N for a mean mix, 1 for a sum.
-    weight = 1.0 / n_sources if config.mix == "mean" else 1.0
+    weight = mixing.gain(n_sources, config.mix)
     for level, sigma in enumerate(sigmas):
         eta = config.step_size(sigma)
         noise_scale = math.sqrt(2 * eta)
@@ -236,10 +230,10 @@ def langevin(
                 s = s + eta * _project(score) + noise_scale * _project(noise)
                 s = _onto_mix(s, mixture, config.mix)  # only rounding moves it off; keep it exact
             else:
-                residual = mixture - _mix(s, config.mix)
+                residual = mixture - mixing.mix(s, config.mix)
                 s = s + eta * (score + weight * residual[None] / gamma2) + noise_scale * noise
             step += 1
-            err = float((mixture - _mix(s, config.mix)).pow(2).mean().sqrt())
+            err = float((mixture - mixing.mix(s, config.mix)).pow(2).mean().sqrt())
             sdr = None if truth is None else si_sdr(s, truth)
             yield Iterate(step, total, level, sigma, s, log_prob, err, sdr)
 
@@ -270,9 +264,9 @@ def _residual(
     needed. The last iterate is the best chain's result at step ``total`` (earlier, when no restart was needed).
     """
     n_sources = len(priors)
-    whole = mixture * n_sources if config.mix == "mean" else mixture  # what the sources add up to
+    whole = mixing.total(mixture, n_sources, config.mix)  # what the sources add up to
     scale = float(mixture.pow(2).mean().sqrt())
-    error = lambda s: float((mixture - _mix(s, config.mix)).pow(2).mean().sqrt())  # noqa: E731
+    error = lambda s: float((mixture - mixing.mix(s, config.mix)).pow(2).mean().sqrt())  # noqa: E731
     total, step = config.total_steps, 0
     s = torch.zeros((n_sources, *mixture.shape), dtype=mixture.dtype, device=mixture.device)
     if start is not None:

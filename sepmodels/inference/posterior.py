@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
+from sepmodels import mixing
 from sepmodels.checkpoint import CheckpointError, default_priors_path, load_checkpoint, save_checkpoint
-from sepmodels.data import toy
 from sepmodels.nn.contract import ModelKind, TrainBatch
 from sepmodels.nn.vae import VAE_PRESETS, VAEConfig, VAEEncoder
 from sepmodels.priors import Prior
@@ -66,14 +66,14 @@ def elbo(
     q = encoder(mixture)
     s = q.rsample(generator)  # [B, N, T]
     T = mixture.shape[-1]
-    estimate = s.mean(dim=1) if mix == "mean" else s.sum(dim=1)
+    estimate = mixing.mix(s, mix)
     g2 = cfg.gamma**2
-    mixing = (-0.5 * (mixture - estimate).pow(2) / g2 - 0.5 * math.log(2 * math.pi * g2)).sum(-1) / T
+    fit = (-0.5 * (mixture - estimate).pow(2) / g2 - 0.5 * math.log(2 * math.pi * g2)).sum(-1) / T
     sigma = priors.default_sigma if cfg.prior_sigma is None else cfg.prior_sigma
     prior = priors.log_prob(s, sigma).sum(dim=(1, 2)) / T
     entropy = -q.log_prob(s).sum(dim=(1, 2)) / T
-    total = mixing + cfg.beta * (prior + entropy)
-    return ELBO(total.mean(), mixing.mean(), prior.mean(), entropy.mean())
+    total = fit + cfg.beta * (prior + entropy)
+    return ELBO(total.mean(), fit.mean(), prior.mean(), entropy.mean())
 
 
 class Demixer:
@@ -159,7 +159,7 @@ class Demixer:
 
 def _vae_loss(model: torch.nn.Module, batch: TrainBatch) -> torch.Tensor:
     # mixes only: the sources never reach the loss
-    return elbo(model, batch.priors, toy.mix(batch.clean), generator=batch.generator, config=batch.options).loss
+    return elbo(model, batch.priors, mixing.mix(batch.clean), generator=batch.generator, config=batch.options).loss
 
 
 KIND = ModelKind(
@@ -171,4 +171,5 @@ KIND = ModelKind(
     loss=_vae_loss,
     nats=True,
     posterior=True,
+    summary="a VAE posterior trained on mixes against frozen flow priors (--priors)",
 )

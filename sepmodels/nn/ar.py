@@ -205,4 +205,5 @@ KIND = ModelKind(
     objective="maximum likelihood",
     loss=_ar_loss,
     nats=True,
+    summary="autoregressive WaveNet priors (exact likelihood)",
 )

@@ -131,6 +131,7 @@ class ModelKind:
         nats: whether minus the loss is a log-likelihood (or bound) in nats per sample, for the log.
         posterior: trained against frozen priors into a VAE posterior rather than a set of priors.
         init_pass: run one loss without gradients before training (data-dependent initialisation).
+        summary: what it is, in a few words (``sepmodels train --help``).
     """
 
     name: str
@@ -142,6 +143,7 @@ class ModelKind:
     nats: bool
     posterior: bool = False
     init_pass: bool = False
+    summary: str = ""
 
     def preset(self, name: str) -> Any:
         """The named config, or a one-line error listing the names."""

@@ -373,4 +373,5 @@ KIND = ModelKind(
     loss=_flow_loss,
     nats=True,
     init_pass=True,  # ActNorm's data-dependent initialisation
+    summary="flow priors (exact likelihood)",
 )

@@ -305,4 +305,5 @@ KIND = ModelKind(
     objective="denoising score matching",
     loss=_score_loss,
     nats=False,
+    summary="score priors (denoising score matching; no likelihood)",
 )

@@ -55,6 +55,6 @@ def test_five_sessions_run_to_the_end_without_crosstalk(tiny_priors):
     assert sorted(v.seed for v in views) == list(range(SESSIONS))
     for view in views:
         assert view.runner.error is None and view.runner.finished
-        alone = run(view.mixture, tiny_priors, len(tiny_priors), view.config(), view.truth)
+        alone = run(view.mixture, tiny_priors, view.config(), view.truth)
         assert view.runner.latest.step == alone.step == 60
         torch.testing.assert_close(view.runner.latest.sources, alone.sources, atol=1e-4, rtol=1e-4)
