@@ -132,6 +132,10 @@ class MixLikelihood(pn.viewable.Viewer):
         )
 
 
+def _count(n: int) -> str:
+    return f"{n / 1e6:.2f} M" if n >= 100_000 else f"{n:,}".replace(",", " ")
+
+
 def describe(priors: PriorSet) -> str:
     """One paragraph about the loaded priors for the page header."""
     if priors.kind == "exact":
@@ -146,7 +150,7 @@ def describe(priors: PriorSet) -> str:
     field = "the whole clip" if math.isinf(rf) else f"{rf} samples ({rf / priors.sample_rate:.2f} s)"
     return (
         f"{len(priors)} {kind} priors ({', '.join(priors.names)}), "
-        f"{priors.parameters_count() / 1e6:.2f} M parameters, receptive field {field}, "
+        f"{_count(priors.parameters_count())} parameters, receptive field {field}, "
         f"trained {step} steps; sample rate {priors.sample_rate} Hz; noise levels "
         f"{priors.ladder.sigma_max:g} to {priors.ladder.sigma_min:g}."
     )

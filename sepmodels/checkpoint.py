@@ -21,7 +21,7 @@ FORMAT = "sepmodels-checkpoint"
 VERSION = 1
 DEFAULT_PRIORS = "toy_default.pt"
 # The samplers' default: the shipped priors that separate best within the CPU speed target (README).
-DEFAULT_SAMPLER_PRIORS = "toy_score.pt"
+DEFAULT_SAMPLER_PRIORS = "toy_pitch.pt"
 
 
 class CheckpointError(ValueError):

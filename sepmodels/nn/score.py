@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from sepmodels.nn.contract import ModelKind, TrainBatch
+from sepmodels.nn.pitch import PitchDenoiser
 from sepmodels.nn.wavenet import WaveNet, sigma_features
 
 
@@ -44,13 +45,14 @@ class ScoreConfig:
     cycle: int = 100
     cond_features: int = 8
     global_context: bool = False  # see WaveNet: time-averaged features bias every gate
-    arch: str = "wavenet"  # or "spectral": a network over the whole clip's spectrum
+    arch: str = "wavenet"  # "spectral": a network over the whole clip's spectrum; "pitch": one pitch per clip
+    sample_rate: int = 14_700  # the rate the pitch grid of arch "pitch" assumes
 
     def __post_init__(self) -> None:
-        if self.arch not in ("wavenet", "spectral"):
-            raise ValueError(f"arch must be 'wavenet' or 'spectral', got {self.arch!r}")
-        if self.arch == "spectral" and self.fold != 1:
-            raise ValueError("a spectral score network takes whole clips: fold must be 1")
+        if self.arch not in ("wavenet", "spectral", "pitch"):
+            raise ValueError(f"arch must be 'wavenet', 'spectral' or 'pitch', got {self.arch!r}")
+        if self.arch != "wavenet" and self.fold != 1:
+            raise ValueError(f"a {self.arch} score network takes whole clips: fold must be 1")
 
     @staticmethod
     def preset(name: str) -> ScoreConfig:
@@ -72,6 +74,8 @@ SCORE_PRESETS: dict[str, ScoreConfig] = {
     # over the whole clip's spectrum: dilations 1..128 bins, harmonic features, a whole-spectrum context
     "spectral": ScoreConfig(arch="spectral", fold=1, layers=8, width=24, global_context=True),
     "spectral_tiny": ScoreConfig(arch="spectral", fold=1, layers=2, width=4, cond_features=4),
+    # One pitch per clip and its harmonic comb (sepmodels.nn.pitch): a few hundred parameters per source.
+    "pitch": ScoreConfig(arch="pitch", fold=1),
 }
 
 # Frequency ratios whose bins' signal-to-noise ratios every bin sees besides its own.
@@ -188,6 +192,8 @@ class ScoreNet(nn.Module):
         self.groups, self.config = groups, config
         if config.arch == "spectral":
             self.net: nn.Module = SpectralDenoiser(groups, config)
+        elif config.arch == "pitch":
+            self.net = PitchDenoiser(groups, config, config.sample_rate)
         else:
             self.net = WaveNet(groups, config.fold, config.fold, config.width, config.layers, config.kernel,
                                config.cycle, causal=False, cond_dim=config.cond_features,
@@ -214,7 +220,7 @@ class ScoreNet(nn.Module):
             raise ValueError(f"clip length must be a multiple of {f} samples, got {T}")
         s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
         s = s.expand(B) if s.dim() == 0 else s
-        if self.config.arch == "spectral":
+        if self.config.arch != "wavenet":  # whole-clip denoisers answer as score networks
             return (x - self.net(x, s)) / s.view(B, 1, 1)
         cond = sigma_features(s, self.config.cond_features)
         folded = x.view(B, G, T // f, f).transpose(2, 3)  # [B, G, fold, T/fold]: channel j = sample f*t + j
@@ -230,7 +236,7 @@ class ScoreNet(nn.Module):
         B = x.shape[0]
         s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
         s = s.expand(B) if s.dim() == 0 else s
-        if self.config.arch == "spectral" and sources is not None:
+        if self.config.arch != "wavenet" and sources is not None:
             out = x.clone()
             out[:, sources] = self.net(x[:, sources], s, groups=list(sources))
             return out
