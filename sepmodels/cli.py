@@ -150,6 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--soundfont", type=Path, help="a General-MIDI .sf2 (default: Debian's, if installed)")
     ms.add_argument("--quiet", action="store_true", help="no progress output")
 
+    mn = sub.add_parser(
+        "make-notes", help="render an NSynth-like set of single notes (4 s, 16 kHz) with FluidSynth"
+    )
+    mn.add_argument("--out", required=True, type=Path, help="folder for train/, valid/ and test/")
+    mn.add_argument("--families", nargs="+", metavar="FAMILY", help="instrument families (default: all 11)")
+    mn.add_argument("--pitches", nargs=2, type=int, metavar=("LO", "HI"), default=(36, 84),
+                    help="MIDI pitch range, inclusive (default: 36 84)")  # fmt: skip
+    mn.add_argument("--pitch-step", type=_positive_int, default=2, help="every Nth pitch (default: 2)")
+    mn.add_argument("--velocities", nargs="+", type=int, help="MIDI velocities (default: 25 50 75 100 127)")
+    mn.add_argument("--seed", type=int, default=0, help="seed of the split by instrument (default: 0)")
+    mn.add_argument("--soundfont", type=Path, help="a General-MIDI .sf2 (default: Debian's, if installed)")
+    mn.add_argument("--quiet", action="store_true", help="no progress output")
+
     st = sub.add_parser("study", help="run a study of the priors and write its results file (for apps/priors.py)")
     st.add_argument(
         "study",
@@ -559,6 +572,29 @@ def _cmd_make_stems(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_make_notes(args: argparse.Namespace) -> int:
+    from sepmodels.data.notes import FAMILIES, VELOCITIES, make_notes
+
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a file, not a folder")
+    lo, hi = args.pitches
+    if not 0 <= lo <= hi <= 127:
+        raise UsageError(f"--pitches must be 0 <= LO <= HI <= 127, got {lo} {hi}")
+    families = args.families or list(FAMILIES)
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown:
+        raise UsageError(f"--families: unknown {', '.join(unknown)}; choose from {', '.join(FAMILIES)}")
+    velocities = args.velocities or list(VELOCITIES)
+    if not all(1 <= v <= 127 for v in velocities):
+        raise UsageError("--velocities must be 1..127")
+    say = (lambda i, n: None) if args.quiet else (lambda i, n: print(f"program {i}/{n} rendered", file=sys.stderr))
+    counts = make_notes(args.out, families, range(lo, hi + 1, args.pitch_step), velocities, args.seed,
+                        args.soundfont, say)  # fmt: skip
+    print(f"wrote {sum(counts.values())} notes to {args.out} (" + ", ".join(f"{s} {n}" for s, n in counts.items())
+          + ")")  # fmt: skip
+    return 0
+
+
 def _cmd_study(args: argparse.Namespace) -> int:
     from sepmodels.data.testsets import TOY, MusdbTestData
     from sepmodels.studies import STUDIES, describe_priors, run_study, save_study
@@ -610,6 +646,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "evaluate": _cmd_evaluate,
         "study": _cmd_study,
         "make-stems": _cmd_make_stems,
+        "make-notes": _cmd_make_notes,
     }
     try:
         return commands[args.command](args)
