@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,7 +29,7 @@ import mido
 import numpy as np
 import soundfile as sf
 
-from sepmodels.data.stems import StemsError, find_soundfont, fluidsynth_path
+from sepmodels.data.stems import find_soundfont, fluidsynth_path, fluidsynth_render
 from sepmodels.fileio import atomic_path
 
 RATE = 16_000
@@ -90,17 +89,7 @@ def _midi(program: int, notes: Sequence[tuple[int, int]]) -> mido.MidiFile:
 
 def render_program(program: int, notes: Sequence[tuple[int, int]], soundfont: Path, workdir: Path) -> np.ndarray:
     """``notes`` ((pitch, velocity) pairs) on one program in one FluidSynth call: ``[len(notes), 4 s]``."""
-    mid, wav = workdir / f"p{program}.mid", workdir / f"p{program}.wav"
-    _midi(program, notes).save(str(mid))
-    cmd = [fluidsynth_path(), "-ni", "-q", "-g", "0.6", "-R", "0", "-C", "0", "-r", str(RATE),
-           "-T", "wav", "-F", str(wav), str(soundfont), str(mid)]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-    if done.returncode != 0 or not wav.exists():
-        raise StemsError(f"FluidSynth failed ({done.returncode}): {(done.stderr or done.stdout).strip()[:200]}")
-    audio, rate = sf.read(wav, dtype="float32", always_2d=True)
-    if rate != RATE:
-        raise StemsError(f"FluidSynth wrote {rate} Hz, expected {RATE}")
-    mono = audio.mean(axis=1)
+    mono = fluidsynth_render(_midi(program, notes), soundfont, workdir, RATE, timeout=1800).mean(axis=1)
     length, step = int(SECONDS * RATE), int(_SPACING * RATE)
     mono = np.pad(mono, (0, max(0, step * len(notes) - mono.shape[0])))
     return np.stack([mono[i * step : i * step + length] for i in range(len(notes))])

@@ -154,18 +154,26 @@ def compose(seed: int, seconds: float) -> tuple[float, dict[str, _Part]]:
     return bpm, {"drums": drums, "bass": bass, "other": other, "vocals": vocals}
 
 
-def render(part: _Part, bpm: float, seconds: float, soundfont: Path, workdir: Path) -> np.ndarray:
-    """One part through FluidSynth: ``[frames, 2]`` float32 at 44.1 kHz, exactly ``seconds`` long."""
-    mid, wav = workdir / "part.mid", workdir / "part.wav"
-    part.midi(bpm).save(str(mid))
-    cmd = [fluidsynth_path(), "-ni", "-q", "-g", "0.6", "-R", "0", "-C", "0", "-r", str(RATE),
+def fluidsynth_render(
+    song: mido.MidiFile, soundfont: Path, workdir: Path, rate: int = RATE, timeout: float = 600
+) -> np.ndarray:
+    """``song`` through FluidSynth (no reverb, no chorus): ``[frames, 2]`` float32 at ``rate``."""
+    mid, wav = workdir / "song.mid", workdir / "song.wav"
+    song.save(str(mid))
+    cmd = [fluidsynth_path(), "-ni", "-q", "-g", "0.6", "-R", "0", "-C", "0", "-r", str(rate),
            "-T", "wav", "-F", str(wav), str(soundfont), str(mid)]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0 or not wav.exists():
         raise StemsError(f"FluidSynth failed ({done.returncode}): {(done.stderr or done.stdout).strip()[:200]}")
-    audio, rate = sf.read(wav, dtype="float32", always_2d=True)
-    if rate != RATE:
-        raise StemsError(f"FluidSynth wrote {rate} Hz, expected {RATE}")
+    audio, wrote = sf.read(wav, dtype="float32", always_2d=True)
+    if wrote != rate:
+        raise StemsError(f"FluidSynth wrote {wrote} Hz, expected {rate}")
+    return audio
+
+
+def render(part: _Part, bpm: float, seconds: float, soundfont: Path, workdir: Path) -> np.ndarray:
+    """One part through FluidSynth: ``[frames, 2]`` float32 at 44.1 kHz, exactly ``seconds`` long."""
+    audio = fluidsynth_render(part.midi(bpm), soundfont, workdir)
     frames = int(seconds * RATE)
     audio = audio[:frames]
     if audio.shape[0] < frames:
