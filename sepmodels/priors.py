@@ -264,7 +264,7 @@ class PriorSet:
         from sepmodels.registry import kind_of_class
 
         kind = kind_of_class(str(ckpt.get("class")))
-        if kind is None or kind.posterior:
+        if kind is None or not kind.priors:
             raise CheckpointError(f"{where} holds a {ckpt.get('class')!r}, not a set of flow or score priors")
         model_class, config_class = kind.model_class, kind.config_class
         try:

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
@@ -31,6 +32,7 @@ from tqdm.auto import tqdm
 from sepmodels.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from sepmodels.data import toy
 from sepmodels.devices import pick_device
+from sepmodels.energy import EnergyMeter, EnergyReading
 from sepmodels.inference.posterior import Demixer
 from sepmodels.nn.contract import TrainBatch
 from sepmodels.priors import NoiseLadder, PriorSet
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "priors.pt"
 LOG_FILE = "train_log.csv"
 _LOG_FIELDS = ["step", "loss", "nats_per_sample", "lr", "grad_norm", "seconds"]
+_ENERGY_FIELDS = ["energy_kwh", "power_w", "co2_kg", "co2_paper_kg"]
 
 
 class TrainingError(RuntimeError):
@@ -62,8 +65,8 @@ class TrainConfig:
     sigma_min: float = 0.01  # also the minimum noise of every training clip
     levels: int = 10
     seed: int = 0
-    data: str = "toy"  # or "musdb"
-    root: str | None = None  # the musdb folder
+    data: str = "toy"  # "musdb", or "notes" (make-notes output) for the notes VQ-VAE
+    root: str | None = None  # the musdb or notes folder
     mono: str = "left"  # musdb: the left channel (the thesis) or the mean
     precision: str = "fp32"  # or "bf16": the model's forward pass under autocast, the loss in fp32
     compile: bool = False  # torch.compile the model (pays on a GPU for long runs; slow to start)
@@ -73,6 +76,10 @@ class TrainConfig:
     # score networks: "dsm" (denoising score matching, sigma^2-weighted) or "sdr" (the denoised clip's error in
     # dB, mean over clips and sources: every noise level weighs the same, the large ones included)
     objective: str = "dsm"
+    # "codecarbon": measured (or CodeCarbon's estimate) energy and CO2 in the log; "estimate": a stated
+    # per-core estimate without CodeCarbon (which takes seconds to start); see sepmodels.energy
+    energy: str = "codecarbon"
+    country: str = "FRA"  # the grid whose carbon intensity CodeCarbon applies
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "length", "checkpoint_every", "log_every"):
@@ -82,18 +89,29 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise ValueError(f"max_seconds must be positive, got {self.max_seconds}")
-        if self.data not in ("toy", "musdb"):
-            raise ValueError(f"data must be 'toy' or 'musdb', got {self.data!r}")
+        if self.data not in ("toy", "musdb", "notes"):
+            raise ValueError(f"data must be 'toy', 'musdb' or 'notes', got {self.data!r}")
+        if self.energy not in ("codecarbon", "estimate"):
+            raise ValueError(f"energy must be 'codecarbon' or 'estimate', got {self.energy!r}")
         if self.objective not in ("dsm", "sdr"):
             raise ValueError(f"objective must be 'dsm' or 'sdr', got {self.objective!r}")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
-        if self.data == "musdb" and not self.root:
-            raise ValueError("musdb training needs the dataset's root folder")
+        if self.data in ("musdb", "notes") and not self.root:
+            raise ValueError(f"{self.data} training needs the dataset's root folder")
 
     @property
     def ladder(self) -> NoiseLadder:
         return NoiseLadder(self.sigma_max, self.sigma_min, self.levels)
+
+
+def read_log(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """The columns of a ``train_log.csv`` as float arrays (NaN where a row has no value)."""
+    with Path(path).open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return {}
+    return {k: np.array([float(r[k]) if r.get(k) not in (None, "") else np.nan for r in rows]) for k in rows[0]}
 
 
 def draw_sigma(batch: int, ladder: NoiseLadder, generator: torch.Generator) -> torch.Tensor:
@@ -183,7 +201,20 @@ class Trainer:
 
             self.dataset = musdb.MusdbData(musdb.MusdbConfig(train_config.root, mono=train_config.mono), "train")
             self.names, self.sample_rate = musdb.SOURCES, musdb.SAMPLE_RATE
+        elif train_config.data == "notes":
+            from sepmodels.data.notes import NotesData
+
+            self.dataset = NotesData(train_config.root, "train")
+            self.names, self.sample_rate = NotesData.SOURCES, NotesData.RATE
         self.kind = kind_of_config(model_config)
+        if train_config.data not in self.kind.data:
+            raise TrainingError(
+                f"{self.kind.name} models train on {' or '.join(self.kind.data)} data, not {train_config.data}"
+            )
+        if self.kind.role == "codec" and model_config.sample_rate != self.sample_rate:
+            raise TrainingError(
+                f"the model is for {model_config.sample_rate} Hz; {train_config.data} data is {self.sample_rate}"
+            )
         self.frozen: PriorSet | None = None
         if self.kind.posterior:
             if priors is None or not priors.has_likelihood:
@@ -209,6 +240,12 @@ class Trainer:
                 )
             self.model.load_state_dict(init.state_dict())
         self.fine_tune = init is not None and ckpt is None
+        self.energy: EnergyReading | None = None  # the energy drawn so far (earlier runs of a resume included)
+        self._energy_before = EnergyReading(0.0, 0.0, 0.0, 0.0, 0.0, "")
+        if ckpt is not None and "energy" in ckpt["meta"]:
+            saved_energy = dict(ckpt["meta"]["energy"])
+            saved_energy.pop("method", None)
+            self._energy_before = EnergyReading(**saved_energy, method="")
 
     # -- state ---------------------------------------------------------------------------------------------
     def _resume_state(self) -> dict[str, Any] | None:
@@ -228,7 +265,9 @@ class Trainer:
                 rng = ckpt["rng"][self.dist.rank]
                 self.data_gen.set_state(rng["data"])
                 self.noise_gen.set_state(rng["noise"])
-                if self.dataset is not None and "tracks" in rng:
+                if "torch" in rng:
+                    torch.set_rng_state(rng["torch"])
+                if hasattr(self.dataset, "load_tracks") and "tracks" in rng:
                     self.dataset.load_tracks(rng["tracks"])
         except (KeyError, IndexError, RuntimeError, ValueError) as err:
             raise CheckpointError(
@@ -236,8 +275,9 @@ class Trainer:
             ) from None
         self.step = int(ckpt["meta"]["step"])
 
-    def priors(self) -> PriorSet | Demixer:
-        """What is being trained, with its metadata: priors, or a VAE posterior (a :class:`Demixer`)."""
+    def priors(self) -> Any:
+        """What is being trained, with its metadata: priors, a VAE posterior (a :class:`Demixer`) or a codec
+        kind's product."""
         meta = {
             "step": self.step,
             "train_config": asdict(self.cfg),
@@ -246,6 +286,10 @@ class Trainer:
             "data": self.cfg.data,
             "objective": self.kind.objective,
         }
+        if self.energy is not None:
+            meta["energy"] = asdict(self.energy)
+        if self.kind.product is not None:
+            return self.kind.product(self.model, self.names, self.sample_rate, meta)
         if self.kind.posterior:
             meta["priors"] = dict(self.frozen.meta, sources=list(self.frozen.names), kind=self.frozen.kind)
             return Demixer(self.model, self.names, self.sample_rate, meta)
@@ -253,8 +297,13 @@ class Trainer:
 
     def save(self) -> None:
         """Write the checkpoint (rank 0); every rank's generator states go in it, so each resumes its own."""
-        mine = {"data": self.data_gen.get_state(), "noise": self.noise_gen.get_state()}
-        if self.dataset is not None:  # the tracks in memory decide where the next crops come from
+        # The global stream too: the VQ-VAE's quantizer draws its restarted codes from it.
+        mine = {
+            "data": self.data_gen.get_state(),
+            "noise": self.noise_gen.get_state(),
+            "torch": torch.get_rng_state(),
+        }
+        if hasattr(self.dataset, "cached_tracks"):  # musdb: the tracks in memory decide the next crops
             mine["tracks"] = self.dataset.cached_tracks()
         states = [mine]
         if self.dist.world > 1:
@@ -276,7 +325,7 @@ class Trainer:
             clean = toy.toy_batch(self.cfg.batch_size, self.cfg.length, self.data_gen)
         sigma = draw_sigma(self.cfg.batch_size, self.cfg.ladder, self.noise_gen)
         noise = torch.randn(clean.shape, generator=self.noise_gen)
-        if not self.kind.posterior and not self.model.noise_conditional:
+        if self.kind.priors and not self.model.noise_conditional:
             sigma = torch.full_like(sigma, self.cfg.sigma_min)
         return clean.to(self.device), sigma.to(self.device), noise.to(self.device)
 
@@ -303,7 +352,10 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         model: torch.nn.Module = self.model
         self.model.train()
-        if self.step == 0 and self.kind.init_pass and not self.fine_tune:
+        fresh = self.step == 0 and not self.fine_tune
+        if fresh and self.kind.prepare is not None:  # statistics of the training set, before any step
+            self.kind.prepare(self.model, self.dataset, self.data_gen)
+        if fresh and self.kind.init_pass:
             with torch.no_grad():  # data-dependent init (ActNorm), before DDP copies rank 0's state everywhere
                 self.loss(self.model)
         if self.dist.world > 1:
@@ -317,6 +369,9 @@ class Trainer:
             total=self.cfg.steps, initial=self.step, disable=not self.progress, unit="step", dynamic_ncols=True
         )
         started = time.perf_counter()
+        meter = None
+        if self.dist.main:
+            meter = EnergyMeter(self.cfg.country, use_codecarbon=self.cfg.energy == "codecarbon").start()
         try:
             while self.step < self.cfg.steps:
                 lr = lr_at(self.step, self.cfg)
@@ -341,6 +396,8 @@ class Trainer:
                     nats = f"{-value:.6f}" if self.kind.nats else ""
                     bar.set_postfix(loss=f"{value:.3f}", nats_per_sample=nats[:6] or "-", lr=f"{lr:.1e}")
                     if writer is not None:
+                        self._read_energy(meter)
+                        stats = self.model.train_stats() if self.kind.stats else {}
                         writer.writerow(
                             [
                                 self.step,
@@ -349,6 +406,8 @@ class Trainer:
                                 f"{lr:.3e}",
                                 f"{float(grad_norm):.4f}",
                                 f"{time.perf_counter() - started:.2f}",
+                                *(f"{stats[name]:.6g}" for name in self.kind.stats),
+                                *(f"{getattr(self.energy, name):.6g}" for name in _ENERGY_FIELDS),
                             ]
                         )
                         log_file.flush()
@@ -356,6 +415,7 @@ class Trainer:
                     self.cfg.max_seconds is not None and time.perf_counter() - started >= self.cfg.max_seconds
                 )
                 if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps or out_of_time:
+                    self._read_energy(meter)
                     self.save()
                 if out_of_time and self.step < self.cfg.steps:
                     self.stopped_early = True
@@ -364,12 +424,24 @@ class Trainer:
             bar.close()
             if log_file is not None:
                 log_file.close()
+            if meter is not None:
+                meter.stop()
         if self.dist.world > 1:
             # No rank leaves before rank 0 has written the last checkpoint (the two-process test once failed
             # with SIGABRT in rank 1, which used to exit while rank 0 was still saving).
             dist.barrier()
         self.model.eval()
         return self.priors()
+
+    def _read_energy(self, meter: EnergyMeter | None) -> None:
+        """Bring :attr:`energy` up to date: this run's meter plus what earlier runs of a resume drew."""
+        if meter is None:
+            return
+        now, before = meter.read(), self._energy_before
+        self.energy = EnergyReading(
+            before.seconds + now.seconds, before.energy_kwh + now.energy_kwh, now.power_w,
+            before.co2_kg + now.co2_kg, before.co2_paper_kg + now.co2_paper_kg, now.method,
+        )  # fmt: skip
 
     def _saved_step(self) -> int | str:
         if not self.ckpt_path.exists():
@@ -386,6 +458,6 @@ class Trainer:
                 rows = [r for r in list(csv.reader(f))[1:] if r and int(r[0]) <= self.step]
         f = path.open("w", newline="")
         writer = csv.writer(f)
-        writer.writerow(_LOG_FIELDS)
+        writer.writerow([*_LOG_FIELDS, *self.kind.stats, *_ENERGY_FIELDS])
         writer.writerows(rows)
         return writer, f

@@ -1,4 +1,9 @@
+import json
+import math
+from pathlib import Path
+
 import pytest
+import soundfile as sf
 import torch
 
 from sepmodels.data import toy
@@ -13,6 +18,63 @@ def make_tiny_priors(seed: int = 0) -> PriorSet:
     with torch.no_grad():
         model(toy.toy_test_set(4, 256, seed=seed) + 0.05 * torch.randn(4, 4, 256), torch.full((4,), 0.05))
     return PriorSet(model.eval(), toy.SOURCES, toy.SAMPLE_RATE, NoiseLadder(), {"step": 0})
+
+
+@pytest.fixture(autouse=True)
+def _energy_estimate_only(request, monkeypatch):
+    """Training in tests reads the stated energy estimate: CodeCarbon takes seconds to start, every time. Tests
+    marked ``codecarbon`` (and commands run in a subprocess) use the real meter."""
+    if request.node.get_closest_marker("codecarbon") is None:
+        import sepmodels.train
+        from sepmodels.energy import EnergyMeter
+
+        def meter(country: str = "FRA", interval: float = 2.0, use_codecarbon: bool = True) -> EnergyMeter:
+            return EnergyMeter(country, interval, use_codecarbon=False)
+
+        monkeypatch.setattr(sepmodels.train, "EnergyMeter", meter)
+
+
+def synthetic_note(f0: float, seconds: float = 4.0, rate: int = 16_000) -> torch.Tensor:
+    """A decaying harmonic tone ``[T]``: a stand-in for a rendered note where FluidSynth is not needed."""
+    t = torch.arange(int(seconds * rate)) / rate
+    return sum(0.3 / k * torch.sin(2 * math.pi * k * f0 * t) for k in range(1, 5)) * torch.exp(-2 * t)
+
+
+@pytest.fixture(scope="session")
+def notes_root(tmp_path_factory) -> Path:
+    """A make-notes-shaped folder of synthetic 4 s notes (12 train, 2 valid, 3 test)."""
+    root = tmp_path_factory.mktemp("notes")
+    for split, pitches in {"train": range(48, 72, 2), "valid": [50, 57], "test": [61, 64, 67]}.items():
+        folder = root / split
+        folder.mkdir()
+        meta = {}
+        for p in pitches:
+            name = f"keyboard_000-{p:03d}-100"
+            sf.write(folder / f"{name}.wav", synthetic_note(440 * 2 ** ((p - 69) / 12)).numpy(), 16_000,
+                     subtype="PCM_16")  # fmt: skip
+            meta[name] = {"note_str": name, "pitch": p, "velocity": 100, "instrument_family_str": "keyboard"}
+        (folder / "examples.json").write_text(json.dumps(meta))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_inpainter_paths(notes_root, tmp_path_factory) -> tuple[str, str, str]:
+    """A tiny notes VQ-VAE trained for a few steps and its codemap priors: ``(codec, codes, train log)``."""
+    from sepmodels.data.notes import NotesData
+    from sepmodels.inpaint.inpainter import fit_codemap_priors
+    from sepmodels.inpaint.vqvae import VQVAE_PRESETS
+    from sepmodels.train import TrainConfig, Trainer
+
+    out = tmp_path_factory.mktemp("vqvae")
+    cfg = TrainConfig(steps=20, batch_size=4, length=4096, lr=2e-3, data="notes", root=str(notes_root),
+                      log_every=1, energy="estimate")  # fmt: skip
+    codec = Trainer(out, VQVAE_PRESETS["tiny"], cfg, progress=False).run()
+    train, test = NotesData(notes_root, "train"), NotesData(notes_root, "test")
+    codes = fit_codemap_priors(codec, train.clips.float() / 32768, test.clips.float() / 32768,
+                               transformer_steps=20, energy="estimate",
+                               transformer={"dim": 16, "heads": 2, "window": (16, 16), "rounds": 3})  # fmt: skip
+    codes.save(out / "codes.pt")
+    return str(out / "priors.pt"), str(out / "codes.pt"), str(out / "train_log.csv")
 
 
 @pytest.fixture(scope="session")

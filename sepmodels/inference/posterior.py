@@ -170,6 +170,6 @@ KIND = ModelKind(
     objective="ELBO",
     loss=_vae_loss,
     nats=True,
-    posterior=True,
+    role="posterior",
     summary="a VAE posterior trained on mixes against frozen flow priors (--priors)",
 )

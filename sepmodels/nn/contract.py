@@ -129,8 +129,16 @@ class ModelKind:
         loss: ``loss(model, batch) -> scalar``; ``model`` may be a DDP or compiled wrapper, so call it, not
             its methods, for the pass that must be differentiated.
         nats: whether minus the loss is a log-likelihood (or bound) in nats per sample, for the log.
-        posterior: trained against frozen priors into a VAE posterior rather than a set of priors.
+        role: what training produces: ``"priors"`` (a :class:`~sepmodels.priors.PriorSet`, one model per
+            source), ``"posterior"`` (a VAE posterior trained against frozen priors) or ``"codec"`` (a model
+            of its own data, such as the notes VQ-VAE, wrapped by ``product``).
+        data: the training data it takes (``TrainConfig.data``).
         init_pass: run one loss without gradients before training (data-dependent initialisation).
+        prepare: ``prepare(model, data, generator)`` before the first step of a fresh run (statistics of the
+            training set, such as a spectrogram standardisation).
+        product: ``product(model, names, sample_rate, meta)``: what a ``"codec"`` run returns and saves
+            (anything with ``payload()``).
+        stats: names of extra training-log columns; the model's ``train_stats()`` gives them each step.
         summary: what it is, in a few words (``sepmodels train --help``).
     """
 
@@ -141,9 +149,29 @@ class ModelKind:
     objective: str
     loss: Callable[[Any, TrainBatch], torch.Tensor]
     nats: bool
-    posterior: bool = False
+    role: str = "priors"
+    data: tuple[str, ...] = ("toy", "musdb")
     init_pass: bool = False
+    prepare: Callable[[Any, Any, torch.Generator], None] | None = None
+    product: Callable[[Any, Sequence[str], int, dict[str, Any]], Any] | None = None
+    stats: tuple[str, ...] = ()
     summary: str = ""
+
+    def __post_init__(self) -> None:
+        if self.role not in ("priors", "posterior", "codec"):
+            raise ValueError(f"role must be 'priors', 'posterior' or 'codec', got {self.role!r}")
+        if (self.role == "codec") != (self.product is not None):
+            raise ValueError("a codec kind, and only a codec kind, names its product")
+
+    @property
+    def posterior(self) -> bool:
+        """Trained against frozen priors into a VAE posterior."""
+        return self.role == "posterior"
+
+    @property
+    def priors(self) -> bool:
+        """Trained into a set of priors, one per source."""
+        return self.role == "priors"
 
     def preset(self, name: str) -> Any:
         """The named config, or a one-line error listing the names."""
