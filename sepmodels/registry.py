@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from sepmodels.inference import posterior
+from sepmodels.inpaint import vqvae
 from sepmodels.nn import ar, flows, score
 from sepmodels.nn.contract import ModelKind
 
@@ -20,6 +21,7 @@ KINDS: dict[str, ModelKind] = {
         ar.KIND,  # autoregressive WaveNet: exact likelihood, sampled sample by sample
         score.KIND,  # noise-conditional score networks: the gradient of log p only
         posterior.KIND,  # the VAE posterior over the sources, trained against frozen priors
+        vqvae.KIND,  # a VQ-VAE over note spectrograms, for codemap inpainting: a codec, not priors
     )
 }
 

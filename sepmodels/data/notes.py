@@ -28,6 +28,7 @@ from pathlib import Path
 import mido
 import numpy as np
 import soundfile as sf
+import torch
 
 from sepmodels.data.stems import find_soundfont, fluidsynth_path, fluidsynth_render
 from sepmodels.fileio import atomic_path
@@ -152,4 +153,71 @@ def make_notes(
     return counts
 
 
-__all__ = ["FAMILIES", "RATE", "SPLITS", "VELOCITIES", "make_notes", "render_program", "split_programs"]
+class NotesData:
+    """One split of a :func:`make_notes` set in memory, for training: 16-bit samples, drawn at random.
+
+    Arguments:
+        root: the folder ``make-notes`` wrote.
+        split: ``train``, ``valid`` or ``test``.
+    """
+
+    SOURCES = ("note",)
+    RATE = RATE
+
+    def __init__(self, root: str | Path, split: str = "train") -> None:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        folder = Path(root) / split
+        index = folder / "examples.json"
+        if not index.is_file():
+            raise FileNotFoundError(
+                f"{index} does not exist: make the set with `sepmodels make-notes --out {root}`"
+            )
+        self.examples: dict[str, dict] = json.loads(index.read_text())
+        if not self.examples:
+            raise ValueError(f"{index} lists no notes")
+        clips = []
+        for name in sorted(self.examples):
+            data, rate = sf.read(folder / f"{name}.wav", dtype="int16", always_2d=True)
+            if rate != RATE or data.shape[1] != 1:
+                raise ValueError(
+                    f"{folder / name}.wav is {rate} Hz with {data.shape[1]} channels, not {RATE} Hz mono"
+                )
+            clips.append(np.pad(data[:, 0], (0, max(0, int(SECONDS * RATE) - data.shape[0]))))
+        self.names = sorted(self.examples)
+        self.clips = torch.from_numpy(np.stack(clips))  # [N, T] int16
+
+    def __len__(self) -> int:
+        return self.clips.shape[0]
+
+    def note(self, i: int) -> torch.Tensor:
+        """Note ``i`` (in name order) as float samples ``[T]``."""
+        return self.clips[i].float() / 32768.0
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` whole notes drawn at random, ``[n, T]``."""
+        return self.clips[torch.randint(len(self), (n,), generator=generator)].float() / 32768.0
+
+    def batch(self, batch_size: int, length: int, generator: torch.Generator) -> torch.Tensor:
+        """Random crops of ``length`` samples from random notes, ``[B, 1, length]`` (the trainer's shape)."""
+        total = self.clips.shape[1]
+        if length > total:
+            raise ValueError(f"crops of {length} samples are longer than the notes ({total})")
+        rows = torch.randint(len(self), (batch_size,), generator=generator)
+        starts = torch.randint(total - length + 1, (batch_size,), generator=generator)
+        crops = torch.stack(
+            [self.clips[r, s : s + length] for r, s in zip(rows.tolist(), starts.tolist(), strict=True)]
+        )
+        return crops.float()[:, None] / 32768.0
+
+
+__all__ = [
+    "FAMILIES",
+    "RATE",
+    "SPLITS",
+    "VELOCITIES",
+    "NotesData",
+    "make_notes",
+    "render_program",
+    "split_programs",
+]

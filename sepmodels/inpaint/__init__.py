@@ -1,0 +1,1 @@
+"""Spectrogram inpainting with a VQ-VAE: spectrograms, the model, codemap priors and edits."""
