@@ -63,10 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser(
-        "train", help="train priors (flow, autoregressive or score; one per source) or a VAE posterior"
+        "train",
+        help="train priors (flow, autoregressive or score; one per source), a VAE posterior, or the notes VQ-VAE",
     )
-    t.add_argument("--data", choices=["toy", "musdb"], default="toy", help="training data (default: toy)")
-    t.add_argument("--root", type=Path, help="--data musdb: the musdb18 or musdb18-HQ folder")
+    t.add_argument(
+        "--data", choices=["toy", "musdb", "notes"], help="training data (default: toy; notes for vqvae)"
+    )
+    t.add_argument("--root", type=Path, help="--data musdb: the musdb18 folder; --data notes: make-notes output")
     t.add_argument("--mono", choices=["left", "mean"], help="--data musdb: left channel (the thesis) or downmix")
     t.add_argument("--out", required=True, type=Path, help="folder for priors.pt and train_log.csv")
     model_help = "; ".join(f"{name}: {kind.summary}" for name, kind in KINDS.items()) + " (default: flow)"
@@ -96,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--seed", type=int, help="seed of data, noise and initialisation (default: 0)")
     t.add_argument("--checkpoint-every", type=_positive_int, help="steps between checkpoints (default: 250)")
+    t.add_argument("--log-every", type=_positive_int, help="steps between rows of train_log.csv (default: 10)")
+    t.add_argument(
+        "--energy",
+        choices=["codecarbon", "estimate"],
+        help="energy and CO2 in the log: CodeCarbon's reading or a stated per-core estimate (default: codecarbon)",
+    )
+    t.add_argument("--country", help="ISO 3166 alpha-3 code of the grid for CodeCarbon's CO2 (default: FRA)")
     t.add_argument("--plain", action="store_true", help="no noise conditioning: train at the minimum noise only")
     t.add_argument("--resume", action="store_true", help="continue OUT/priors.pt exactly where it stopped")
     t.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
@@ -162,6 +172,21 @@ def build_parser() -> argparse.ArgumentParser:
     mn.add_argument("--seed", type=int, default=0, help="seed of the split by instrument (default: 0)")
     mn.add_argument("--soundfont", type=Path, help="a General-MIDI .sf2 (default: Debian's, if installed)")
     mn.add_argument("--quiet", action="store_true", help="no progress output")
+
+    fc = sub.add_parser(
+        "fit-codes", help="fit the codemap priors of a notes VQ-VAE (for apps/inpainting.py) and score them"
+    )
+    fc.add_argument("--codec", type=Path, help="a notes VQ-VAE (train --model vqvae; default: the shipped one)")
+    fc.add_argument("--notes", required=True, type=Path, help="a make-notes folder: train/ fits, test/ scores")
+    fc.add_argument("--out", required=True, type=Path, help="the codemap priors file to write (.pt)")
+    fc.add_argument("--transformer-steps", type=_positive_int, default=1500,
+                    help="training steps of the masked transformer (default: 1500)")  # fmt: skip
+    fc.add_argument("--test-notes", type=_positive_int, default=200,
+                    help="held-out notes to score the priors on (default: 200)")  # fmt: skip
+    fc.add_argument("--seed", type=int, default=0, help="seed of the transformer and the scoring boxes")
+    fc.add_argument("--energy", choices=["codecarbon", "estimate"], default="codecarbon",
+                    help="how the fitting's energy is measured (default: codecarbon)")  # fmt: skip
+    fc.add_argument("--quiet", action="store_true", help="no progress output")
 
     st = sub.add_parser("study", help="run a study of the priors and write its results file (for apps/priors.py)")
     st.add_argument(
@@ -272,7 +297,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.out.is_dir():
         raise UsageError(f"{args.out} is a folder; give a file name ending in .pt")
     ckpt = load_checkpoint(args.checkpoint)
-    if ckpt.get("class") == Demixer.CLASS:  # a VAE posterior
+    from sepmodels.inpaint.vqvae import NoteCodec
+
+    if ckpt.get("class") == NoteCodec.CLASS:  # the notes VQ-VAE: drop the optimiser and the random streams
+        codec = NoteCodec.load(args.checkpoint)
+        codec.save(args.out)
+        count = sum(p.numel() for p in codec.model.parameters())
+        what = f"a notes VQ-VAE ({count} parameters, {codec.config.codebook_size} codes)"
+    elif ckpt.get("class") == Demixer.CLASS:  # a VAE posterior
         demixer = Demixer.from_checkpoint(ckpt, str(args.checkpoint))
         demixer.save(args.out)
         count = sum(p.numel() for p in demixer.encoder.parameters())
@@ -437,6 +469,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from sepmodels.registry import kind_named
     from sepmodels.train import TrainConfig, Trainer
 
+    kind = kind_named(args.model)
+    data = args.data or kind.data[0]
+    if data not in kind.data:
+        raise UsageError(f"--model {args.model} trains on --data {' or '.join(kind.data)}, not {data}")
     overrides = {
         "steps": args.steps,
         "batch_size": args.batch_size,
@@ -445,13 +481,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "sigma_min": args.sigma_min,
         "sigma_max": args.sigma_max,
         "seed": args.seed,
-        "data": args.data,
+        "data": data,
         "root": None if args.root is None else str(args.root),
         "mono": args.mono,
         "precision": args.precision,
         "compile": args.compile or None,
         "checkpoint_every": args.checkpoint_every,
+        "log_every": args.log_every,
         "objective": args.objective,
+        "energy": args.energy,
+        "country": args.country,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.objective is not None and args.model != "score":
@@ -460,12 +499,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides["sigma_max"] = max(TrainConfig.sigma_max, overrides["sigma_min"])
     if overrides.get("sigma_min", TrainConfig.sigma_min) > overrides.get("sigma_max", TrainConfig.sigma_max):
         raise UsageError("--sigma-min must not exceed --sigma-max")
-    if args.data == "musdb" and args.root is None:
+    if data == "musdb" and args.root is None:
         raise UsageError("--data musdb needs --root PATH (a musdb18 or musdb18-HQ folder, or make-stems output)")
-    if args.data != "musdb" and (args.root is not None or args.mono is not None):
-        raise UsageError("--root and --mono are for --data musdb")
-    train_cfg = replace(TrainConfig(), **overrides)
-    kind = kind_named(args.model)
+    if data == "notes" and args.root is None:
+        raise UsageError("--data notes needs --root PATH (a folder made by `sepmodels make-notes`)")
+    if data == "notes" and not (args.root / "train" / "examples.json").is_file():
+        raise UsageError(f"--root {args.root} holds no train/examples.json; make it with `sepmodels make-notes`")
+    if data == "toy" and args.root is not None:
+        raise UsageError("--root is for --data musdb or notes")
+    if data != "musdb" and args.mono is not None:
+        raise UsageError("--mono is for --data musdb")
+    if args.country is not None and not (len(args.country) == 3 and args.country.isalpha()):
+        raise UsageError(f"--country must be an ISO 3166 alpha-3 code such as FRA or USA, got {args.country!r}")
+    try:
+        train_cfg = replace(TrainConfig(), **overrides)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     try:
         model_cfg = kind.preset(args.config)
     except ValueError as err:
@@ -498,7 +547,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )  # fmt: skip
     trainer.run()
     if trainer.dist.main:
-        what = "VAE posterior" if kind.posterior else "priors"
+        what = {"priors": "priors", "posterior": "VAE posterior", "codec": "model"}[kind.role]
         print(f"trained {trainer.step} steps; {what} written to {trainer.ckpt_path}")
     if trainer.dist.world > 1:
         import torch.distributed as dist
@@ -595,6 +644,38 @@ def _cmd_make_notes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fit_codes(args: argparse.Namespace) -> int:
+    import torch
+
+    from sepmodels.data.notes import NotesData
+    from sepmodels.inpaint.inpainter import fit_codemap_priors
+    from sepmodels.inpaint.vqvae import NoteCodec
+
+    if args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a folder; give a file name ending in .pt")
+    for split in ("train", "test"):
+        if not (args.notes / split / "examples.json").is_file():
+            raise UsageError(
+                f"--notes {args.notes} holds no {split}/examples.json; make it with `sepmodels make-notes`"
+            )
+    codec = NoteCodec.load(args.codec)
+    train, test = NotesData(args.notes, "train"), NotesData(args.notes, "test")
+    picked = torch.randperm(len(test), generator=torch.Generator().manual_seed(args.seed))[: args.test_notes]
+    say = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
+    codes = fit_codemap_priors(codec, train.clips.float() / 32768.0, test.clips[picked].float() / 32768.0,
+                               args.transformer_steps, args.seed, progress=not args.quiet, say=say,
+                               energy=args.energy)  # fmt: skip
+    codes.save(args.out)
+    print(f"wrote {len(codes.priors)} codemap priors to {args.out}; masked cells recovered on {len(picked)} "
+          f"held-out notes (learned priors: the most probable code; uniform: a draw):")  # fmt: skip
+    for name, value in codes.accuracy.items():
+        print(f"  {name:<28}{100 * value:6.1f} %")
+    print(
+        f"codebook perplexity over the training codemaps: {codes.perplexity:.1f} of {codec.config.codebook_size}"
+    )
+    return 0
+
+
 def _cmd_study(args: argparse.Namespace) -> int:
     from sepmodels.data.testsets import TOY, MusdbTestData
     from sepmodels.studies import STUDIES, describe_priors, run_study, save_study
@@ -647,6 +728,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "study": _cmd_study,
         "make-stems": _cmd_make_stems,
         "make-notes": _cmd_make_notes,
+        "fit-codes": _cmd_fit_codes,
     }
     try:
         return commands[args.command](args)
