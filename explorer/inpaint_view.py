@@ -89,22 +89,19 @@ def example_notes(rate: int = 16_000) -> dict[str, torch.Tensor]:
             by_family.setdefault(name.split("-")[0], i)  # the first note of every instrument
         return {data.names[i]: data.note(i) for i in list(by_family.values())[:12]}
     try:
-        from sepmodels.data.notes import render_program
+        from sepmodels.data.notes import render_notes
         from sepmodels.data.stems import find_soundfont, fluidsynth_path
 
         fluidsynth_path()
         font = find_soundfont()
         import tempfile
 
-        notes = {}
-        with tempfile.TemporaryDirectory() as tmp:
-            for label, program, pitch in (("piano", 0, 60), ("vibraphone", 11, 67), ("church organ", 19, 48),
-                                          ("nylon guitar", 24, 55), ("violin", 40, 72), ("trumpet", 56, 64),
-                                          ("flute", 73, 77), ("square lead", 80, 57)):  # fmt: skip
-                clip = render_program(program, [(pitch, 100)], font, Path(tmp))[0]
-                notes[f"{label} (GM {program}), MIDI {pitch}, rendered by FluidSynth"] = torch.from_numpy(
-                    clip
-                ).float()
+        picks = (("piano", 0, 60), ("vibraphone", 11, 67), ("church organ", 19, 48), ("nylon guitar", 24, 55),
+                 ("violin", 40, 72), ("trumpet", 56, 64), ("flute", 73, 77), ("square lead", 80, 57))  # fmt: skip
+        with tempfile.TemporaryDirectory() as tmp:  # one FluidSynth call for all of them
+            clips = render_notes([(program, pitch, 100) for _, program, pitch in picks], font, Path(tmp))
+        notes = {f"{label} (GM {program}), MIDI {pitch}, rendered by FluidSynth": torch.from_numpy(clip).float()
+                 for (label, program, pitch), clip in zip(picks, clips, strict=True)}  # fmt: skip
         return notes
     except Exception:  # no FluidSynth or soundfont here: tones made in Python, named as such
         return _synthetic_notes(rate)

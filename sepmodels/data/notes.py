@@ -71,29 +71,45 @@ def split_programs(families: Sequence[str], seed: int = 0) -> dict[int, tuple[st
     return out
 
 
-def _midi(program: int, notes: Sequence[tuple[int, int]]) -> mido.MidiFile:
+_CHANNELS = [c for c in range(16) if c != 9]  # General MIDI keeps channel 10 (index 9) for drums
+
+
+def _midi(notes: Sequence[tuple[int, int, int]]) -> mido.MidiFile:
+    """One note every ``_SPACING`` seconds, each ``(program, pitch, velocity)``; up to 15 programs, one
+    channel each."""
     ticks, tempo = 480, 500_000  # 120 bpm: 960 ticks per second
     per_second = ticks * 1_000_000 / tempo
+    programs = list(dict.fromkeys(program for program, _, _ in notes))
+    if len(programs) > len(_CHANNELS):
+        raise ValueError(f"one render takes at most {len(_CHANNELS)} programs, got {len(programs)}")
+    channel = {program: _CHANNELS[i] for i, program in enumerate(programs)}
     track = mido.MidiTrack()
     track.append(mido.MetaMessage("set_tempo", tempo=tempo, time=0))
-    track.append(mido.Message("program_change", program=program, channel=0, time=0))
+    for program in programs:
+        track.append(mido.Message("program_change", program=program, channel=channel[program], time=0))
     now = 0
-    for i, (pitch, velocity) in enumerate(notes):
+    for i, (program, pitch, velocity) in enumerate(notes):
         on, off = round(i * _SPACING * per_second), round((i * _SPACING + HOLD) * per_second)
-        track.append(mido.Message("note_on", note=pitch, velocity=velocity, channel=0, time=on - now))
-        track.append(mido.Message("note_off", note=pitch, velocity=0, channel=0, time=off - on))
+        c = channel[program]
+        track.append(mido.Message("note_on", note=pitch, velocity=velocity, channel=c, time=on - now))
+        track.append(mido.Message("note_off", note=pitch, velocity=0, channel=c, time=off - on))
         now = off
     song = mido.MidiFile(ticks_per_beat=ticks)
     song.tracks.append(track)
     return song
 
 
-def render_program(program: int, notes: Sequence[tuple[int, int]], soundfont: Path, workdir: Path) -> np.ndarray:
-    """``notes`` ((pitch, velocity) pairs) on one program in one FluidSynth call: ``[len(notes), 4 s]``."""
-    mono = fluidsynth_render(_midi(program, notes), soundfont, workdir, RATE, timeout=1800).mean(axis=1)
+def render_notes(notes: Sequence[tuple[int, int, int]], soundfont: Path, workdir: Path) -> np.ndarray:
+    """``(program, pitch, velocity)`` notes (up to 15 programs) in one FluidSynth call: ``[len(notes), 4 s]``."""
+    mono = fluidsynth_render(_midi(notes), soundfont, workdir, RATE, timeout=1800).mean(axis=1)
     length, step = int(SECONDS * RATE), int(_SPACING * RATE)
     mono = np.pad(mono, (0, max(0, step * len(notes) - mono.shape[0])))
     return np.stack([mono[i * step : i * step + length] for i in range(len(notes))])
+
+
+def render_program(program: int, notes: Sequence[tuple[int, int]], soundfont: Path, workdir: Path) -> np.ndarray:
+    """``notes`` ((pitch, velocity) pairs) on one program in one FluidSynth call: ``[len(notes), 4 s]``."""
+    return render_notes([(program, pitch, velocity) for pitch, velocity in notes], soundfont, workdir)
 
 
 def make_notes(
