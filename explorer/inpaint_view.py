@@ -210,10 +210,10 @@ class InpaintExplorer(pn.viewable.Viewer):
         }
         self._note_md = pn.pane.Markdown(sizing_mode="stretch_width")
         self._status_md = pn.pane.Markdown(sizing_mode="stretch_width")
-        self._upload = pn.widgets.FileInput(accept=".wav,.flac,.ogg", name="Upload a clip (WAV, up to 10 s)")
+        self._upload = pn.widgets.FileInput(accept=".wav,.flac,.ogg", multiple=False)
         self._upload.param.watch(self._on_upload, "value")
         self._upload_msg = pn.pane.Markdown()
-        self._apply = pn.widgets.Button(name="Apply the edit", button_type="primary")
+        self._apply = pn.widgets.Button(label="Apply the edit", color="primary")
         self._apply.on_click(lambda _e: busy(self._edit_panel, self.apply))
         self._edit_panel = pn.Column(
             pn.Row(pn.pane.Bokeh(self._recon_fig, sizing_mode="stretch_width"),
@@ -289,7 +289,8 @@ class InpaintExplorer(pn.viewable.Viewer):
                      "columns": pn.widgets.IntRangeSlider}, show_name=False, width=300,
         )  # fmt: skip
         inpaint = pn.Row(
-            pn.Column(controls, self._apply, self._upload, self._upload_msg, width=320),
+            pn.Column(controls, self._apply, "Upload a clip (WAV, FLAC or OGG, up to 10 s):", self._upload,
+                      self._upload_msg, width=320),
             pn.Column(
                 self._note_md,
                 pn.Row(pn.pane.Bokeh(self._orig_fig, sizing_mode="stretch_width"),
