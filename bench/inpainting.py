@@ -29,7 +29,7 @@ import torch
 
 from sepmodels.data.notes import NotesData
 from sepmodels.fileio import atomic_path
-from sepmodels.inpaint.codes import box_mask
+from sepmodels.inpaint.codes import box_mask, perplexity
 from sepmodels.inpaint.inpainter import Inpainter, codemaps_of, reconstruction_quality
 
 
@@ -57,9 +57,8 @@ def main() -> None:
     clips = test.clips[picked].float() / 32768.0
     quality = reconstruction_quality(ip.codec, clips, iterations=ip.iterations)
     maps = codemaps_of(ip.codec, clips)
-    counts = torch.bincount(maps.flatten(), minlength=ip.codec.config.codebook_size).double()
-    p = counts[counts > 0] / counts.sum()
-    held_out = {"codes_used": int((counts > 0).sum()), "perplexity": float(torch.exp(-(p * p.log()).sum()))}
+    counts = torch.bincount(maps.flatten(), minlength=ip.codec.config.codebook_size)
+    held_out = {"codes_used": int((counts > 0).sum()), "perplexity": perplexity(counts)}
     train_usage = {"codes_used": int((ip.codes.usage > 0).sum()), "perplexity": ip.codes.perplexity}
 
     note = clips[0]

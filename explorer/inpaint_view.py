@@ -43,7 +43,7 @@ from explorer.audio import load_audio_bytes, new_figure, playable
 from explorer.priors_view import busy
 from sepmodels.data.audio import AudioError
 from sepmodels.inpaint.codes import box_mask
-from sepmodels.inpaint.inpainter import Inpainter
+from sepmodels.inpaint.inpainter import Inpainter, codemaps_of
 from sepmodels.train import read_log
 
 EDITS = ("resample from a prior", "replace with another note's codes", "erase to silence")
@@ -382,7 +382,7 @@ class InpaintExplorer(pn.viewable.Viewer):
         if self.edit == EDITS[0]:
             return self.ip.inpaint(codes, mask, self.prior, self.temperature, self.seed)
         if self.edit == EDITS[1]:
-            other = self.ip.analyse(self.notes[self.other]).codes
+            other = codemaps_of(self.ip.codec, self.notes[self.other][None])[0]  # its codes only, no decoding
             return self.ip.replace(codes, other, mask)
         return self.ip.erase(codes, mask)
 

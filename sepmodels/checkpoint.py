@@ -28,6 +28,12 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message is one line meant for the user."""
 
 
+def first_line(err: BaseException) -> str:
+    """An exception's first line for a one-line message (its type's name when it has no text)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
     """Write ``payload`` (which must name its ``class``) with the format header, atomically."""
     if "class" not in payload:
@@ -45,7 +51,7 @@ def safe_load(path: Path, error: type[Exception], what: str, map_location: str |
             raise error(f"{path} is not a sepmodels {what} (it holds objects that are unsafe to load)") from None
         raise error(f"{path} is not a readable {what} (not a torch.save file)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise error(f"{path} is not a readable {what} ({first[:120]})") from None
     except Exception as err:  # torch's legacy reader fails on foreign files in any way (KeyError, IndexError, ...)
         raise error(f"{path} is not a readable {what} (not a torch.save file: {type(err).__name__})") from None

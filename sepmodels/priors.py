@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from sepmodels import mixing
-from sepmodels.checkpoint import CheckpointError, default_priors_path, load_checkpoint, save_checkpoint
+from sepmodels.checkpoint import CheckpointError, default_priors_path, first_line, load_checkpoint, save_checkpoint
 from sepmodels.nn.contract import GroupedModel
 from sepmodels.nn.exact import ExactToyPriors
 
@@ -274,7 +274,7 @@ class PriorSet:
             model = model_class(len(names), config)
             model.load_state_dict(ckpt["state_dict"])
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            first = first_line(err)
             raise CheckpointError(f"{where} does not match its own description ({first[:120]})") from None
         return cls(model, names, int(ckpt["sample_rate"]), ladder, ckpt.get("meta")).freeze()
 

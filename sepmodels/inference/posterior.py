@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from sepmodels import mixing
-from sepmodels.checkpoint import CheckpointError, default_priors_path, load_checkpoint, save_checkpoint
+from sepmodels.checkpoint import CheckpointError, default_priors_path, first_line, load_checkpoint, save_checkpoint
 from sepmodels.nn.contract import ModelKind, TrainBatch
 from sepmodels.nn.vae import VAE_PRESETS, VAEConfig, VAEEncoder
 from sepmodels.priors import Prior
@@ -145,7 +145,7 @@ class Demixer:
             encoder.load_state_dict(ckpt["state_dict"])
             names = tuple(str(n) for n in ckpt["sources"])
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            first = first_line(err)
             raise CheckpointError(f"{where} does not match its own description ({first[:120]})") from None
         encoder.eval().requires_grad_(False)
         return cls(encoder, names, int(ckpt["sample_rate"]), ckpt.get("meta"))

@@ -122,6 +122,13 @@ def _choose(logits: torch.Tensor, temperature: float, noise: torch.Tensor | None
 # Masks
 
 
+def perplexity(counts: torch.Tensor) -> float:
+    """``exp(entropy)`` of code counts ``[K]``: how many equally used codes would carry as much information."""
+    p = counts.double() / counts.sum()
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
 def box_mask(shape: Sequence[int], freq: tuple[int, int], time: tuple[int, int]) -> torch.Tensor:
     """A bool mask ``[F, T]`` that is True on rows ``freq[0] <= f < freq[1]`` and columns
     ``time[0] <= t < time[1]``; the ranges are clipped to the map (no negative indexing from the end)."""
@@ -731,6 +738,7 @@ __all__ = [
     "box_mask",
     "inpainting_accuracy",
     "neighbour_offsets",
+    "perplexity",
     "prior_from_state",
     "random_box_masks",
 ]

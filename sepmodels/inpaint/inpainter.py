@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from sepmodels.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from sepmodels.checkpoint import CheckpointError, first_line, load_checkpoint, save_checkpoint
 from sepmodels.energy import EnergyMeter
 from sepmodels.inpaint.codes import (
     CodePrior,
@@ -33,6 +33,7 @@ from sepmodels.inpaint.codes import (
     TransformerCodes,
     UniformCodes,
     inpainting_accuracy,
+    perplexity,
     prior_from_state,
     random_box_masks,
 )
@@ -71,9 +72,7 @@ class CodemapPriors:
     @property
     def perplexity(self) -> float:
         """``exp(entropy)`` of the codes' usage over the training codemaps: how many codes are in real use."""
-        p = self.usage.double() / self.usage.sum()
-        p = p[p > 0]
-        return float(torch.exp(-(p * p.log()).sum()))
+        return perplexity(self.usage)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         save_checkpoint(path, {
@@ -93,7 +92,7 @@ class CodemapPriors:
             priors = {name: prior_from_state(state) for name, state in ckpt["priors"].items()}
             return cls(priors, ckpt["usage"], dict(ckpt.get("accuracy", {})), dict(ckpt.get("meta", {})))
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            first = first_line(err)
             raise CheckpointError(f"{where} does not match its own description ({first[:120]})") from None
 
 

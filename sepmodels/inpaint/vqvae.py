@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 from vector_quantize_pytorch import VectorQuantize
 
-from sepmodels.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from sepmodels.checkpoint import CheckpointError, first_line, load_checkpoint, save_checkpoint
+from sepmodels.inpaint.codes import perplexity
 from sepmodels.inpaint.spectrogram import Standardizer, STFTConfig, griffin_lim, log_magnitude, with_phase
 from sepmodels.nn.contract import ModelKind, TrainBatch
 
@@ -231,10 +232,8 @@ class VQVAE(nn.Module):
         # average that does not land on it.
         reset = float(self.quantizer._codebook.reset_cluster_size)
         self._restarts += int((self.quantizer._codebook.cluster_size == reset).sum())
-        counts = torch.bincount(codes.flatten(), minlength=self.config.codebook_size).float()
-        p = counts / counts.sum()
-        entropy = -(p[p > 0] * p[p > 0].log()).sum()
-        self._last = {"perplexity": float(entropy.exp()), "codes_used": float((counts > 0).sum())}
+        counts = torch.bincount(codes.flatten(), minlength=self.config.codebook_size)
+        self._last = {"perplexity": perplexity(counts), "codes_used": float((counts > 0).sum())}
 
     def train_stats(self) -> dict[str, float]:
         """Codebook health for the training log: the last batch's code perplexity and codes used, and the
@@ -298,7 +297,7 @@ class NoteCodec:
             model = VQVAE(1, VQVAEConfig(**ckpt["config"]))
             model.load_state_dict(ckpt["state_dict"])
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            first = first_line(err)
             raise CheckpointError(f"{where} does not match its own description ({first[:120]})") from None
         if not bool(model.standardize.fitted):
             raise CheckpointError(f"{where} was saved before its standardisation was learned")
