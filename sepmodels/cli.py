@@ -64,12 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser(
         "train",
-        help="train priors (flow, autoregressive or score; one per source), a VAE posterior, or the notes VQ-VAE",
+        help="train priors (flow, autoregressive or score; one per source), a VAE posterior, the notes VQ-VAE, "
+        "or the drum CWAE and its inverter",
     )
     t.add_argument(
-        "--data", choices=["toy", "musdb", "notes"], help="training data (default: toy; notes for vqvae)"
+        "--data",
+        choices=["toy", "musdb", "notes", "drums"],
+        help="training data (default: the model's own: toy; notes for vqvae; drums for cwae and mcnn)",
     )
-    t.add_argument("--root", type=Path, help="--data musdb: the musdb18 folder; --data notes: make-notes output")
+    t.add_argument(
+        "--root", type=Path, help="--data musdb: the musdb18 folder; notes: make-notes output; drums: make-drums"
+    )
     t.add_argument("--mono", choices=["left", "mean"], help="--data musdb: left channel (the thesis) or downmix")
     t.add_argument("--out", required=True, type=Path, help="folder for priors.pt and train_log.csv")
     model_help = "; ".join(f"{name}: {kind.summary}" for name, kind in KINDS.items()) + " (default: flow)"
@@ -172,6 +177,18 @@ def build_parser() -> argparse.ArgumentParser:
     mn.add_argument("--seed", type=int, default=0, help="seed of the split by instrument (default: 0)")
     mn.add_argument("--soundfont", type=Path, help="a General-MIDI .sf2 (default: Debian's, if installed)")
     mn.add_argument("--quiet", action="store_true", help="no progress output")
+
+    md = sub.add_parser(
+        "make-drums", help="render labelled drum one-shots (11 classes, 22.05 kHz) with FluidSynth, split by kit"
+    )
+    md.add_argument("--out", required=True, type=Path, help="folder for train/ and test/")
+    md.add_argument("--per-class", type=_positive_int, default=116,
+                    help="hits per class and kit, before duplicates are dropped (default: 116)")  # fmt: skip
+    md.add_argument("--test-kits", type=_positive_int, default=3, help="whole kits that go to test (default: 3)")
+    md.add_argument("--seed", type=int, default=0, help="seed of the hits and of the split by kit (default: 0)")
+    md.add_argument("--soundfont", nargs="+", type=Path, metavar="FILE",
+                    help="General-MIDI .sf2 files to take kits from (default: all Debian has)")  # fmt: skip
+    md.add_argument("--quiet", action="store_true", help="no progress output")
 
     fc = sub.add_parser(
         "fit-codes", help="fit the codemap priors of a notes VQ-VAE (for apps/inpainting.py) and score them"
@@ -304,6 +321,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
         codec.save(args.out)
         count = sum(p.numel() for p in codec.model.parameters())
         what = f"a notes VQ-VAE ({count} parameters, {codec.config.codebook_size} codes)"
+    elif ckpt.get("class") in ("CWAE", "MCNN"):  # the drum machine's CWAE or its inverter
+        from sepmodels.drums.cwae import DrumAutoencoder
+        from sepmodels.drums.mcnn import DrumInverter
+
+        model = (DrumAutoencoder if ckpt["class"] == "CWAE" else DrumInverter).load(args.checkpoint)
+        model.save(args.out)
+        count = sum(p.numel() for p in model.model.parameters())
+        what = f"a drum {ckpt['class']} ({count} parameters)"
     elif ckpt.get("class") == Demixer.CLASS:  # a VAE posterior
         demixer = Demixer.from_checkpoint(ckpt, str(args.checkpoint))
         demixer.save(args.out)
@@ -505,8 +530,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise UsageError("--data notes needs --root PATH (a folder made by `sepmodels make-notes`)")
     if data == "notes" and not (args.root / "train" / "examples.json").is_file():
         raise UsageError(f"--root {args.root} holds no train/examples.json; make it with `sepmodels make-notes`")
+    if data == "drums" and args.root is None:
+        raise UsageError("--data drums needs --root PATH (a folder made by `sepmodels make-drums`)")
+    if data == "drums" and not (args.root / "train" / "examples.json").is_file():
+        raise UsageError(f"--root {args.root} holds no train/examples.json; make it with `sepmodels make-drums`")
     if data == "toy" and args.root is not None:
-        raise UsageError("--root is for --data musdb or notes")
+        raise UsageError("--root is for --data musdb, notes or drums")
     if data != "musdb" and args.mono is not None:
         raise UsageError("--mono is for --data musdb")
     if args.country is not None and not (len(args.country) == 3 and args.country.isalpha()):
@@ -519,6 +548,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         model_cfg = kind.preset(args.config)
     except ValueError as err:
         raise UsageError(f"--config: {err}") from None
+    if data == "drums":  # whole hits, and batches with as many hits of every class
+        from sepmodels.data.drums import CLASSES
+
+        own = {"length": getattr(model_cfg, "length", TrainConfig.length), "batch_size": 16 * len(CLASSES)}
+        train_cfg = replace(train_cfg, **{k: v for k, v in own.items() if k not in overrides})
+        if train_cfg.batch_size % len(CLASSES):
+            raise UsageError(f"--batch-size must be a multiple of the {len(CLASSES)} drum classes (balanced)")
+        if train_cfg.length != getattr(model_cfg, "length", train_cfg.length):
+            raise UsageError(f"--length must be the model's hit length, {model_cfg.length} samples")
     if args.plain:
         if args.model != "flow":
             raise UsageError("--plain applies to flow priors only (a score network always sees sigma)")
@@ -644,6 +682,34 @@ def _cmd_make_notes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_make_drums(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from sepmodels.data.drums import CLASSES, make_drums
+
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a file, not a folder")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be 0 or more, got {args.seed}")
+    bars = []  # started by the first kit rendered: a bad argument is one line on stderr, with no empty bar
+
+    def say(i: int, n: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=n, desc="kits rendered", unit="kit", disable=args.quiet, file=sys.stderr))
+        bars[0].update(i - bars[0].n)
+
+    try:
+        counts = make_drums(args.out, args.per_class, args.test_kits, args.seed, args.soundfont, say)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    finally:
+        for bar in bars:
+            bar.close()
+    per = ", ".join(f"{split} {n} ({n // len(CLASSES)} per class)" for split, n in counts.items())
+    print(f"wrote {sum(counts.values())} drum hits of {len(CLASSES)} classes to {args.out}: {per}; see README.txt")
+    return 0
+
+
 def _cmd_fit_codes(args: argparse.Namespace) -> int:
     import torch
 
@@ -728,6 +794,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "study": _cmd_study,
         "make-stems": _cmd_make_stems,
         "make-notes": _cmd_make_notes,
+        "make-drums": _cmd_make_drums,
         "fit-codes": _cmd_fit_codes,
     }
     try:

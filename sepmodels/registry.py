@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sepmodels.drums import cwae, mcnn
 from sepmodels.inference import posterior
 from sepmodels.inpaint import vqvae
 from sepmodels.nn import ar, flows, score
@@ -22,6 +23,8 @@ KINDS: dict[str, ModelKind] = {
         score.KIND,  # noise-conditional score networks: the gradient of log p only
         posterior.KIND,  # the VAE posterior over the sources, trained against frozen priors
         vqvae.KIND,  # a VQ-VAE over note spectrograms, for codemap inpainting: a codec, not priors
+        cwae.KIND,  # a conditional Wasserstein autoencoder over drum hits, for the drum pad
+        mcnn.KIND,  # a multi-head convolutional mel-to-waveform inverter for drum hits
     )
 }
 

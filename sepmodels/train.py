@@ -46,6 +46,9 @@ _LOG_FIELDS = ["step", "loss", "nats_per_sample", "lr", "grad_norm", "seconds"]
 _ENERGY_FIELDS = ["energy_kwh", "power_w", "co2_kg", "co2_paper_kg"]
 
 
+DATA = ("toy", "musdb", "notes", "drums")  # TrainConfig.data's choices
+
+
 class TrainingError(RuntimeError):
     """Training cannot go on (NaN loss, a resume that does not fit); one line for the user."""
 
@@ -65,8 +68,8 @@ class TrainConfig:
     sigma_min: float = 0.01  # also the minimum noise of every training clip
     levels: int = 10
     seed: int = 0
-    data: str = "toy"  # "musdb", or "notes" (make-notes output) for the notes VQ-VAE
-    root: str | None = None  # the musdb or notes folder
+    data: str = "toy"  # "musdb", "notes" (make-notes output, the notes VQ-VAE) or "drums" (make-drums output)
+    root: str | None = None  # the musdb, notes or drums folder
     mono: str = "left"  # musdb: the left channel (the thesis) or the mean
     precision: str = "fp32"  # or "bf16": the model's forward pass under autocast, the loss in fp32
     compile: bool = False  # torch.compile the model (pays on a GPU for long runs; slow to start)
@@ -89,15 +92,15 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise ValueError(f"max_seconds must be positive, got {self.max_seconds}")
-        if self.data not in ("toy", "musdb", "notes"):
-            raise ValueError(f"data must be 'toy', 'musdb' or 'notes', got {self.data!r}")
+        if self.data not in DATA:
+            raise ValueError(f"data must be one of {', '.join(map(repr, DATA))}, got {self.data!r}")
         if self.energy not in ("codecarbon", "estimate"):
             raise ValueError(f"energy must be 'codecarbon' or 'estimate', got {self.energy!r}")
         if self.objective not in ("dsm", "sdr"):
             raise ValueError(f"objective must be 'dsm' or 'sdr', got {self.objective!r}")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
-        if self.data in ("musdb", "notes") and not self.root:
+        if self.data != "toy" and not self.root:
             raise ValueError(f"{self.data} training needs the dataset's root folder")
 
     @property
@@ -206,6 +209,11 @@ class Trainer:
 
             self.dataset = NotesData(train_config.root, "train")
             self.names, self.sample_rate = NotesData.SOURCES, NotesData.RATE
+        elif train_config.data == "drums":
+            from sepmodels.data.drums import DrumsData
+
+            self.dataset = DrumsData(train_config.root, "train")
+            self.names, self.sample_rate = DrumsData.SOURCES, DrumsData.RATE
         self.kind = kind_of_config(model_config)
         if train_config.data not in self.kind.data:
             raise TrainingError(
@@ -317,31 +325,36 @@ class Trainer:
         save_checkpoint(self.ckpt_path, payload)
 
     # -- one step ------------------------------------------------------------------------------------------
-    def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Clean clips ``[B, N, T]``, their noise levels ``[B]`` and unit noise ``[B, N, T]``, on the device."""
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Clean clips ``[B, N, T]``, their noise levels ``[B]``, unit noise ``[B, N, T]`` and, for labelled
+        data (drum hits), each clip's class ``[B]`` (else None), on the device."""
+        labels = None
         if self.dataset is not None:
             clean = self.dataset.batch(self.cfg.batch_size, self.cfg.length, self.data_gen)
+            if isinstance(clean, tuple):
+                clean, labels = clean
+                labels = labels.to(self.device)
         else:
             clean = toy.toy_batch(self.cfg.batch_size, self.cfg.length, self.data_gen)
         sigma = draw_sigma(self.cfg.batch_size, self.cfg.ladder, self.noise_gen)
         noise = torch.randn(clean.shape, generator=self.noise_gen)
         if self.kind.priors and not self.model.noise_conditional:
             sigma = torch.full_like(sigma, self.cfg.sigma_min)
-        return clean.to(self.device), sigma.to(self.device), noise.to(self.device)
+        return clean.to(self.device), sigma.to(self.device), noise.to(self.device), labels
 
     def loss(self, model: torch.nn.Module) -> torch.Tensor:
         """One batch's loss (the kind's own: e.g. nats per sample for a flow, the noise's mean squared error for a
         score network)."""
-        clean, sigma, noise = self.batch()
+        clean, sigma, noise, labels = self.batch()
         bf16 = self.cfg.precision == "bf16"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = self._loss(model, clean, sigma, noise)
+            loss = self._loss(model, clean, sigma, noise, labels)
         return loss.float()
 
     def _loss(self, model: torch.nn.Module, clean: torch.Tensor, sigma: torch.Tensor,
-              noise: torch.Tensor) -> torch.Tensor:  # fmt: skip
+              noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         batch = TrainBatch(clean, sigma, noise, clean + sigma[:, None, None] * noise, self.noise_gen, self.frozen,
-                           self.cfg.objective, self.model_config)  # fmt: skip
+                           self.cfg.objective, self.model_config, labels)  # fmt: skip
         return self.kind.loss(model, batch)
 
     def run(self) -> PriorSet | Demixer:
@@ -414,7 +427,10 @@ class Trainer:
                 out_of_time = (
                     self.cfg.max_seconds is not None and time.perf_counter() - started >= self.cfg.max_seconds
                 )
-                if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps or out_of_time:
+                last = self.step == self.cfg.steps or out_of_time
+                if last and self.kind.finish is not None:  # e.g. the CWAE's latent map, from the trained model
+                    self.kind.finish(self.model, self.dataset, torch.Generator().manual_seed(self.cfg.seed))
+                if self.step % self.cfg.checkpoint_every == 0 or last:
                     self._read_energy(meter)
                     self.save()
                 if out_of_time and self.step < self.cfg.steps:

@@ -58,6 +58,15 @@ def notes_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def drums_root(tmp_path_factory) -> Path:
+    """A make-drums-shaped folder of SYNTHETIC hits (6 train and 2 test per class): class-dependent decaying
+    sine and noise bursts, not drums; for tests that need the layout, not FluidSynth."""
+    from sepmodels.data.drums import write_synthetic_drums
+
+    return write_synthetic_drums(tmp_path_factory.mktemp("drums"), {"train": 6, "test": 2})
+
+
+@pytest.fixture(scope="session")
 def tiny_inpainter_paths(notes_root, tmp_path_factory) -> tuple[str, str, str]:
     """A tiny notes VQ-VAE trained for a few steps and its codemap priors: ``(codec, codes, train log)``."""
     from sepmodels.data.notes import NotesData

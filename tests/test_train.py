@@ -87,7 +87,8 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
 def test_plain_prior_trains_at_the_minimum_noise(tmp_path):
     plain = replace(TINY, noise_conditional=False)
     trainer = Trainer(tmp_path, plain, CFG, progress=False)
-    _, sigma, _ = trainer.batch()
+    _, sigma, _, labels = trainer.batch()
+    assert labels is None  # toy clips carry no classes
     assert torch.all(sigma == CFG.sigma_min)
     priors = trainer.run()
     x = torch.randn(1, 4, 64)

@@ -103,6 +103,7 @@ class TrainBatch:
         priors: frozen priors a posterior is trained against (None for priors).
         objective: the score network's choice of objective (``dsm`` or ``sdr``).
         options: the trained model's config (a posterior's ELBO weights live there).
+        labels: each clip's class ``[B]`` for labelled data (drum hits), else None.
     """
 
     clean: torch.Tensor
@@ -113,6 +114,7 @@ class TrainBatch:
     priors: Any = None
     objective: str = "dsm"
     options: Any = None
+    labels: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,9 @@ class ModelKind:
         init_pass: run one loss without gradients before training (data-dependent initialisation).
         prepare: ``prepare(model, data, generator)`` before the first step of a fresh run (statistics of the
             training set, such as a spectrogram standardisation).
+        finish: ``finish(model, data, generator)`` once training has reached its last step, before the final
+            save (what the product needs from the trained model and the training set, such as the CWAE's
+            latent map).
         product: ``product(model, names, sample_rate, meta)``: what a ``"codec"`` run returns and saves
             (anything with ``payload()``).
         stats: names of extra training-log columns; the model's ``train_stats()`` gives them each step.
@@ -153,6 +158,7 @@ class ModelKind:
     data: tuple[str, ...] = ("toy", "musdb")
     init_pass: bool = False
     prepare: Callable[[Any, Any, torch.Generator], None] | None = None
+    finish: Callable[[Any, Any, torch.Generator], None] | None = None
     product: Callable[[Any, Sequence[str], int, dict[str, Any]], Any] | None = None
     stats: tuple[str, ...] = ()
     summary: str = ""
