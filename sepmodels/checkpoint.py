@@ -72,6 +72,19 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     return ckpt
 
 
+def load_model_file(where: Path, class_name: str, what: str, build: Any) -> tuple[Any, dict[str, Any]]:
+    """Load the checkpoint at ``where``, check that it holds a ``class_name`` (else one line naming ``what``, e.g.
+    "a VQ-VAE (train --model vqvae)"), and rebuild its model with ``build(ckpt)``; a checkpoint whose weights or
+    config do not fit its own class raises one line too. Returns ``(model, checkpoint)``."""
+    ckpt = load_checkpoint(where)
+    if ckpt.get("class") != class_name:
+        raise CheckpointError(f"{where} holds a {ckpt.get('class')!r}, not {what}")
+    try:
+        return build(ckpt), ckpt
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{where} does not match its own description ({first_line(err)[:120]})") from None
+
+
 def default_priors_path() -> Path:
     """The toy flow priors shipped with the package: the likelihood behind the studies, the mix explorer and
     ``likelihood`` (used when ``--priors`` is omitted there)."""

@@ -137,7 +137,7 @@ def test_training_lowers_both_terms_and_the_stats_say_so():
     model.prepare(clips)
     assert bool(model.fitted)
     g = torch.Generator().manual_seed(0)
-    first = [float(v) for v in model(clips, labels, g)]
+    first = [float(v.detach()) for v in model(clips, labels, g)]
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(80):
         error, mmd = model(clips, labels, g)

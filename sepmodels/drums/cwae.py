@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sepmodels.checkpoint import CheckpointError, first_line, load_checkpoint, save_checkpoint
+from sepmodels.checkpoint import CheckpointError, load_model_file, save_checkpoint
 from sepmodels.drums.mel import LogMel, MelConfig
 from sepmodels.nn.contract import ModelKind, TrainBatch
 
@@ -398,17 +398,15 @@ class DrumAutoencoder:
         another kind, or one saved before its latent map was fitted, raises :class:`CheckpointError` in one
         line."""
         where = default_autoencoder_path() if path is None else Path(path)
-        ckpt = load_checkpoint(where)
-        if ckpt.get("class") != cls.CLASS:
-            raise CheckpointError(f"{where} holds a {ckpt.get('class')!r}, not a drum CWAE (train --model cwae)")
-        try:
+
+        def build(ckpt: dict[str, Any]) -> CWAE:
             model = CWAE(1, CWAEConfig(**ckpt["config"]))
             model.load_state_dict(ckpt["state_dict"])
             if ckpt.get("latent_map") is not None:
                 model.latent_map = LatentMap(**ckpt["latent_map"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as err:
-            first = first_line(err)[:120]
-            raise CheckpointError(f"{where} does not match its own description ({first})") from None
+            return model
+
+        model, ckpt = load_model_file(where, cls.CLASS, "a drum CWAE (train --model cwae)", build)
         if not bool(model.fitted):
             raise CheckpointError(f"{where} was saved before its standardisation was learned")
         if model.latent_map is None:

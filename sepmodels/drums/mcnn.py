@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sepmodels.checkpoint import CheckpointError, first_line, load_checkpoint, save_checkpoint
+from sepmodels.checkpoint import load_model_file, save_checkpoint
 from sepmodels.drums.mel import LogMel, MelConfig, spectral_convergence
 from sepmodels.nn.contract import ModelKind, TrainBatch
 
@@ -252,15 +252,13 @@ class DrumInverter:
         """Load an MCNN checkpoint (``train --model mcnn``), or the shipped one when ``path`` is None; a file of
         another kind raises :class:`CheckpointError` in one line."""
         where = default_inverter_path() if path is None else Path(path)
-        ckpt = load_checkpoint(where)
-        if ckpt.get("class") != cls.CLASS:
-            raise CheckpointError(f"{where} holds a {ckpt.get('class')!r}, not an MCNN (train --model mcnn)")
-        try:
+
+        def build(ckpt: dict[str, Any]) -> MCNN:
             model = MCNN(1, MCNNConfig(**ckpt["config"]))
             model.load_state_dict(ckpt["state_dict"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as err:
-            first = first_line(err)
-            raise CheckpointError(f"{where} does not match its own description ({first[:120]})") from None
+            return model
+
+        model, ckpt = load_model_file(where, cls.CLASS, "an MCNN (train --model mcnn)", build)
         return cls(model.to(device).eval(), ckpt.get("meta"))
 
 

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from vector_quantize_pytorch import VectorQuantize
 
-from sepmodels.checkpoint import CheckpointError, first_line, load_checkpoint, save_checkpoint
+from sepmodels.checkpoint import CheckpointError, load_model_file, save_checkpoint
 from sepmodels.inpaint.codes import perplexity
 from sepmodels.inpaint.spectrogram import Standardizer, STFTConfig, griffin_lim, log_magnitude, with_phase
 from sepmodels.nn.contract import ModelKind, TrainBatch
@@ -290,15 +290,13 @@ class NoteCodec:
         """Load a VQ-VAE checkpoint (``train --model vqvae``), or the shipped one when ``path`` is None; a file
         of another kind raises :class:`CheckpointError` in one line."""
         where = default_codec_path() if path is None else Path(path)
-        ckpt = load_checkpoint(where)
-        if ckpt.get("class") != cls.CLASS:
-            raise CheckpointError(f"{where} holds a {ckpt.get('class')!r}, not a VQ-VAE (train --model vqvae)")
-        try:
+
+        def build(ckpt: dict[str, Any]) -> VQVAE:
             model = VQVAE(1, VQVAEConfig(**ckpt["config"]))
             model.load_state_dict(ckpt["state_dict"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as err:
-            first = first_line(err)
-            raise CheckpointError(f"{where} does not match its own description ({first[:120]})") from None
+            return model
+
+        model, ckpt = load_model_file(where, cls.CLASS, "a VQ-VAE (train --model vqvae)", build)
         if not bool(model.standardize.fitted):
             raise CheckpointError(f"{where} was saved before its standardisation was learned")
         return cls(model.to(device).eval(), ckpt.get("meta"))
