@@ -35,9 +35,10 @@ from torch import nn
 from sepmodels.data.drums import CLASSES, DrumsData
 from sepmodels.drums.cwae import DrumAutoencoder
 from sepmodels.drums.mcnn import DrumInverter
-from sepmodels.drums.mel import log_mel_distance, spectral_convergence
+from sepmodels.drums.mel import log_mel_distance
 from sepmodels.drums.synth import DrumSynth, PadPoint
 from sepmodels.fileio import atomic_path
+from sepmodels.metrics import spectral_convergence
 
 
 def _ms(work, repeats: int) -> float:

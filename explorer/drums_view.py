@@ -192,9 +192,13 @@ class DrumPad(pn.viewable.Viewer):
 
     @param.depends("span", watch=True)
     def _on_span(self) -> None:
+        held = {}
         for name in ("x", "y", "fine"):
             self.param[name].bounds = (-self.span, self.span)
-            setattr(self, name, float(np.clip(getattr(self, name), -self.span, self.span)))
+            value = min(max(getattr(self, name), -self.span), self.span)
+            if value != getattr(self, name):
+                held[name] = value
+        self.param.update(**held)  # one batch: the point plays once if it had to move
         self._pad.x_range.start, self._pad.x_range.end = -self.span, self.span
         self._pad.y_range.start, self._pad.y_range.end = -self.span, self.span
 
@@ -228,11 +232,12 @@ class DrumPad(pn.viewable.Viewer):
         audio = hit.audio
         t = np.arange(audio.size) / self.synth.sample_rate
         step = max(1, audio.size // 2000)
-        self._wave_src.data = {"t": t[::step], "a": playable(audio)[::step]}
+        sound = playable(audio)
+        self._wave_src.data = {"t": t[::step], "a": sound[::step]}
         db = 20 * hit.log_mel.numpy() / math.log(10)
         self._spec_src.data = {"image": [np.maximum(db - db.max(), -80)], "x": [0.0], "y": [0.0],
                                "dw": [self._seconds], "dh": [db.shape[0]]}  # fmt: skip
-        self._player.object = playable(audio)
+        self._player.object = sound
         iterations = self.synth.griffin_lim_iterations
         name = "MCNN" if hit.inverter == "mcnn" else f"Griffin-Lim ({iterations} iterations)"
         self.status = (f"Playing {what}. Move to audio ready: decode {hit.decode_ms:.1f} ms + {name} "

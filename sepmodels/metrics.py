@@ -6,6 +6,9 @@ mean-mix convention scales sources by 1/N.
 
 BSS-Eval SDR (Vincent et al., 2006, in its museval v4 form, the figure musdb18 results are quoted in): the
 median over one-second windows, per source.
+
+Spectral convergence, for spectrogram models (the inpainting VQ-VAE, the drum CWAE and its inverter): the
+Frobenius norm of the magnitude error over the target's.
 """
 
 from __future__ import annotations
@@ -28,6 +31,12 @@ def si_sdr(estimate: torch.Tensor, reference: torch.Tensor, eps: float = 1e-12) 
     target = alpha * ref
     residual = est - target
     return 10 * torch.log10(((target * target).sum(-1) + eps) / ((residual * residual).sum(-1) + eps))
+
+
+def spectral_convergence(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``||S_est - S||_F / ||S||_F`` of two magnitude spectrograms ``[..., F, frames] -> [...]``."""
+    error = torch.linalg.norm(estimate - target, dim=(-2, -1))
+    return error / torch.linalg.norm(target, dim=(-2, -1)).clamp_min(1e-8)
 
 
 def bss_sdr(estimates: torch.Tensor, references: torch.Tensor, sample_rate: int) -> torch.Tensor:

@@ -18,8 +18,9 @@ from sepmodels.drums.cwae import (
     class_mmd2,
     mmd2,
 )
-from sepmodels.drums.mel import LogMel, MelConfig, log_mel_distance, spectral_convergence
+from sepmodels.drums.mel import LogMel, MelConfig, log_mel_distance
 from sepmodels.drums.synth import DrumSynth, PadPoint
+from sepmodels.metrics import spectral_convergence
 
 TINY = CWAE_PRESETS["tiny"]
 

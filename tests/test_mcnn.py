@@ -10,7 +10,8 @@ from torch import nn
 
 from sepmodels.checkpoint import CheckpointError, save_checkpoint
 from sepmodels.drums.mcnn import KIND, MCNN, DrumInverter, MCNNConfig, Upsample, _mcnn_loss
-from sepmodels.drums.mel import LogMel, spectral_convergence
+from sepmodels.drums.mel import LogMel
+from sepmodels.metrics import spectral_convergence
 from sepmodels.nn.contract import TrainBatch
 
 # 2 048-sample hits, 32 bands by 32 frames, six layers for the hop of 64: smaller than the "tiny" preset

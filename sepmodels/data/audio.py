@@ -7,6 +7,7 @@ file can be wrong into one :class:`AudioError` with a one-line message, and repo
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,3 +104,29 @@ def save_audio(path: str | os.PathLike[str], samples: torch.Tensor | np.ndarray,
         raise ValueError(f"save_audio expects mono samples [T], got shape {tuple(x.shape)}")
     with atomic_path(path) as tmp:
         sf.write(str(tmp), x.numpy(), int(sample_rate), subtype="FLOAT", format="WAV")
+
+
+def read_split(root: str | os.PathLike[str], split: str, splits: tuple[str, ...], command: str, noun: str,
+               rate: int, length: int) -> tuple[dict[str, dict], list[str], torch.Tensor]:  # fmt: skip
+    """One split of a rendered set (``ROOT/SPLIT/examples.json`` and a mono 16-bit WAV per entry), as written
+    by ``sepmodels {command}``: ``(examples, names in sorted order, clips [N, length] int16)``. Shorter files
+    are zero-padded; a wrong rate, channel count or a longer file is a one-line ValueError, a missing index a
+    one-line FileNotFoundError that names the command."""
+    if split not in splits:
+        raise ValueError(f"split must be one of {', '.join(splits)}, got {split!r}")
+    folder = Path(root) / split
+    index = folder / "examples.json"
+    if not index.is_file():
+        raise FileNotFoundError(f"{index} does not exist: make the set with `sepmodels {command} --out {root}`")
+    examples: dict[str, dict] = json.loads(index.read_text())
+    if not examples:
+        raise ValueError(f"{index} lists no {noun}")
+    names = sorted(examples)
+    clips = []
+    for name in names:
+        data, found = sf.read(folder / f"{name}.wav", dtype="int16", always_2d=True)
+        if found != rate or data.shape[1] != 1 or data.shape[0] > length:
+            raise ValueError(f"{folder / name}.wav is {found} Hz, {data.shape[1]} channels, {data.shape[0]} "
+                             f"samples; expected {rate} Hz mono, at most {length} samples")  # fmt: skip
+        clips.append(np.pad(data[:, 0], (0, length - data.shape[0])))
+    return examples, names, torch.from_numpy(np.stack(clips))

@@ -57,6 +57,7 @@ import soundfile as sf
 import torch
 from scipy.signal import resample_poly
 
+from sepmodels.data.audio import read_split
 from sepmodels.data.stems import SOUNDFONTS, StemsError, fluidsynth_path, fluidsynth_render
 from sepmodels.fileio import atomic_path
 
@@ -506,29 +507,10 @@ class DrumsData:
     CLASSES = CLASSES
 
     def __init__(self, root: str | Path, split: str = "train") -> None:
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-        folder = Path(root) / split
-        index = folder / "examples.json"
-        if not index.is_file():
-            raise FileNotFoundError(
-                f"{index} does not exist: make the set with `sepmodels make-drums --out {root}`"
-            )
-        self.examples: dict[str, dict] = json.loads(index.read_text())
-        if not self.examples:
-            raise ValueError(f"{index} lists no hits")
-        self.names = sorted(self.examples)
-        clips = []
-        for name in self.names:
-            data, rate = sf.read(folder / f"{name}.wav", dtype="int16", always_2d=True)
-            if rate != RATE or data.shape[1] != 1 or data.shape[0] != LENGTH:
-                raise ValueError(f"{folder / name}.wav is {rate} Hz, {data.shape[1]} channels, {data.shape[0]} "
-                                 f"samples; expected {RATE} Hz mono, {LENGTH} samples")  # fmt: skip
-            clips.append(data[:, 0])
-        self.clips = torch.from_numpy(np.stack(clips))  # [N, LENGTH] int16
+        self.examples, self.names, self.clips = read_split(root, split, SPLITS, "make-drums", "hits", RATE, LENGTH)
         self.labels = torch.tensor([int(self.examples[name]["label"]) for name in self.names])  # [N]
         if not all(0 <= label < len(CLASSES) for label in self.labels.tolist()):
-            raise ValueError(f"{index} has labels outside 0..{len(CLASSES) - 1}")
+            raise ValueError(f"{Path(root) / split / 'examples.json'} has labels outside 0..{len(CLASSES) - 1}")
         self._rows = [torch.nonzero(self.labels == label)[:, 0] for label in range(len(CLASSES))]
 
     def __len__(self) -> int:

@@ -30,6 +30,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from sepmodels.data.audio import read_split
 from sepmodels.data.stems import find_soundfont, fluidsynth_path, fluidsynth_render
 from sepmodels.fileio import atomic_path
 
@@ -181,27 +182,10 @@ class NotesData:
     RATE = RATE
 
     def __init__(self, root: str | Path, split: str = "train") -> None:
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-        folder = Path(root) / split
-        index = folder / "examples.json"
-        if not index.is_file():
-            raise FileNotFoundError(
-                f"{index} does not exist: make the set with `sepmodels make-notes --out {root}`"
-            )
-        self.examples: dict[str, dict] = json.loads(index.read_text())
-        if not self.examples:
-            raise ValueError(f"{index} lists no notes")
-        clips = []
-        for name in sorted(self.examples):
-            data, rate = sf.read(folder / f"{name}.wav", dtype="int16", always_2d=True)
-            if rate != RATE or data.shape[1] != 1:
-                raise ValueError(
-                    f"{folder / name}.wav is {rate} Hz with {data.shape[1]} channels, not {RATE} Hz mono"
-                )
-            clips.append(np.pad(data[:, 0], (0, max(0, int(SECONDS * RATE) - data.shape[0]))))
-        self.names = sorted(self.examples)
-        self.clips = torch.from_numpy(np.stack(clips))  # [N, T] int16
+        length = int(SECONDS * RATE)
+        self.examples, self.names, self.clips = read_split(
+            root, split, SPLITS, "make-notes", "notes", RATE, length
+        )
 
     def __len__(self) -> int:
         return self.clips.shape[0]

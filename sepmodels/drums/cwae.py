@@ -23,7 +23,7 @@ Shapes: audio ``[B, length]``; spectrograms ``[B, n_mels, frames]``; codes ``[B,
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -83,16 +83,9 @@ def class_mmd2(z: torch.Tensor, labels: torch.Tensor, classes: int, generator: t
 
 
 @dataclass(frozen=True)
-class CWAEConfig:
-    """Size of a :class:`CWAE` (the mel settings flattened in; see :class:`~sepmodels.drums.mel.MelConfig`)."""
+class CWAEConfig(MelConfig):
+    """Size of a :class:`CWAE`: its spectrograms' :class:`~sepmodels.drums.mel.MelConfig` fields, then these."""
 
-    sample_rate: int = 22_050
-    length: int = 16_384
-    n_fft: int = 1024
-    hop: int = 256
-    n_mels: int = 128
-    f_min: float = 20.0
-    floor: float = 1e-3
     classes: int = 11
     latent: int = 64
     channels: tuple[int, ...] = (8, 16, 32, 64)  # one stride-2 convolution each: mels and frames / 2
@@ -100,27 +93,20 @@ class CWAEConfig:
     beta: float = 4.0  # weight of the per-class MMD
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))  # a checkpoint gives a list
-        mel = self.mel
         if not self.channels or min(self.channels) < 1:
             raise ValueError(f"channels must be positive, got {self.channels}")
         step = 2 ** len(self.channels)
-        if mel.n_mels % step or mel.frames % step:
+        if self.n_mels % step or self.frames % step:
             raise ValueError(
-                f"n_mels ({mel.n_mels}) and frames ({mel.frames}) must be multiples of 2^stages = {step}"
+                f"n_mels ({self.n_mels}) and frames ({self.frames}) must be multiples of 2^stages = {step}"
             )
         for name in ("classes", "latent", "hidden"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.beta < 0:
             raise ValueError(f"beta must be non-negative, got {self.beta}")
-
-    @property
-    def mel(self) -> MelConfig:
-        return MelConfig(**{f.name: getattr(self, f.name) for f in fields(MelConfig)})
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 CWAE_PRESETS: dict[str, CWAEConfig] = {

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -44,21 +44,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from sepmodels.checkpoint import load_model_file, save_checkpoint
-from sepmodels.drums.mel import LogMel, MelConfig, spectral_convergence
+from sepmodels.drums.mel import LogMel, MelConfig
+from sepmodels.metrics import spectral_convergence
 from sepmodels.nn.contract import ModelKind, TrainBatch
 
 
 @dataclass(frozen=True)
-class MCNNConfig:
-    """Size of an :class:`MCNN` and its loss weights; the first seven fields are a :class:`MelConfig`."""
+class MCNNConfig(MelConfig):
+    """Size of an :class:`MCNN` and its loss weights, after its spectrograms' :class:`MelConfig` fields."""
 
-    sample_rate: int = 22_050
-    length: int = 16_384  # samples per hit
-    n_fft: int = 1024
-    hop: int = 256
-    n_mels: int = 128
-    f_min: float = 20.0
-    floor: float = 1e-3
     # Two heads, not the paper's eight: the cost of the full-rate layers grows with the heads, and the default
     # must invert a hit in a few ms and train in minutes on two CPU cores.
     heads: int = 2
@@ -70,6 +64,7 @@ class MCNNConfig:
     mel_weight: float = 0.3
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))  # a checkpoint gives a list
         mel = self.mel
         if self.heads < 1:
@@ -88,13 +83,6 @@ class MCNNConfig:
                 f"sc_weight and mel_weight must be non-negative, not both zero, got {self.sc_weight}, "
                 f"{self.mel_weight}"
             )
-
-    @property
-    def mel(self) -> MelConfig:
-        return MelConfig(self.sample_rate, self.length, self.n_fft, self.hop, self.n_mels, self.f_min, self.floor)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 MCNN_PRESETS: dict[str, MCNNConfig] = {

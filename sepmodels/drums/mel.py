@@ -16,7 +16,7 @@ finds a phase. :class:`~sepmodels.drums.mcnn.MCNN` is the learned alternative.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
@@ -53,6 +53,11 @@ class MelConfig:
     @property
     def frames(self) -> int:
         return self.length // self.hop
+
+    @property
+    def mel(self) -> MelConfig:
+        """Just the mel settings (a model's config extends them): what two models must share to fit together."""
+        return MelConfig(**{f.name: getattr(self, f.name) for f in fields(MelConfig)})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,16 +123,9 @@ class LogMel(nn.Module):
             torch.random.set_rng_state(state)
 
 
-def spectral_convergence(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``||S_est - S||_F / ||S||_F`` per item of two magnitude spectrograms ``[..., F, frames]``."""
-    return torch.linalg.norm(estimate - target, dim=(-2, -1)) / torch.linalg.norm(target, dim=(-2, -1)).clamp_min(
-        1e-8
-    )
-
-
 def log_mel_distance(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference of two log-mel spectrograms per item, in dB (20 log10 of the magnitude ratio)."""
     return (estimate - target).abs().mean(dim=(-2, -1)) * (20 / torch.log(torch.tensor(10.0)))
 
 
-__all__ = ["LogMel", "MelConfig", "log_mel_distance", "spectral_convergence"]
+__all__ = ["LogMel", "MelConfig", "log_mel_distance"]
