@@ -1,6 +1,6 @@
 """Watch a mix being separated by Langevin dynamics under the priors, and listen to every iterate.
 
-panel serve apps/langevin.py            # the shipped toy score priors, judged by the flow priors
+panel serve apps/langevin.py            # the shipped wave priors (the samplers' default)
 SEPMODELS_PRIORS=runs/x/priors.pt panel serve apps/langevin.py
 SEPMODELS_PRIORS=exact panel serve apps/langevin.py   # start on the exact toy prior
 

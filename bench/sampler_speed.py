@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from sepmodels import mixing
-from sepmodels.checkpoint import default_sampler_priors_path
+from sepmodels.checkpoint import default_priors_path
 from sepmodels.data import toy
 from sepmodels.fileio import atomic_path
 from sepmodels.inference.langevin import LangevinConfig, langevin, with_likelihood
@@ -44,7 +44,7 @@ def priors_for(kind: str, config: str) -> PriorSet:
     if config == "default (shipped)":
         return PriorSet.load()
     if config.startswith("global (shipped)"):
-        return PriorSet.load(default_sampler_priors_path())
+        return PriorSet.load(default_priors_path().parent / "toy_score.pt")
     torch.manual_seed(0)
     model = FlowPrior(4, FlowConfig.preset(config)) if kind == "flow" else ScoreNet(4, ScoreConfig.preset(config))
     model.eval().requires_grad_(False)

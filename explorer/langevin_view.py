@@ -85,7 +85,7 @@ class LangevinExplorer(pn.viewable.Viewer):
         judge_for: Callable[[Any], Any] | None = None,
         **params,
     ) -> None:
-        if not priors.has_likelihood or priors.kind == "exact":  # cheaper steps than a flow's
+        if not priors.has_likelihood or priors.kind in ("exact", "waves"):  # cheaper steps than a flow's
             params.setdefault("seconds", 1.0)
         for name, value in METHOD_DEFAULTS[params.get("method", LangevinConfig.method)].items():
             params.setdefault(name, value)  # a method given without a ladder gets its own
@@ -207,7 +207,8 @@ class LangevinExplorer(pn.viewable.Viewer):
             return "its prior"
         if self.judge is None:
             return ""
-        whose = "the exact toy prior" if self.judge.kind == "exact" else "the flow priors"
+        named = {"exact": "the exact toy prior", "waves": "the wave priors"}
+        whose = named.get(self.judge.kind, "the flow priors")
         return f"{whose} (score priors give none)"
 
     def start(self) -> None:

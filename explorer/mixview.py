@@ -144,6 +144,13 @@ def describe(priors: PriorSet) -> str:
             "amplitude integrated by quadrature; no training, no parameters), the reference a learned prior "
             f"should approach; sample rate {priors.sample_rate} Hz."
         )
+    if priors.kind == "waves":
+        return (
+            "Learned wave priors: each source one periodic wave of a learned shape at a learned pitch "
+            "distribution and amplitude range, fitted to solo clips (sepmodels fit-waves); pitch, phase and "
+            f"amplitude integrated as the exact prior does; {_count(priors.parameters_count())} numbers; sample "
+            f"rate {priors.sample_rate} Hz."
+        )
     kind = f"{'noise-conditional' if priors.noise_conditional else 'plain'} {priors.kind}"
     step = priors.meta.get("step", "?")
     rf = priors.receptive_field()

@@ -21,7 +21,9 @@ FORMAT = "sepmodels-checkpoint"
 VERSION = 1
 DEFAULT_PRIORS = "toy_default.pt"
 # The samplers' default: the shipped priors that separate best within the CPU speed target (README).
-DEFAULT_SAMPLER_PRIORS = "toy_pitch.pt"
+DEFAULT_WAVE_PRIORS = "toy_waves.pt"  # the learned wave priors (sepmodels fit-waves)
+DEFAULT_SAMPLER_PRIORS = DEFAULT_WAVE_PRIORS
+PITCH_PRIORS = "toy_pitch.pt"  # the single-pitch score priors, the samplers' default before the wave priors
 
 
 class CheckpointError(ValueError):
@@ -92,6 +94,11 @@ def default_priors_path() -> Path:
 
 
 def default_sampler_priors_path() -> Path:
-    """The toy score priors shipped with the package: what ``separate``, ``evaluate`` and the Langevin app use
-    when no priors are named (they separate better than the flows and run about four times as fast)."""
+    """The learned priors that ``separate``, ``evaluate`` and the Langevin app use when none are named: the
+    learned wave priors, which separate best of the learned priors (README)."""
     return Path(str(resources.files("sepmodels") / "checkpoints" / DEFAULT_SAMPLER_PRIORS))
+
+
+def default_wave_priors_path() -> Path:
+    """The learned wave priors shipped with the package (``sepmodels fit-waves``)."""
+    return Path(str(resources.files("sepmodels") / "checkpoints" / DEFAULT_WAVE_PRIORS))

@@ -205,6 +205,23 @@ def build_parser() -> argparse.ArgumentParser:
                     help="how the fitting's energy is measured (default: codecarbon)")  # fmt: skip
     fc.add_argument("--quiet", action="store_true", help="no progress output")
 
+    fw = sub.add_parser(
+        "fit-waves", help="fit learned wave priors (shape, pitch and amplitude of each toy source) to solo clips"
+    )
+    fw.add_argument("--out", required=True, type=Path, help="the wave priors file to write (.pt)")
+    fw.add_argument("--clips", type=_positive_int, default=64,
+                    help="solo clips per source that fit the shapes (default: 64)")  # fmt: skip
+    fw.add_argument("--length", type=_positive_int, default=4096, help="samples per clip (default: 4096)")
+    fw.add_argument("--census", type=_positive_int, default=2000,
+                    help="solo clips per source (of 2048 samples) whose pitches make the pitch distribution "
+                    "(default: 2000)")  # fmt: skip
+    fw.add_argument("--rounds", type=_positive_int, default=8, help="rounds of hard EM (default: 8)")
+    fw.add_argument("--seed", type=int, default=0, help="seed of the training clips (default: 0)")
+    fw.add_argument("--init", type=Path,
+                    help="wave priors to go on from (more rounds on the same clips: same --seed) instead of a "
+                    "sine")  # fmt: skip
+    fw.add_argument("--quiet", action="store_true", help="no progress bar")
+
     st = sub.add_parser("study", help="run a study of the priors and write its results file (for apps/priors.py)")
     st.add_argument(
         "study",
@@ -742,6 +759,38 @@ def _cmd_fit_codes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fit_waves(args: argparse.Namespace) -> int:
+    import time
+
+    import torch
+
+    from sepmodels.data import toy
+    from sepmodels.nn.waves import WavePriors, fit_wave_priors
+
+    if args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a folder; give a file name ending in .pt")
+    # Training clips: each source's own solo clips from the training stream (never the test seeds).
+    generator = torch.Generator().manual_seed(args.seed)
+    clips = toy.toy_batch(args.clips, args.length, generator)
+    census = toy.toy_batch(args.census, 2048, generator)
+    init = WavePriors.load(args.init) if args.init is not None else None
+    start = time.perf_counter()
+    try:
+        priors = fit_wave_priors(clips, toy.SOURCES, toy.SAMPLE_RATE, args.rounds, census, progress=not args.quiet,
+                                 init=init)  # fmt: skip
+    except ValueError as err:  # e.g. clips too short to hold the lowest pitch
+        raise UsageError(f"--length {args.length} or --init: {err}") from None
+    minutes = (time.perf_counter() - start) / 60
+    before = init.meta.get("minutes", 0.0) if init is not None else 0.0
+    priors.meta.update(seed=args.seed, minutes=round(before + minutes, 2))
+    priors.save(args.out)
+    last = priors.meta["rounds"][-1]["fit_db"]
+    print(f"wrote wave priors to {args.out} in {minutes:.1f} min; fit of the last round (dB): "
+          + ", ".join(f"{n} {q:.1f}" for n, q in zip(toy.SOURCES, last, strict=True))
+          + "; pitches kept: " + ", ".join(str(p) for p in priors.meta["pitches"]))  # fmt: skip
+    return 0
+
+
 def _cmd_study(args: argparse.Namespace) -> int:
     from sepmodels.data.testsets import TOY, MusdbTestData
     from sepmodels.studies import STUDIES, describe_priors, run_study, save_study
@@ -796,6 +845,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "make-notes": _cmd_make_notes,
         "make-drums": _cmd_make_drums,
         "fit-codes": _cmd_fit_codes,
+        "fit-waves": _cmd_fit_waves,
     }
     try:
         return commands[args.command](args)

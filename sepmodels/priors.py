@@ -17,6 +17,8 @@ from sepmodels import mixing
 from sepmodels.checkpoint import CheckpointError, default_priors_path, first_line, load_checkpoint, save_checkpoint
 from sepmodels.nn.contract import GroupedModel
 from sepmodels.nn.exact import ExactToyPriors
+from sepmodels.nn.waves import CLASS as WAVE_CLASS
+from sepmodels.nn.waves import WavePriors
 
 EXACT = "exact"  # the name that selects the exact toy prior wherever priors are chosen
 
@@ -291,10 +293,17 @@ def load_priors(
     device: str | torch.device = "cpu",
 ) -> PriorSet | ExactToyPriors:
     """Priors by name or path: ``"exact"`` is :class:`ExactToyPriors` (CPU only; it needs no file), any other
-    value a checkpoint, None ``default`` (a path; None there means the shipped flow priors)."""
+    value a checkpoint (learned wave priors, CPU only, or a set of flow or score priors), None ``default`` (a
+    path; None there means the shipped flow priors)."""
     if spec is not None and str(spec) == EXACT:
         return ExactToyPriors()
-    return PriorSet.load(spec if spec is not None else default, device)
+    path = spec if spec is not None else default
+    if path is None:
+        return PriorSet.load(None, device)
+    ckpt = load_checkpoint(path)
+    if ckpt.get("class") == WAVE_CLASS:
+        return WavePriors.from_checkpoint(ckpt, str(path))
+    return PriorSet.from_checkpoint(ckpt, str(path)).to(device)
 
 
 class GaussianPriors:

@@ -18,6 +18,7 @@ from sepmodels.data import toy
 from sepmodels.inference.posterior import Demixer
 from sepmodels.nn.contract import TrainBatch
 from sepmodels.nn.exact import ExactToyPriors
+from sepmodels.nn.waves import WavePriors
 from sepmodels.priors import GaussianPriors, NoiseLadder, PriorSet
 from sepmodels.registry import KINDS
 from tests.conftest import make_tiny_priors
@@ -50,10 +51,12 @@ def _prior(name: str, dtype=torch.float32):
         return GaussianPriors(torch.zeros(N), torch.full((N,), 0.3), toy.SOURCES)
     if name == "exact":
         return ExactToyPriors()
+    if name == "waves":
+        return WavePriors.load()  # the shipped ones: fitted, not built
     return _grouped(name, dtype)
 
 
-ALL = [*PRIOR_KINDS, "gaussian", "exact"]
+ALL = [*PRIOR_KINDS, "gaussian", "exact", "waves"]
 
 
 def _clip(priors, batch: int = 2) -> torch.Tensor:

@@ -3,8 +3,8 @@
 import torch
 
 from explorer.cache import judge_for
-from sepmodels.checkpoint import default_sampler_priors_path
-from sepmodels.priors import PriorSet
+from sepmodels.checkpoint import PITCH_PRIORS, default_sampler_priors_path
+from sepmodels.priors import PriorSet, load_priors
 from sepmodels.studies import cross_likelihood
 
 
@@ -23,11 +23,13 @@ def test_shipped_priors_know_where_they_came_from():
     assert priors.receptive_field() >= 4096
 
 
-def test_the_samplers_default_is_score_priors_over_the_same_sources_with_the_flows_as_judge():
+def test_the_samplers_default_is_the_wave_priors_over_the_flows_sources_and_score_priors_are_judged():
     path = default_sampler_priors_path()
     assert path.exists() and path.stat().st_size < 4_000_000
-    score, flows = PriorSet.load(path), PriorSet.load()
-    assert score.kind == "score" and not score.has_likelihood
-    assert score.names == flows.names and score.sample_rate == flows.sample_rate
-    assert score.meta["data"] == "toy" and score.meta["step"] > 0
+    waves, flows = load_priors(str(path)), PriorSet.load()
+    assert waves.kind == "waves" and waves.has_likelihood and judge_for(waves) is None
+    assert waves.names == flows.names and waves.sample_rate == flows.sample_rate
+    assert len(waves.meta["rounds"]) >= 8 and waves.meta["census_clips"] >= 1000
+    score = PriorSet.load(path.parent / PITCH_PRIORS)
+    assert score.kind == "score" and not score.has_likelihood and score.meta["step"] > 0
     assert judge_for(score) is not None and judge_for(flows) is None

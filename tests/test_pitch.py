@@ -45,11 +45,11 @@ def test_computing_some_groups_gives_the_same_numbers_as_all():
 
 def test_the_shipped_pitch_priors_separate_a_toy_mix():
     """The samplers' default priors on one 1 s toy mix with the residual sweep: every source above the mix."""
-    from sepmodels.checkpoint import default_sampler_priors_path
+    from sepmodels.checkpoint import PITCH_PRIORS, default_priors_path
     from sepmodels.inference.separator import make_separator
     from sepmodels.priors import PriorSet
 
-    priors = PriorSet.load(default_sampler_priors_path())
+    priors = PriorSet.load(default_priors_path().parent / PITCH_PRIORS)
     assert priors.kind == "score" and priors.config.arch == "pitch"
     truth = toy.toy_test_set(1, toy.SAMPLE_RATE, seed=0)[0]
     mixture = truth.mean(0)

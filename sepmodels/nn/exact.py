@@ -72,15 +72,15 @@ def _log_diff_ndtr(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
 class _Templates:
     """Everything about one source kind at one clip length that does not depend on the clip."""
 
-    spectra: torch.Tensor  # [KEYS, F] complex128: rfft of the long renders, size nfft
-    energy: torch.Tensor  # [KEYS, M] float64: ||w||^2 of each lag's template
-    log_weight: torch.Tensor  # [KEYS, M] log of the phase-cell width / 2 pi, minus log(KEYS)
-    cells: torch.Tensor  # [KEYS, M, 2] each lag's phase cell on the circle: start and width, in periods
+    spectra: torch.Tensor  # [P, F] complex128: rfft of the long renders (one per pitch), size nfft
+    energy: torch.Tensor  # [P, M] float64: ||w||^2 of each lag's template
+    log_weight: torch.Tensor  # [P, M] log of the phase-cell width / 2 pi plus the pitch's log-prior
+    cells: torch.Tensor  # [P, M, 2] each lag's phase cell on the circle: start and width, in periods
     nfft: int
 
 
 def _phase_cells(frequency: torch.Tensor, lags: int, sample_rate: int) -> torch.Tensor:
-    """The phase cell of each lag, ``[KEYS, lags, 2]`` (start, width), in periods.
+    """The phase cell of each lag at each pitch, ``[P, lags, 2]`` (start, width), in periods.
 
     Lag n is the wave at phase ``f n / sr`` periods; its cell runs from halfway to the previous phase on the
     circle to halfway to the next, so the cells of one key partition the period (lags that share a phase split
@@ -163,12 +163,48 @@ class ExactToyPriors:
         )
 
     def _check_length(self, length: int) -> None:
-        if not MIN_LENGTH <= length <= MAX_LENGTH:
+        low = self.min_length
+        if not low <= length <= MAX_LENGTH:
             raise ValueError(
-                f"the exact toy prior needs clips of {MIN_LENGTH} to {MAX_LENGTH} samples "
-                f"({MIN_LENGTH / self.sample_rate:.3f} to {MAX_LENGTH / self.sample_rate:.0f} s at "
+                f"{self.meta['what'].split(' (')[0]} needs clips of {low} to {MAX_LENGTH} samples "
+                f"({low / self.sample_rate:.3f} to {MAX_LENGTH / self.sample_rate:.0f} s at "
                 f"{self.sample_rate} Hz), got {length}"
             )
+
+    # -- the model's parts, each a hook that the learned wave priors (sepmodels.nn.waves) replace -------------
+    min_length = MIN_LENGTH  # the shortest clip: one period of the lowest pitch
+
+    def _frequencies(self, kind: str) -> torch.Tensor:
+        """The pitches a clip of ``kind`` may have, Hz, float64 ``[P]``: the 88 piano keys."""
+        return toy.key_frequency(torch.arange(1, KEYS + 1))
+
+    def _log_pitch_prior(self, kind: str) -> torch.Tensor:
+        """Log-probability of each pitch of :meth:`_frequencies`, ``[P]``: uniform."""
+        return torch.full((KEYS,), -math.log(KEYS), dtype=torch.float64)
+
+    def _pitch_keys(self, kind: str) -> torch.Tensor:
+        """The piano key (0..87) each pitch of :meth:`_frequencies` counts for in :meth:`key_posterior`."""
+        return torch.arange(KEYS)
+
+    def _amplitude_range(self, kind: str) -> tuple[float, float]:
+        """The uniform amplitude's bounds."""
+        return AMP_LOW, AMP_HIGH
+
+    def _long_render(self, kind: str, frequency: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The wave at every pitch ``[P]`` over samples ``t`` ``[L]`` from phase 0: ``[P, L]`` float64."""
+        return toy.oscillator(kind, 2 * math.pi * frequency[:, None] * t / self.sample_rate)
+
+    def _wave(self, kind: str, cycle: torch.Tensor) -> torch.Tensor:
+        """The wave at positions in the period ``cycle`` in [0, 1), for the refinement (sharp waves only)."""
+        if kind == "square":
+            return torch.where(cycle < 0.5, 1.0, -1.0).to(cycle.dtype)
+        if kind == "saw":
+            return 2.0 * cycle - 1.0
+        return toy.oscillator(kind, 2 * math.pi * cycle)
+
+    def _sharp(self, kind: str) -> bool:
+        """Whether the wave has edges, so that its phase is refined within the best lags' cells."""
+        return kind in _SHARP
 
     @staticmethod
     def _sigma(sigma: torch.Tensor | float | None) -> float:
@@ -184,13 +220,13 @@ class ExactToyPriors:
             return self._cache[key]
         M = self.lags
         nfft = _fast_size(length + M - 1)
-        frequency = toy.key_frequency(torch.arange(1, KEYS + 1))  # [K] Hz, float64
+        frequency = self._frequencies(kind)  # [K] Hz, float64
         t = torch.arange(length + M - 1, dtype=torch.float64)
-        render = toy.oscillator(kind, 2 * math.pi * frequency[:, None] * t / self.sample_rate)  # [K, T+M-1]
-        sq = torch.cat([torch.zeros(KEYS, 1, dtype=torch.float64), render.square().cumsum(1)], dim=1)
+        render = self._long_render(kind, frequency, t)  # [K, T+M-1]
+        sq = torch.cat([torch.zeros(len(frequency), 1, dtype=torch.float64), render.square().cumsum(1)], dim=1)
         energy = sq[:, length : length + M] - sq[:, :M]  # ||render[n : n + T]||^2 for each lag n
         cells = _phase_cells(frequency, M, self.sample_rate)
-        log_weight = torch.log(cells[..., 1].clamp_min(1e-300)) - math.log(KEYS)
+        log_weight = torch.log(cells[..., 1].clamp_min(1e-300)) + self._log_pitch_prior(kind)[:, None]
         entry = _Templates(torch.fft.rfft(render, nfft), energy, log_weight, cells, nfft)
         self._cache[key] = entry
         while len(self._cache) > 8:
@@ -198,31 +234,33 @@ class ExactToyPriors:
         return entry
 
     # -- the core: one source kind, a batch of clips ------------------------------------------------------------
-    @staticmethod
-    def _logits(c: torch.Tensor, e: torch.Tensor, log_weight: torch.Tensor, sigma: float) -> torch.Tensor:
+    def _logits(
+        self, kind: str, c: torch.Tensor, e: torch.Tensor, log_weight: torch.Tensor, sigma: float
+    ) -> torch.Tensor:
         """Log-weight (up to the clip's own constant) of templates with correlation ``c`` and energy ``e`` with
-        the clip: the amplitude integrated over [0.8, 1] in closed form."""
+        the clip: the amplitude integrated over its uniform range in closed form."""
+        low, high = self._amplitude_range(kind)
         var = sigma**2
         mu, sd = c / e, sigma / e.sqrt()  # the best amplitude of each template, and its posterior spread
-        log_mass = _log_diff_ndtr((AMP_LOW - mu) / sd, (AMP_HIGH - mu) / sd)
+        log_mass = _log_diff_ndtr((low - mu) / sd, (high - mu) / sd)
         return (
             c.square() / (2 * var * e) + 0.5 * torch.log(2 * math.pi * var / e) + log_mass
-            + log_weight - math.log(AMP_HIGH - AMP_LOW)
+            + log_weight - math.log(high - low)
         )  # fmt: skip
 
-    @staticmethod
-    def _amplitude(c: torch.Tensor, e: torch.Tensor, sigma: float) -> torch.Tensor:
-        """Posterior mean of the amplitude of each template: a normal truncated to [0.8, 1]."""
+    def _amplitude(self, kind: str, c: torch.Tensor, e: torch.Tensor, sigma: float) -> torch.Tensor:
+        """Posterior mean of the amplitude of each template: a normal truncated to the amplitude range."""
+        low, high = self._amplitude_range(kind)
         mu, sd = c / e, sigma / e.sqrt()
-        lo, hi = (AMP_LOW - mu) / sd, (AMP_HIGH - mu) / sd
+        lo, hi = (low - mu) / sd, (high - mu) / sd
         log_mass = _log_diff_ndtr(lo, hi)
         ratio = lambda z: torch.exp(-0.5 * z.square() - _LOG_SQRT_2PI - log_mass)  # noqa: E731
-        return (mu + sd * (ratio(lo) - ratio(hi))).clamp(AMP_LOW, AMP_HIGH)
+        return (mu + sd * (ratio(lo) - ratio(hi))).clamp(low, high)
 
     def _analyse(
         self, kind: str, x: torch.Tensor, sigma: float, want_mean: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """Log-density ``[B]``, posterior mean ``[B, T]`` (or None) and key posterior ``[B, KEYS]`` of clips
+        """Log-density ``[B]``, posterior mean ``[B, T]`` (or None) and pitch posterior ``[B, P]`` of clips
         ``x: [B, T]`` under source ``kind`` at noise level ``sigma``."""
         B, T = x.shape
         self._check_length(T)
@@ -232,11 +270,11 @@ class ExactToyPriors:
         X = torch.fft.rfft(x, tpl.nfft)  # [B, F]
         # c[b, k, n] = sum_t x[b, t] * render_k[t + n]: the clip against every lag of every key
         c = torch.fft.irfft(X.conj()[:, None, :] * tpl.spectra[None], tpl.nfft)[..., :M]  # [B, K, M]
-        logits = self._logits(c, tpl.energy[None], tpl.log_weight[None], sigma)
-        refined = self._refine(kind, x, logits, tpl, sigma) if kind in _SHARP and self.refine else None
+        logits = self._logits(kind, c, tpl.energy[None], tpl.log_weight[None], sigma)
+        refined = self._refine(kind, x, logits, tpl, sigma) if self._sharp(kind) and self.refine else None
         log_p = torch.empty(B, dtype=torch.float64)
         mean = torch.zeros(B, T, dtype=torch.float64) if want_mean else None
-        key_post = torch.empty(B, KEYS, dtype=torch.float64)
+        key_post = torch.empty(B, logits.shape[1], dtype=torch.float64)
         const = -x.square().sum(1) / (2 * sigma**2) - 0.5 * T * math.log(2 * math.pi * sigma**2)
         for b in range(B):
             grid = logits[b]
@@ -253,12 +291,12 @@ class ExactToyPriors:
                 continue
             keep = (grid.amax(1) > log_z - self.prune).nonzero().squeeze(1)  # keys with any weight
             if len(keep):
-                amp = self._amplitude(c[b, keep], tpl.energy[keep], sigma)
+                amp = self._amplitude(kind, c[b, keep], tpl.energy[keep], sigma)
                 V = torch.fft.rfft(post[keep] * amp, tpl.nfft)  # [k, F]
                 # sum_n v[n] render[t + n] for every t, summed over the kept keys in the frequency domain
                 mean[b] = torch.fft.irfft((V.conj() * tpl.spectra[keep]).sum(0), tpl.nfft)[:T]
             if sub_logits is not None:
-                mean[b] += (sub_post * self._amplitude(sub_c, sub_e, sigma)) @ sub_waves
+                mean[b] += (sub_post * self._amplitude(kind, sub_c, sub_e, sigma)) @ sub_waves
         return log_p, mean, key_post
 
     def _refine(self, kind: str, x: torch.Tensor, logits: torch.Tensor, tpl: _Templates, sigma: float):
@@ -271,7 +309,8 @@ class ExactToyPriors:
         """
         B, T = x.shape
         K, J = self.refine, self.refine_cells
-        frequency = toy.key_frequency(torch.arange(1, KEYS + 1))
+        frequency = self._frequencies(kind)
+        log_prior = self._log_pitch_prior(kind)
         t = torch.arange(T, dtype=torch.float64) / self.sample_rate
         out = []
         for b in range(B):
@@ -289,13 +328,12 @@ class ExactToyPriors:
             phase = (start[:, None] + width[:, None] * frac).reshape(-1)  # [J*K] periods
             cycle = frequency[keys].repeat_interleave(K)[:, None] * t + phase[:, None]
             cycle -= cycle.floor()  # [J*K, T] position in the period, as toy.oscillator computes it
-            waves = torch.where(cycle < 0.5, 1.0, -1.0).double() if kind == "square" else 2.0 * cycle - 1.0
-            log_weight = (torch.log(width.clamp_min(1e-300)) - math.log(K * KEYS)).repeat_interleave(K)
+            waves = self._wave(kind, cycle)
+            log_weight = (torch.log(width.clamp_min(1e-300)) - math.log(K) + log_prior[keys]).repeat_interleave(K)
             sub_c, sub_e = waves @ x[b], waves.square().sum(1)
             logits[b, keys, lags] = -math.inf  # the lag's cell is now the sub-phases'
-            out.append(
-                (self._logits(sub_c, sub_e, log_weight, sigma), sub_c, sub_e, keys.repeat_interleave(K), waves)
-            )
+            sub_logits = self._logits(kind, sub_c, sub_e, log_weight, sigma)
+            out.append((sub_logits, sub_c, sub_e, keys.repeat_interleave(K), waves))
         return out
 
     def _per_source(self, x: torch.Tensor, sigma: float, want_mean: bool, sources: list[int] | None = None):
@@ -362,7 +400,12 @@ class ExactToyPriors:
     def key_posterior(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
         """Posterior probability of each piano key (1..88 at index 0..87): ``[B, N, T] -> [B, N, 88]``."""
         out = self._per_source(x, self._sigma(sigma), want_mean=False)
-        return torch.stack([out[k][2] for k in range(len(self))], dim=1)
+        per_key = []
+        for k in range(len(self)):
+            post = out[k][2]
+            keys = self._pitch_keys(self.names[k])
+            per_key.append(torch.zeros(post.shape[0], KEYS, dtype=post.dtype).index_add_(1, keys, post))
+        return torch.stack(per_key, dim=1)
 
     def cross_log_prob(self, clips: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
         """Every clip under every prior: ``[B, T] -> [B, N, T]`` maps (nats per sample)."""
