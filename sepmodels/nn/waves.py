@@ -81,6 +81,10 @@ class WavePriors(ExactToyPriors):
         pitch_hz, pitch_log_prior: per source, the candidate pitches (Hz) and their log-probabilities.
         amplitude: ``[N, 2]`` each source's amplitude range.
         meta: how they were fitted.
+        lags, refine: the phase quadrature's lags per pitch and the finer phases each of the best two lags'
+            cells is split into (as :class:`ExactToyPriors`). Every learned wave is refined, and it needs 128
+            (the exact prior's 32 left two of eight square clips at 35 dB instead of 161 at sigma 0.3): a
+            learned edge must land between the same two samples as the clip's own edge.
 
     Example:
         >>> priors = WavePriors.load()  # the shipped ones
@@ -103,8 +107,9 @@ class WavePriors(ExactToyPriors):
         amplitude: torch.Tensor,
         meta: dict[str, Any] | None = None,
         lags: int = 1024,
+        refine: int = 128,
     ) -> None:
-        super().__init__(lags=lags)
+        super().__init__(lags=lags, refine=refine)
         N = len(names)
         shapes = (knots.shape, jumps.shape, offsets.shape, amplitude.shape)
         if shapes != ((N, KNOTS), (N, JUMPS), (N,), (N, 2)):
