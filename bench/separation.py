@@ -33,7 +33,7 @@ from sepmodels.priors import load_priors
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--priors", help="a checkpoint or 'exact' (default: the shipped score priors)")
+    parser.add_argument("--priors", help="a checkpoint or 'exact' (default: the samplers' default, wave priors)")
     parser.add_argument("--methods", nargs="+", choices=[*METHODS, "vae"], default=["residual", "constrained"])
     parser.add_argument(
         "--posterior", type=Path, help="VAE posterior for --methods vae (default: the shipped one)"
@@ -92,7 +92,7 @@ def main() -> None:
         )
     print(f"{'mix itself':<12} mean SI-SDR {float(floor.mean()):6.2f} dB")
     report = {
-        "priors": str(args.priors or "shipped default (score)"),
+        "priors": str(args.priors or f"shipped default ({default_sampler_priors_path().name})"),
         "kind": priors.kind,
         "mixes": args.n,
         "seconds": length / priors.sample_rate,

@@ -79,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, type=Path, help="folder for priors.pt and train_log.csv")
     model_help = "; ".join(f"{name}: {kind.summary}" for name, kind in KINDS.items()) + " (default: flow)"
     t.add_argument("--model", choices=list(KINDS), default="flow", help=model_help)
-    t.add_argument("--priors", type=Path, help="--model vae: the frozen flow priors (default: the shipped ones)")
+    t.add_argument(
+        "--priors", type=Path, help="--model vae: the frozen priors, flow or wave (default: the shipped flows)"
+    )
     t.add_argument("--config", choices=preset_names(), default="default", help="model size (default: default)")
     t.add_argument("--steps", type=_positive_int, help="total optimiser steps (default: 3000)")
     t.add_argument("--batch-size", type=_positive_int, help="clips per step (default: 16)")
@@ -591,9 +593,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         model_cfg = init.config
     frozen = None
     if kind.posterior:
-        frozen = PriorSet.load(args.priors)
+        from sepmodels.priors import load_priors
+
+        frozen = load_priors(args.priors)
         if not frozen.has_likelihood:
-            raise UsageError(f"--priors {args.priors} holds score priors; a VAE needs flow priors (a likelihood)")
+            raise UsageError(
+                f"--priors {args.priors} holds score priors; a VAE needs a likelihood (flow or wave priors)"
+            )
     elif args.priors is not None:
         raise UsageError("--priors is for --model vae (the priors it is trained against); use --init to fine-tune")
     trainer = Trainer(

@@ -35,7 +35,7 @@ from sepmodels.devices import pick_device
 from sepmodels.energy import EnergyMeter, EnergyReading
 from sepmodels.inference.posterior import Demixer
 from sepmodels.nn.contract import TrainBatch
-from sepmodels.priors import NoiseLadder, PriorSet
+from sepmodels.priors import NoiseLadder, Prior, PriorSet
 from sepmodels.registry import kind_of_class, kind_of_config
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,8 @@ class Trainer:
         device: torch device; CUDA when present if None.
         progress: show a tqdm bar.
         init: priors to start from (fine-tuning); their model must have the same class and config.
-        priors: for a :class:`VAEConfig` (a VAE posterior), the frozen flow priors its ELBO uses.
+        priors: for a :class:`VAEConfig` (a VAE posterior), the frozen priors its ELBO uses: flow priors, or
+            the learned wave priors (CPU only).
     """
 
     def __init__(
@@ -173,7 +174,7 @@ class Trainer:
         device: str | None = None,
         progress: bool = True,
         init: PriorSet | None = None,
-        priors: PriorSet | None = None,
+        priors: Prior | None = None,
     ) -> None:
         self.out = Path(out_dir)
         self.ckpt_path = self.out / CHECKPOINT
@@ -223,15 +224,21 @@ class Trainer:
             raise TrainingError(
                 f"the model is for {model_config.sample_rate} Hz; {train_config.data} data is {self.sample_rate}"
             )
-        self.frozen: PriorSet | None = None
+        self.frozen: Prior | None = None
         if self.kind.posterior:
             if priors is None or not priors.has_likelihood:
-                raise TrainingError("a VAE posterior is trained against flow priors: pass them (--priors)")
+                raise TrainingError(
+                    "a VAE posterior is trained against priors with a likelihood (flow or wave priors): pass "
+                    "them (--priors)"
+                )
             if tuple(priors.names) != self.names:
                 raise TrainingError(
                     f"the priors are for {priors.names}, the {train_config.data} data has {self.names}"
                 )
-            self.frozen = priors.to(self.device).freeze()
+            try:
+                self.frozen = priors.to(self.device).freeze()
+            except ValueError as err:  # the quadrature priors (exact, wave) run on the CPU only
+                raise TrainingError(f"{err}: train the VAE against them with --device cpu") from None
         torch.manual_seed(train_config.seed)
         self.model = self.kind.model_class(len(self.names), model_config).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train_config.lr)

@@ -126,9 +126,32 @@ def test_vae_training_resumes_exactly_after_a_nan(tiny_priors, tmp_path, monkeyp
         assert torch.equal(b[key], value), key
 
 
-def test_a_vae_needs_flow_priors(tmp_path):
-    with pytest.raises(TrainingError, match="flow priors"):
+def test_a_vae_needs_priors_with_a_likelihood(tmp_path):
+    with pytest.raises(TrainingError, match="flow or wave priors"):
         Trainer(tmp_path, VAEConfig.preset("tiny"), TrainConfig(steps=1), progress=False)
+
+
+def test_the_elbo_of_the_wave_priors_has_their_exact_score_as_gradient():
+    from sepmodels.nn.waves import WavePriors
+
+    priors = WavePriors.load()
+    s = (0.2 * toy.toy_test_set(2, 600, seed=3)).requires_grad_(True)  # [2, 4, 600], quiet: a poor fit
+    (priors.log_prob(s, 0.1).sum(dim=(1, 2)) * torch.tensor([1.0, 3.0])).sum().backward()
+    score = priors.score(s.detach(), 0.1)
+    torch.testing.assert_close(s.grad, score * torch.tensor([1.0, 3.0])[:, None, None])
+    with pytest.raises(RuntimeError, match="sum over time"):  # one sample alone has no cheap gradient
+        priors.log_prob(s, 0.1)[..., 0].sum().backward()
+
+
+def test_the_cli_trains_a_vae_against_the_wave_priors_on_the_cpu(tmp_path, capsys):
+    from sepmodels.checkpoint import default_wave_priors_path
+
+    out, waves = tmp_path / "vae", str(default_wave_priors_path())
+    assert main(["train", "--model", "vae", "--config", "tiny", "--priors", waves, "--steps", "2",
+                 "--batch-size", "2", "--length", "600", "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    demixer = Demixer.load(out / "priors.pt")
+    assert demixer.meta["priors"]["kind"] == "waves" and demixer.names == toy.SOURCES
+    assert torch.isfinite(demixer.separate(toy.toy_test_set(1, 600)[0].mean(0))).all()
 
 
 def test_a_priors_file_is_not_a_posterior(tiny_priors_path):

@@ -96,6 +96,30 @@ def _phase_cells(frequency: torch.Tensor, lags: int, sample_rate: int) -> torch.
     return torch.empty_like(cells).scatter_(1, order[..., None].expand_as(cells), cells)
 
 
+class _LogDensityMap(torch.autograd.Function):
+    """:meth:`ExactToyPriors.log_prob`'s map, differentiable through its sum over time: the gradient of a clip's
+    log p_sigma is the exact score. The map's single samples have no cheap gradient of their own (that would
+    need the posterior's covariance), so a backward pass that weighs the samples of one clip unequally is
+    refused."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, priors: ExactToyPriors, sigma: float) -> torch.Tensor:
+        maps, score = priors.log_prob_and_score(x.detach(), sigma)
+        ctx.save_for_backward(score)
+        return maps
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (score,) = ctx.saved_tensors
+        per_clip = grad.mean(-1, keepdim=True)
+        if bool(((grad - per_clip).abs() > 1e-6 * per_clip.abs() + 1e-30).any()):
+            raise RuntimeError(
+                "the quadrature priors' log_prob is differentiable only through each clip's sum over time "
+                "(a clip's log-density does not factor over samples)"
+            )
+        return per_clip * score, None, None
+
+
 class ExactToyPriors:
     """The exact noise-smoothed prior of each toy source (``sin``, ``square``, ``saw``, ``triangle``).
 
@@ -153,6 +177,10 @@ class ExactToyPriors:
     def to(self, device: str | torch.device) -> ExactToyPriors:
         if torch.device(device).type != "cpu":
             raise ValueError("the exact toy prior runs on the CPU (float64 FFTs)")
+        return self
+
+    def freeze(self) -> ExactToyPriors:
+        """Nothing to freeze (no parameters); for the trainer, as :meth:`PriorSet.freeze`."""
         return self
 
     def can_judge(self, other: object) -> bool:
@@ -354,8 +382,13 @@ class ExactToyPriors:
         The density of a clip does not factor over samples; this map gives sample t the Gaussian term
         ``log N(x_t; E[s_t | x], sigma^2)`` of its distance from the posterior-mean wave, plus an equal share of
         the rest of log p, so the samples that the best explanation misses stand out.
+
+        With ``x.requires_grad`` (and grad enabled) the map is differentiable through each clip's sum over T,
+        whose gradient is the exact score (a VAE's ELBO uses it so).
         """
         s = self._sigma(sigma)
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _LogDensityMap.apply(x, self, s)
         out = self._per_source(x, s, want_mean=True)
         return torch.stack([self._map(x[:, k], *out[k][:2], s) for k in range(len(self))], dim=1).to(x.dtype)
 
