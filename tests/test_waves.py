@@ -10,7 +10,7 @@ import torch
 from sepmodels.checkpoint import CheckpointError, default_wave_priors_path
 from sepmodels.data import toy
 from sepmodels.metrics import si_sdr
-from sepmodels.nn.waves import JUMPS, KNOTS, WavePriors, _Fitting, fit_wave_priors, wave_values
+from sepmodels.nn.waves import JUMPS, KNOTS, WavePriors, _Fitting, _ShapeFit, fit_wave_priors, wave_values
 from sepmodels.priors import PriorSet, load_priors
 
 KEYS_HZ = toy.key_frequency(torch.arange(1, 89))
@@ -66,6 +66,48 @@ def test_with_the_true_shapes_the_e_step_finds_every_pitch_and_phase():
         assert torch.equal(pitch + 1, params.key[:, k]), kind
         wave = model._wave(kind, torch.remainder(KEYS_HZ[pitch][:, None] * t + phase[:, None], 1.0))
         assert (si_sdr(wave, clips[:, k]) > 90).all(), kind
+
+
+def test_the_plateau_search_finds_the_phase_a_grid_step_missed():
+    """Started a little off (where some samples of the clip lie on the wrong side of an edge), the
+    plateau-by-plateau search returns the clip's own phase."""
+    params = toy.draw_params(4, torch.Generator().manual_seed(7))
+    clips = toy.render(params, 4096).double()
+    model = _known()
+    t = torch.arange(4096, dtype=torch.float64) / toy.SAMPLE_RATE
+    edges = {"square": torch.tensor([0.0, 0.5], dtype=torch.float64), "saw": torch.tensor([0.0])}
+    for k, kind in ((1, "square"), (2, "saw")):
+        tried = 0
+        for b in range(4):
+            hz = KEYS_HZ[params.key[b, k] - 1]
+            truth = float(params.phase[b, k]) / (2 * math.pi)
+            for miss in (1e-4, 2e-4, 4e-4, 8e-4, 1.6e-3):  # the first start with an edge on the wrong side
+                off = model._wave(kind, torch.remainder(hz * t + truth + miss, 1.0))
+                if float(si_sdr(off, clips[b, k])) < 60:
+                    break
+            else:  # a low note: no edge crosses a sample that near (and SI-SDR ignores the saw's constant)
+                continue
+            tried += 1
+            found = model._best_plateau(kind, clips[b, k], hz * t, truth + miss, edges[kind])
+            wave = model._wave(kind, torch.remainder(hz * t + found, 1.0))
+            assert float(si_sdr(wave, clips[b, k])) > 100, (kind, b, miss)
+        assert tried >= 3, kind
+        # no crossing within the span (a low note, or a span of nothing): the phase it was given
+        kept = model._best_plateau(kind, clips[0, k], KEYS_HZ[0] * t, 0.25, edges[kind], span=1e-12)
+        assert kept == pytest.approx(0.25, abs=2e-12)
+
+
+def test_the_fitted_shape_has_no_dc():
+    """A saw plus a constant: the fitted shape's mean over a period stays 0 (the constant is left unexplained)."""
+    params = toy.draw_params(4, torch.Generator().manual_seed(8))
+    clips = toy.render(params, 2048).double()[:, 2] + 0.1
+    t = torch.arange(2048, dtype=torch.float64) / toy.SAMPLE_RATE
+    cycles = torch.remainder(
+        toy.key_frequency(params.key[:, 2])[:, None] * t + params.phase[:, 2, None] / (2 * math.pi), 1.0
+    )
+    knots, _, residual = _ShapeFit(cycles, params.amplitude[:, 2].double(), clips).solve(0.0)
+    assert abs(float(knots.mean())) < 1e-12
+    assert residual > 0.8 * 0.01 * clips.numel()  # most of the constant is left unexplained
 
 
 @pytest.mark.slow

@@ -171,5 +171,5 @@ KIND = ModelKind(
     loss=_vae_loss,
     nats=True,
     role="posterior",
-    summary="a VAE posterior trained on mixes against frozen flow priors (--priors)",
+    summary="a VAE posterior trained on mixes against frozen flow or wave priors (--priors)",
 )
