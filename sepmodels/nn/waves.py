@@ -241,9 +241,9 @@ class _ShapeFit:
     :meth:`solve` adds the edges' part for one offset and returns the knots, edge heights and residual energy.
     """
 
-    def __init__(self, cycles: torch.Tensor, amps: torch.Tensor, clips: torch.Tensor, knots: int = KNOTS) -> None:
+    def __init__(self, cycles: torch.Tensor, amps: torch.Tensor, clips: torch.Tensor) -> None:
         T = clips.shape[1]
-        self.L = L = knots
+        self.L = L = KNOTS
         self.cycle = cycles.reshape(-1)
         self.amp = amps[:, None].expand(-1, T).reshape(-1)
         self.x = clips.reshape(-1).double()
@@ -298,9 +298,6 @@ class _ShapeFit:
             best_offset = trials[min(range(len(trials)), key=residuals.__getitem__)]
             span /= 4
         knots, jumps, _ = self.solve(best_offset)
-        if self.L != KNOTS:  # the coarse curve on the fine grid of knots (linear interpolation is exact there)
-            knots = wave_values(knots, torch.zeros(0, dtype=torch.float64), 0.0,
-                                torch.arange(KNOTS, dtype=torch.float64) / KNOTS)  # fmt: skip
         # Offsets a whole grid step apart describe the same edges, renumbered: keep the offset in [0, 1/J).
         shift = math.floor(best_offset * JUMPS)
         return knots, jumps.roll(shift), best_offset - shift / JUMPS
