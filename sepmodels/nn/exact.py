@@ -131,7 +131,9 @@ class ExactToyPriors:
         lags: phases per key in the quadrature (more: finer phase, slower).
         prune: templates whose log-weight is this many nats below the best are dropped from the posterior mean.
         refine, refine_cells: for the sharp waves (square, saw), the phase cells of the best ``refine_cells``
-            lags are split into ``refine`` finer phases each (0 turns this off).
+            lags are split into ``refine`` finer phases each (0 turns this off). A tuple refines in stages: the
+            best ``refine_cells`` of the first stage's finer cells are split again by the next factor, and so on
+            (``(16, 8)`` reaches the phase step of 128 with 48 trial waves instead of 256).
 
     Example:
         >>> priors = ExactToyPriors()
@@ -148,12 +150,14 @@ class ExactToyPriors:
     default_sigma = 0.01
     device = torch.device("cpu")
 
-    def __init__(self, lags: int = 1024, prune: float = 40.0, refine: int = 32, refine_cells: int = 2) -> None:
-        if lags < 2 or refine < 0 or refine_cells < 1:
-            raise ValueError(
-                f"need lags >= 2, refine >= 0, refine_cells >= 1; got {lags}, {refine}, {refine_cells}"
-            )
-        self.lags, self.prune, self.refine, self.refine_cells = lags, prune, refine, refine_cells
+    def __init__(
+        self, lags: int = 1024, prune: float = 40.0, refine: int | tuple[int, ...] = 32, refine_cells: int = 2
+    ) -> None:
+        stages = tuple(int(r) for r in ((refine,) if isinstance(refine, int) else refine) if r != 0)
+        if lags < 2 or any(r < 2 for r in stages) or refine_cells < 1:
+            raise ValueError(f"need lags >= 2, refine stages >= 2 (or 0 for none), refine_cells >= 1; got {lags}, "
+                             f"{refine}, {refine_cells}")  # fmt: skip
+        self.lags, self.prune, self.refine, self.refine_cells = lags, prune, stages, refine_cells
         self.meta = {"what": "the exact toy prior (quadrature over key, phase, amplitude)", "lags": lags}
         self._cache: OrderedDict[tuple[str, int], _Templates] = OrderedDict()
 
@@ -172,7 +176,7 @@ class ExactToyPriors:
     def describe(self) -> dict[str, object]:
         """Class and settings, for results files."""
         return {"class": type(self).__name__, "config": {"lags": self.lags, "prune": self.prune,
-                "refine": self.refine, "refine_cells": self.refine_cells}}  # fmt: skip
+                "refine": list(self.refine), "refine_cells": self.refine_cells}}  # fmt: skip
 
     def to(self, device: str | torch.device) -> ExactToyPriors:
         if torch.device(device).type != "cpu":
@@ -333,35 +337,57 @@ class ExactToyPriors:
         A square or saw wave changes a sample wherever an edge crosses it, so a phase a fraction of a lag off
         still misses samples; the finer phases within the winning cells find the clip's own edges. The split
         cells keep their total weight, so the quadrature stays one of the uniform phase. This is done only
-        where those cells hold 99.9 % of the posterior (small sigma), which is where it matters.
+        where those cells hold 99.9 % of the posterior (small sigma), which is where it matters; each further
+        stage of ``refine`` splits the best few of the last stage's cells again, under the same rule.
+
+        Returns per clip ``(logits [S], c [S], e [S], pitch index [S], waves [S, T])`` of the finer phases, or
+        Nones where nothing was refined.
         """
         B, T = x.shape
-        K, J = self.refine, self.refine_cells
+        J = self.refine_cells
         frequency = self._frequencies(kind)
         log_prior = self._log_pitch_prior(kind)
         t = torch.arange(T, dtype=torch.float64) / self.sample_rate
+        enough = math.log(0.999)
         out = []
         for b in range(B):
             flat = logits[b].reshape(-1)
             best = flat.topk(J)
             # Only where the best cells hold nearly all the mass: refining a few cells of a spread posterior
             # would trade the grid's errors there for a bias (the best cells are the ones the grid overrates).
-            if torch.logsumexp(best.values, 0) - torch.logsumexp(flat, 0) < math.log(0.999):
+            if torch.logsumexp(best.values, 0) - torch.logsumexp(flat, 0) < enough:
                 out.append((None,) * 5)
                 continue
-            top = best.indices
-            keys, lags = top // self.lags, top % self.lags
-            start, width = tpl.cells[keys, lags, 0], tpl.cells[keys, lags, 1]  # [J]
-            frac = (torch.arange(K, dtype=torch.float64) + 0.5) / K
-            phase = (start[:, None] + width[:, None] * frac).reshape(-1)  # [J*K] periods
-            cycle = frequency[keys].repeat_interleave(K)[:, None] * t + phase[:, None]
-            cycle -= cycle.floor()  # [J*K, T] position in the period, as toy.oscillator computes it
-            waves = self._wave(kind, cycle)
-            log_weight = (torch.log(width.clamp_min(1e-300)) - math.log(K) + log_prior[keys]).repeat_interleave(K)
-            sub_c, sub_e = waves @ x[b], waves.square().sum(1)
-            logits[b, keys, lags] = -math.inf  # the lag's cell is now the sub-phases'
-            sub_logits = self._logits(kind, sub_c, sub_e, log_weight, sigma)
-            out.append((sub_logits, sub_c, sub_e, keys.repeat_interleave(K), waves))
+            keys, lags = best.indices // self.lags, best.indices % self.lags
+            start, width = tpl.cells[keys, lags, 0], tpl.cells[keys, lags, 1]  # [J] periods
+            logits[b, keys, lags] = -math.inf  # the lags' cells are now the finer phases'
+            log_rest = torch.logsumexp(logits[b].reshape(-1), 0)  # the mass left on the grid
+            done: list[tuple[torch.Tensor, ...]] = []  # finer phases that are not split again
+            for stage, parts in enumerate(self.refine):
+                frac = torch.arange(parts, dtype=torch.float64) / parts
+                sub_start = (start[:, None] + width[:, None] * frac).reshape(-1)  # [J*parts] cells' starts
+                sub_width = (width / parts).repeat_interleave(parts)
+                sub_keys = keys.repeat_interleave(parts)
+                cycle = frequency[sub_keys][:, None] * t + (sub_start + 0.5 * sub_width)[:, None]
+                cycle -= cycle.floor()  # [S, T] position in the period, as toy.oscillator computes it
+                waves = self._wave(kind, cycle)
+                sub_c, sub_e = waves @ x[b], waves.square().sum(1)
+                log_weight = torch.log(sub_width.clamp_min(1e-300)) + log_prior[sub_keys]
+                sub_logits = self._logits(kind, sub_c, sub_e, log_weight, sigma)
+                nodes = (sub_logits, sub_c, sub_e, sub_keys, waves)
+                if stage == len(self.refine) - 1:
+                    done.append(nodes)
+                    break
+                best = sub_logits.topk(min(J, len(sub_logits)))
+                mass = torch.logsumexp(torch.cat([log_rest[None], sub_logits, *(d[0] for d in done)]), 0)
+                if torch.logsumexp(best.values, 0) - mass < enough:
+                    done.append(nodes)
+                    break
+                stay = torch.ones(len(sub_logits), dtype=torch.bool)
+                stay[best.indices] = False
+                done.append(tuple(v[stay] for v in nodes))
+                start, width, keys = sub_start[best.indices], sub_width[best.indices], sub_keys[best.indices]
+            out.append(tuple(torch.cat(parts_) for parts_ in zip(*done, strict=True)))
         return out
 
     def _per_source(self, x: torch.Tensor, sigma: float, want_mean: bool, sources: list[int] | None = None):

@@ -84,9 +84,11 @@ class WavePriors(ExactToyPriors):
         amplitude: ``[N, 2]`` each source's amplitude range.
         meta: how they were fitted.
         lags, refine: the phase quadrature's lags per pitch and the finer phases each of the best two lags'
-            cells is split into (as :class:`ExactToyPriors`). Every learned wave is refined, and it needs 128
-            (the exact prior's 32 left two of eight square clips at 35 dB instead of 161 at sigma 0.3): a
-            learned edge must land between the same two samples as the clip's own edge.
+            cells is split into (as :class:`ExactToyPriors`). Every learned wave is refined, and it needs a
+            phase step of 1/128 of a lag's cell (the exact prior's 32 left two of eight square clips at 35 dB
+            instead of 161 at sigma 0.3): a learned edge must land between the same two samples as the clip's
+            own edge. The default reaches it in two stages, 16 then 8 within the best two of those (48 trial
+            waves per clip instead of 256: one denoising call about 6 times faster, same SI-SDR).
 
     Example:
         >>> priors = WavePriors.load()  # the shipped ones
@@ -109,7 +111,7 @@ class WavePriors(ExactToyPriors):
         amplitude: torch.Tensor,
         meta: dict[str, Any] | None = None,
         lags: int = 1024,
-        refine: int = 128,
+        refine: int | tuple[int, ...] = (16, 8),
     ) -> None:
         super().__init__(lags=lags, refine=refine)
         N = len(names)
