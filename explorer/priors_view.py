@@ -122,9 +122,10 @@ def _provenance(study: StudyRecord) -> str:
     seconds = f"{d['length']} samples ({d['length'] / d['sample_rate']:.2g} s)"
     what = (f"{d['n']} draws per prior of {seconds}" if study.study == "samples"
             else f"{d['n']} {d['name']} {d['split']} clips of {seconds}")  # fmt: skip
+    step = f" (step {p['step']})" if p.get("step") is not None else ""  # fitted priors have no training step
     return (
-        f"*{study.study} study of {p['kind']} priors `{p['path']}` (step {p.get('step')}): {what}, seed "
-        f"{d['seed']}; written {study.created}.*"
+        f"*{study.study} study of {p['kind']} priors `{p['path']}`{step}: {what}, seed {d['seed']}; "
+        f"written {study.created}.*"
     )
 
 

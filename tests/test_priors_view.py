@@ -160,3 +160,12 @@ def test_whole_app_builds_with_and_without_results(tiny_priors, studies):
     assert "sepmodels study cross" in empty[0][0].object
     with pytest.raises(KeyError, match="no view"):
         app.view("nonsense")
+
+
+def test_the_shipped_denoise_study_is_the_default_wave_priors_and_says_so():
+    from explorer.priors_view import _provenance, default_studies_dir
+
+    loaded, problems = load_studies(str(default_studies_dir()))
+    assert problems == []
+    line = _provenance(loaded["denoise"])
+    assert "waves priors" in line and "toy_waves.pt" in line and "step None" not in line
