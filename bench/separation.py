@@ -31,6 +31,15 @@ from sepmodels.metrics import si_sdr
 from sepmodels.priors import load_priors
 
 
+def _posterior_facts(path: Path, demixer: Demixer | None) -> dict[str, object]:
+    """For the VAE's row: which posterior, the kind of priors it was trained against (not --priors) and the
+    noise level they scored it at."""
+    if demixer is None:
+        return {}
+    kind = (demixer.meta.get("priors") or {}).get("kind")
+    return {"posterior": str(path), "trained_against": kind, "prior_sigma": demixer.encoder.config.prior_sigma}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--priors", help="a checkpoint or 'exact' (default: the samplers' default, wave priors)")
@@ -55,8 +64,10 @@ def main() -> None:
     rows = []
     for method in args.methods:
         sdrs, keys_right, steps_run, per_mix = [], 0, 0, []
+        posterior = args.posterior or default_posterior_path()
+        demixer = Demixer.load(posterior) if method == "vae" else None
         separator = make_separator(
-            method, priors, Demixer.load(args.posterior or default_posterior_path()) if method == "vae" else None,
+            method, priors, demixer,
             steps=args.steps, levels=args.levels, sigma_max=args.sigma_max, delta=args.delta, chains=args.chains,
         )  # fmt: skip
         cfg = getattr(separator, "config", None)
@@ -73,6 +84,7 @@ def main() -> None:
         rows.append(
             {
                 "method": method,
+                **_posterior_facts(posterior, demixer),
                 "config": None if cfg is None else {k: v for k, v in vars(cfg).items() if k != "method"},
                 "steps_run": steps_run,
                 "si_sdr": dict(zip(priors.names, sdr.mean(0).tolist(), strict=True)),

@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--priors", type=Path, help="--model vae: the frozen priors, flow or wave (default: the shipped flows)"
     )
     t.add_argument("--config", choices=preset_names(), default="default", help="model size (default: default)")
+    t.add_argument(
+        "--prior-sigma",
+        type=_positive_float,
+        help="--model vae: the noise level the frozen priors score the posterior's draws at (default: the "
+        "priors' smallest, 0.01)",
+    )
     t.add_argument("--steps", type=_positive_int, help="total optimiser steps (default: 3000)")
     t.add_argument("--batch-size", type=_positive_int, help="clips per step (default: 16)")
     t.add_argument("--length", type=_positive_int, help="samples per training crop (default: 2048)")
@@ -600,8 +606,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise UsageError(
                 f"--priors {args.priors} holds score priors; a VAE needs a likelihood (flow or wave priors)"
             )
+        if args.prior_sigma is not None:
+            model_cfg = replace(model_cfg, prior_sigma=args.prior_sigma)
     elif args.priors is not None:
         raise UsageError("--priors is for --model vae (the priors it is trained against); use --init to fine-tune")
+    elif args.prior_sigma is not None:
+        raise UsageError("--prior-sigma is for --model vae")
     trainer = Trainer(
         args.out, model_cfg, train_cfg, resume=args.resume, device=args.device, progress=not args.quiet,
         init=init, priors=frozen,

@@ -147,10 +147,12 @@ def test_the_cli_trains_a_vae_against_the_wave_priors_on_the_cpu(tmp_path, capsy
     from sepmodels.checkpoint import default_wave_priors_path
 
     out, waves = tmp_path / "vae", str(default_wave_priors_path())
-    assert main(["train", "--model", "vae", "--config", "tiny", "--priors", waves, "--steps", "2",
-                 "--batch-size", "2", "--length", "600", "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    assert main(["train", "--model", "vae", "--config", "tiny", "--priors", waves, "--prior-sigma", "0.1",
+                 "--steps", "2", "--batch-size", "2", "--length", "600", "--out", str(out),
+                 "--quiet"]) == 0  # fmt: skip
     demixer = Demixer.load(out / "priors.pt")
     assert demixer.meta["priors"]["kind"] == "waves" and demixer.names == toy.SOURCES
+    assert demixer.encoder.config.prior_sigma == 0.1
     assert torch.isfinite(demixer.separate(toy.toy_test_set(1, 600)[0].mean(0))).all()
 
 
@@ -180,3 +182,5 @@ def test_cli_trains_separates_and_evaluates_with_the_vae(tiny_priors_path, tmp_p
     assert main(["separate", str(mix), "--method", "vae", "--posterior", missing, "--out", str(sep)]) == 1
     assert "no such checkpoint" in capsys.readouterr().err
     assert main(["train", "--model", "score", "--priors", tiny_priors_path, "--out", str(tmp_path / "x")]) == 1
+    assert main(["train", "--model", "flow", "--prior-sigma", "0.1", "--out", str(tmp_path / "x")]) == 1
+    assert "--prior-sigma is for --model vae" in capsys.readouterr().err
