@@ -153,7 +153,7 @@ class ExactToyPriors:
     def __init__(
         self, lags: int = 1024, prune: float = 40.0, refine: int | tuple[int, ...] = 32, refine_cells: int = 2
     ) -> None:
-        stages = tuple(int(r) for r in ((refine,) if isinstance(refine, int) else refine) if r != 0)
+        stages = ((refine,) if refine else ()) if isinstance(refine, int) else tuple(int(r) for r in refine)
         if lags < 2 or any(r < 2 for r in stages) or refine_cells < 1:
             raise ValueError(f"need lags >= 2, refine stages >= 2 (or 0 for none), refine_cells >= 1; got {lags}, "
                              f"{refine}, {refine_cells}")  # fmt: skip
