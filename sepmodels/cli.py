@@ -16,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from sepmodels.checkpoint import CheckpointError, default_sampler_priors_path
+from sepmodels.checkpoint import DEFAULT_SAMPLER_PRIORS, CheckpointError, default_sampler_priors_path
 from sepmodels.data.audio import AudioError
 
 EXACT = "exact"  # --priors exact: the exact toy prior (sepmodels.priors.EXACT)
+STEMS = "stems"  # --priors stems: the shipped music models (today the NMF dictionaries, bench/stems.py)
+MUSIC_METHODS = ("nmf", "supervised", "irm", "wiener")  # irm and wiener are oracles: evaluate only
 
 EXIT_USER_ERROR = 1
 EXIT_USAGE = 2
@@ -155,13 +157,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _sampler_arguments(sep)
 
-    ev = sub.add_parser("evaluate", help="SI-SDR (and BSS-Eval SDR on musdb) of separating test mixes")
-    ev.add_argument("--data", choices=["toy", "musdb"], default="toy", help="evaluation data (default: toy)")
-    ev.add_argument("--root", type=Path, help="--data musdb: the musdb folder; clips come from its test split")
-    ev.add_argument("--n", type=_positive_int, default=8, help="number of mixes (default: 8)")
-    ev.add_argument("--seconds", type=_positive_float, default=1.0, help="length of each mix (default: 1)")
+    ev = sub.add_parser(
+        "evaluate", help="SI-SDR of separating test mixes (music: SI-SDRi and museval's SDR, beside the floor)"
+    )
+    ev.add_argument(
+        "--data",
+        choices=["toy", "stems", "musdb"],
+        default="toy",
+        help="toy mixes; stems: make-stems renders (the stems benchmark); musdb: musdb18 or musdb18-HQ "
+        "(default: toy)",
+    )
+    ev.add_argument("--root", type=Path, help="--data stems or musdb: the folder; clips come from its --split")
+    ev.add_argument("--split", choices=["valid", "test"], default="test",
+                    help="--data stems: the split measured (default: test; choose settings on valid)")  # fmt: skip
+    ev.add_argument("--n", type=_positive_int, help="number of mixes (default: toy 8; music every track)")
+    ev.add_argument("--seconds", type=_positive_float, help="length of each mix (default: toy 1; music 10)")
+    ev.add_argument("--offset", type=float, default=1.0,
+                    help="music: where each track's clip starts, in seconds (default: 1)")  # fmt: skip
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    _sampler_arguments(ev)
+    _sampler_arguments(ev, oracle=True)
 
     ms = sub.add_parser(
         "make-stems", help="render random musical tracks with FluidSynth, in the musdb18-HQ layout"
@@ -171,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--seconds", type=_positive_float, default=30.0, help="length of each track (default: 30)")
     ms.add_argument("--seed", type=int, default=0, help="seed of the compositions (default: 0)")
     ms.add_argument("--soundfont", type=Path, help="a General-MIDI .sf2 (default: Debian's, if installed)")
+    ms.add_argument(
+        "--split",
+        choices=["train", "valid", "test"],
+        help="every track into this split (default: the last 20 %% to test/, the others to train/)",
+    )
     ms.add_argument("--quiet", action="store_true", help="no progress output")
 
     mn = sub.add_parser(
@@ -265,20 +284,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _sampler_arguments(p: argparse.ArgumentParser) -> None:
+def _sampler_arguments(p: argparse.ArgumentParser, oracle: bool = False) -> None:
     from sepmodels.inference.langevin import METHOD_DEFAULTS, METHODS, LangevinConfig
 
     d = LangevinConfig()
     p.add_argument(
         "--priors",
         type=Path,
-        help="priors checkpoint, or 'exact' for the exact toy prior (default: the shipped toy score priors)",
+        help=f"priors checkpoint, 'exact' for the exact toy prior, or 'stems' for the best shipped music model "
+        f"(drums, bass, other, vocals; chosen on the stems benchmark's validation split); with --method nmf or "
+        f"supervised, that model's file (default: the shipped {DEFAULT_SAMPLER_PRIORS})",
     )
     p.add_argument(
         "--method",
-        choices=[*METHODS, "vae"],
-        default=d.method,
-        help=f"Langevin sampler, or vae: the posterior means of --posterior (default: {d.method})",
+        choices=[*METHODS, "vae", *MUSIC_METHODS],
+        help=f"Langevin sampler; vae: the posterior means of --posterior; music: nmf (one KL-NMF dictionary per "
+        f"stem) or supervised (a mask network trained on mixtures and stems)"
+        f"{'; irm, wiener: the oracle ratio mask or Wiener filter from the true stems' if oracle else ''} "
+        f"(default: {d.method}; for --priors stems or music data, the shipped music choice)",
     )
     p.add_argument(
         "--posterior",
@@ -305,10 +328,51 @@ def _sampler_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _resolve_method(args: argparse.Namespace, music: bool = False) -> str:
+    """``--method``, or the default for the priors and data: the shipped music choice for ``--priors stems`` or
+    music data, else the samplers' default; a method the chosen priors cannot drive is one line."""
+    from sepmodels.inference.langevin import LangevinConfig
+    from sepmodels.stems_choice import stems_method
+
+    stems = args.priors is not None and str(args.priors) == STEMS
+    method = args.method or _music_method_of(args.priors)
+    music_default = stems or (music and args.priors is None)  # priors given for music data are sampled
+    method = method or (stems_method() if music_default else LangevinConfig.method)
+    if stems and method not in MUSIC_METHODS:
+        raise UsageError(f"--priors stems are music models (--method nmf or supervised), not {method}")
+    if method in MUSIC_METHODS and args.priors is not None and str(args.priors) == EXACT:
+        raise UsageError(f"--method {method} separates music; the exact toy prior is for the toy oscillators")
+    args.method = method
+    return method
+
+
+def _music_method_of(path: Path | None) -> str | None:
+    """The music method whose model file ``path`` is (NMF dictionaries or a mask network), else None."""
+    if path is None or str(path) in (STEMS, EXACT) or not Path(path).is_file():
+        return None
+    from sepmodels.checkpoint import load_checkpoint
+
+    try:
+        found = load_checkpoint(path).get("class")
+    except CheckpointError:
+        return None  # the loader of the method named will say what is wrong with it
+    return {"StemDictionaries": "nmf", "MaskNet": "supervised"}.get(found)
+
+
 def _separator(args: argparse.Namespace, progress: bool = False, announce=None):
-    """The separator that ``--method`` and its options name: a VAE posterior or a sampler under priors."""
+    """The separator that ``--method`` and its options name: NMF dictionaries, a VAE posterior or a sampler
+    under priors (``args.method`` resolved by :func:`_resolve_method`)."""
     from sepmodels.inference.separator import make_separator
 
+    spec = None if args.priors is None or str(args.priors) == STEMS else args.priors
+    if args.method == "nmf":
+        from sepmodels.nmf import NMFSeparator, StemDictionaries
+
+        return NMFSeparator(StemDictionaries.load(spec))
+    if args.method == "supervised":
+        from sepmodels.masknet import MaskNetSeparator
+
+        return MaskNetSeparator.load(spec)
     if args.method == "vae":
         return make_separator("vae", posterior=_demixer(args))
     priors = _load_priors(args.priors, default_sampler_priors_path(), args.device)
@@ -380,6 +444,8 @@ def _cmd_separate(args: argparse.Namespace) -> int:
 
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} is a file, not a folder")
+    if _resolve_method(args) in ("irm", "wiener"):
+        raise UsageError(f"--method {args.method} is an oracle: it needs the true stems (use it with evaluate)")
     announce = lambda line: tqdm.write(f"note: {line}", file=sys.stderr)  # noqa: E731
     separator = _separator(args, progress=not args.quiet, announce=announce)
     names, sample_rate = separator.names, separator.sample_rate
@@ -450,33 +516,32 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from sepmodels.evaluation import evaluate_separator
     from sepmodels.metrics import verdict
 
+    music = args.data in ("stems", "musdb")
+    if music and args.root is None:
+        raise UsageError(
+            f"--data {args.data} needs --root PATH (a make-stems folder, or a musdb18 or musdb18-HQ folder)"
+        )
+    if not music and args.root is not None:
+        raise UsageError("--root is for --data stems or musdb")
+    method = _resolve_method(args, music)
+    if method in MUSIC_METHODS and not music:
+        raise UsageError(f"--method {method} separates music: pass --data stems or musdb with --root")
+    if music:
+        return _evaluate_music(args)
+    args.n, args.seconds = args.n or 8, args.seconds or 1.0
     model = _separator(args, progress=not args.quiet)
     try:
         length = model.valid_length(int(args.seconds * model.sample_rate))
     except ValueError as err:
         raise UsageError(str(err)) from None
-    if args.data == "musdb":
-        from sepmodels.data import musdb
-
-        if args.root is None:
-            raise UsageError(
-                "--data musdb needs --root PATH (a musdb18 or musdb18-HQ folder, or make-stems output)"
-            )
-        expected = musdb.SOURCES
-    else:
-        expected = toy.SOURCES
-    if model.names != expected:
+    if model.names != toy.SOURCES:
         raise UsageError(
-            f"--data {args.data} needs models of {', '.join(expected)}; these are {', '.join(model.names)}"
+            f"--data {args.data} needs models of {', '.join(toy.SOURCES)}; these are {', '.join(model.names)}"
         )
-    if args.data == "musdb":
-        truths = musdb.MusdbData(musdb.MusdbConfig(str(args.root)), "test").aligned(args.n, length, args.seed)
-    else:
-        truths = toy.toy_test_set(args.n, length, seed=args.seed)
-    result = evaluate_separator(model, truths, bss=args.data == "musdb", progress=not args.quiet)
+    truths = toy.toy_test_set(args.n, length, seed=args.seed)
+    result = evaluate_separator(model, truths, progress=not args.quiet)
     sdr, floor = result.separated, result.mix  # [n, N]
     steps = model.max_steps
-    method = args.method
     report = {
         "method": method,
         "steps": steps,
@@ -487,10 +552,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         "mix_si_sdr": {n: float(v) for n, v in zip(model.names, floor.mean(0), strict=True)},
         "mix_si_sdr_mean": float(floor.mean()),
     }
-    if result.bss_separated is not None:
-        nanmean = lambda x: x.nanmean(0)  # noqa: E731  (a silent stem in a clip gives nan)
-        report["sdr"] = {n: float(v) for n, v in zip(model.names, nanmean(result.bss_separated), strict=True)}
-        report["mix_sdr"] = {n: float(v) for n, v in zip(model.names, nanmean(result.bss_mix), strict=True)}
     report["verdict"] = verdict([report["si_sdr"][n] for n in model.names],
                                 [report["mix_si_sdr"][n] for n in model.names])  # fmt: skip
     if args.json:
@@ -500,15 +561,110 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             f"SI-SDR in dB, mean over {args.n} {args.data} mixes of {report['seconds']:.2f} s "
             f"({method}, {steps} steps)"
         )
-        bss = "sdr" in report
-        print(f"{'source':<10}{'separated':>11}{'mix itself':>12}" + (f"{'SDR':>9}{'mix SDR':>9}" if bss else ""))
+        print(f"{'source':<10}{'separated':>11}{'mix itself':>12}")
         for n in model.names:
-            extra = f"{report['sdr'][n]:>9.2f}{report['mix_sdr'][n]:>9.2f}" if bss else ""
-            print(f"{n:<10}{report['si_sdr'][n]:>11.2f}{report['mix_si_sdr'][n]:>12.2f}{extra}")
+            print(f"{n:<10}{report['si_sdr'][n]:>11.2f}{report['mix_si_sdr'][n]:>12.2f}")
         print(f"{'mean':<10}{report['si_sdr_mean']:>11.2f}{report['mix_si_sdr_mean']:>12.2f}")
         print(f"verdict: {report['verdict']} (separated: every source 10 dB above the mix itself)")
-        if bss:
-            print("SDR: museval BSS-Eval v4, median over 1 s windows, mean over clips")
+    return 0
+
+
+def _music_clips(args: argparse.Namespace, sample_rate: int) -> list:
+    """``--data stems`` or ``musdb``: ``(track, stems [4, L])`` of ``--seconds`` from ``--offset`` on."""
+    from dataclasses import replace
+
+    from sepmodels.data.stems import StemsBenchmark, benchmark_clips
+
+    bench = replace(StemsBenchmark(), offset=args.offset, clip_seconds=args.seconds, sample_rate=sample_rate)
+    if args.data == "stems":
+        return benchmark_clips(args.root, args.split, bench, args.n)
+    from sepmodels.data import musdb
+
+    if args.split != "test":
+        raise UsageError("--data musdb measures musdb's own test split; --split is for --data stems")
+    data = musdb.MusdbData(musdb.MusdbConfig(str(args.root), mono="mean", sample_rate=sample_rate), "test")
+    start, length = round(args.offset * sample_rate), round(args.seconds * sample_rate)
+    clips = []
+    for i in range(min(len(data), args.n or len(data))):
+        stems = data.stems(i)
+        if stems.shape[-1] < start + length:
+            have = stems.shape[-1] / sample_rate
+            raise UsageError(f"musdb track {data.tracks[i].name} is {have:.1f} s long; a clip needs "
+                             f"{args.offset:g} + {args.seconds:g} s (pass --offset or --seconds)")  # fmt: skip
+        clips.append((data.tracks[i].name, stems[:, start : start + length].contiguous()))
+    return clips
+
+
+def _evaluate_music(args: argparse.Namespace) -> int:
+    """Music: per stem SI-SDR, SI-SDRi over the mix and museval's SDR, the floor and the oracle mask beside."""
+    from sepmodels.data.stems import STEMS as MUSIC_STEMS
+    from sepmodels.evaluation import evaluate_stems
+    from sepmodels.spectral import STFTConfig, oracle_estimates
+
+    if args.offset < 0:
+        raise UsageError(f"--offset must be 0 or more, got {args.offset:g}")
+    args.seconds = args.seconds or 10.0
+    oracle = {"irm": 1.0, "wiener": 2.0}.get(args.method)
+    stft = STFTConfig()
+    if oracle is None:
+        model = _separator(args, progress=not args.quiet)
+        names, sample_rate = tuple(model.names), int(model.sample_rate)
+        if names != MUSIC_STEMS:
+            raise UsageError(f"--data {args.data} needs models of {', '.join(MUSIC_STEMS)}; these are "
+                             f"{', '.join(names)}")  # fmt: skip
+        # A mean-mix model (the samplers, the VAE) takes the mean of the stems and returns them at their own
+        # scale; a sum-mix model (masks, NMF) takes their sum.
+        share = 1.0 if getattr(model, "mix", "mean") == "sum" else 1.0 / len(names)
+        try:
+            model.valid_length(round(args.seconds * sample_rate))
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+
+        def estimate(stems):
+            return model.separate(stems.sum(0) * share, stems)
+
+        steps, how = model.max_steps, model.describe()
+    else:
+        from sepmodels.data.musdb import SAMPLE_RATE
+
+        names, sample_rate, steps = MUSIC_STEMS, SAMPLE_RATE, 0
+        how = f"oracle {'ratio mask' if oracle == 1 else 'Wiener filter'} from the true stems"
+
+        def estimate(stems):
+            return oracle_estimates(stems, stft, oracle)
+
+    try:
+        stft.check_length(round(args.seconds * sample_rate))
+    except ValueError as err:
+        raise UsageError(f"--seconds {args.seconds:g}: {err}") from None
+    clips = _music_clips(args, sample_rate)
+    scores = evaluate_stems(estimate, clips, names, sample_rate, bss=True, progress=not args.quiet).summary()
+    ceiling = evaluate_stems(lambda s: oracle_estimates(s, stft, 1.0), clips, names, sample_rate, bss=False)
+    ceiling_db = ceiling.summary()["si_sdri_mean"]
+    gain = scores["si_sdri_mean"]
+    share_of_way = 100 * gain / ceiling_db if ceiling_db > 0 else float("nan")
+    if gain <= 0.5:
+        verdict = f"not separated: {gain:.1f} dB SI-SDRi, no better than the mix itself (0)"
+    else:
+        verdict = (f"{gain:.1f} dB SI-SDRi: {share_of_way:.0f} % of the way from the mix itself (0 dB) to the "
+                   f"oracle ratio mask ({ceiling_db:.1f} dB)")  # fmt: skip
+    report = {"data": args.data, "root": str(args.root), "split": args.split if args.data == "stems" else "test",
+              "method": args.method, "described": how, "steps": steps, "seconds": args.seconds,
+              "offset": args.offset, **scores, "oracle_ratio_mask_si_sdri_mean": ceiling_db,
+              "verdict": verdict}  # fmt: skip
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{len(clips)} {args.data} clips of {args.seconds:g} s from {args.offset:g} s on ({how}); dB, mean over "
+          "the clips where a stem sounds")  # fmt: skip
+    print(f"{'stem':<8}{'SI-SDR':>8}{'mix':>8}{'SI-SDRi':>9}{'SDR':>8}{'mix SDR':>9}{'silent':>8}")
+    for n in names:
+        print(f"{n:<8}{scores['si_sdr'][n]:>8.2f}{scores['mix_si_sdr'][n]:>8.2f}{scores['si_sdri'][n]:>9.2f}"
+              f"{scores['sdr'][n]:>8.2f}{scores['mix_sdr'][n]:>9.2f}{scores['silent'][n]:>8d}")  # fmt: skip
+    print(f"{'mean':<8}{scores['si_sdr_mean']:>8.2f}{scores['mix_si_sdr_mean']:>8.2f}{gain:>9.2f}"
+          f"{scores['sdr_mean']:>8.2f}{scores['mix_sdr_mean']:>9.2f}")  # fmt: skip
+    print(f"verdict: {verdict}")
+    print(f"time: {scores['seconds_per_clip']:.2f} s per clip; SDR: museval BSS-Eval v4, median over 1 s windows")
     return 0
 
 
@@ -686,7 +842,8 @@ def _cmd_make_stems(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} is a file, not a folder")
     say = (lambda i, n: None) if args.quiet else (lambda i, n: print(f"track {i}/{n} written", file=sys.stderr))
-    folders = make_stems(args.out, args.tracks, args.seconds, args.seed, soundfont=args.soundfont, progress=say)
+    folders = make_stems(args.out, args.tracks, args.seconds, args.seed, soundfont=args.soundfont, progress=say,
+                         split=args.split)  # fmt: skip
     splits = {f.parent.name for f in folders}
     print(f"wrote {len(folders)} tracks of {args.seconds:g} s to {args.out} ({', '.join(sorted(splits))})")
     return 0

@@ -7,6 +7,8 @@ Used by ``sepmodels evaluate`` and ``bench/separation.py``; the studies of the p
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -45,4 +47,76 @@ def evaluate_separator(
     return SeparationScores(torch.stack(separated), torch.stack(floor), stack(bss_sep), stack(bss_mix))
 
 
-__all__ = ["SeparationScores", "evaluate_separator"]
+SILENT_DB = -60.0  # a stem this far below the mix's energy in a clip is silent there: left out and counted
+
+
+@dataclass(frozen=True)
+class StemScores:
+    """Per clip and stem ``[n_clips, n_stems]``: SI-SDR of the estimates and of the mix itself (the floor),
+    museval's SDR of both (median over 1 s windows), and which stems are silent in a clip (their figures are
+    NaN: left out of every mean, and counted). ``seconds[i]``: the time clip ``i``'s estimates took."""
+
+    names: tuple[str, ...]
+    clips: tuple[str, ...]
+    si_sdr: torch.Tensor
+    mix_si_sdr: torch.Tensor
+    sdr: torch.Tensor | None
+    mix_sdr: torch.Tensor | None
+    silent: torch.Tensor
+    seconds: tuple[float, ...]
+
+    @property
+    def si_sdri(self) -> torch.Tensor:
+        """SI-SDR improvement over the mix itself, ``[n_clips, n_stems]``."""
+        return self.si_sdr - self.mix_si_sdr
+
+    def summary(self) -> dict:
+        """Means over the non-silent clips, per stem and over stems (the mean of the stems' means), as JSON."""
+        per = lambda x: {n: float(v) for n, v in zip(self.names, x.nanmean(0), strict=True)}  # noqa: E731
+        out = {
+            "clips": len(self.clips),
+            "silent": {n: int(v) for n, v in zip(self.names, self.silent.sum(0), strict=True)},
+            "seconds_per_clip": sum(self.seconds) / max(1, len(self.seconds)),
+        }
+        for key, value in (("si_sdr", self.si_sdr), ("si_sdri", self.si_sdri), ("mix_si_sdr", self.mix_si_sdr),
+                           ("sdr", self.sdr), ("mix_sdr", self.mix_sdr)):  # fmt: skip
+            if value is not None:
+                out[key] = per(value)
+                out[f"{key}_mean"] = float(value.nanmean(0).mean())
+        return out
+
+
+def evaluate_stems(estimate: Callable[[torch.Tensor], torch.Tensor], clips: list[tuple[str, torch.Tensor]],
+                   names: tuple[str, ...], sample_rate: int, bss: bool = True,
+                   progress: bool = False) -> StemScores:  # fmt: skip
+    """Score ``estimate(stems [N, T]) -> [N, T]`` on music clips ``(name, stems [N, T])`` whose mixture is the
+    stems' sum (an oracle reads the stems; a separator must read only their sum)."""
+    rows: dict[str, list] = {k: [] for k in ("si", "mix_si", "sdr", "mix_sdr", "silent", "seconds")}
+    for _name, stems in tqdm(clips, desc="clips", unit="clip", disable=not progress, leave=False):
+        mixture = stems.sum(0)
+        start = time.perf_counter()
+        estimates = estimate(stems)
+        rows["seconds"].append(time.perf_counter() - start)
+        if estimates.shape != stems.shape:
+            raise ValueError(f"estimates of shape {tuple(estimates.shape)} for stems {tuple(stems.shape)}")
+        energy = stems.pow(2).sum(-1)
+        silent = energy < mixture.pow(2).sum() * 10 ** (SILENT_DB / 10)
+        nan = torch.full((len(names),), float("nan"))
+        floor = mixture.expand_as(stems)
+        rows["silent"].append(silent)
+        rows["si"].append(torch.where(silent, nan, si_sdr(estimates, stems)))
+        rows["mix_si"].append(torch.where(silent, nan, si_sdr(floor, stems)))
+        if bss:
+            sdr, mix_sdr = nan.clone().double(), nan.clone().double()
+            keep = ~silent
+            if keep.any():  # museval v4's SDR projects on the stem's own reference: silent stems can go
+                sdr[keep] = bss_sdr(estimates[keep], stems[keep], sample_rate)
+                mix_sdr[keep] = bss_sdr(floor[keep].contiguous(), stems[keep], sample_rate)
+            rows["sdr"].append(sdr.float())
+            rows["mix_sdr"].append(mix_sdr.float())
+    stack = lambda key: torch.stack(rows[key]) if rows[key] else None  # noqa: E731
+    return StemScores(tuple(names), tuple(n for n, _ in clips), stack("si"), stack("mix_si"), stack("sdr"),
+                      stack("mix_sdr"), stack("silent"), tuple(rows["seconds"]))  # fmt: skip
+
+
+__all__ = ["SILENT_DB", "SeparationScores", "StemScores", "evaluate_separator", "evaluate_stems"]

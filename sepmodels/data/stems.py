@@ -22,15 +22,18 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import mido
 import numpy as np
 import soundfile as sf
+import torch
 
 from sepmodels.fileio import atomic_path
 
 STEMS = ("drums", "bass", "other", "vocals")
+SPLITS = ("train", "valid", "test")
 RATE = 44_100
 SOUNDFONTS = (
     "/usr/share/sounds/sf2/FluidR3_GM.sf2",
@@ -183,22 +186,25 @@ def render(part: _Part, bpm: float, seconds: float, soundfont: Path, workdir: Pa
 
 def make_stems(out: str | Path, tracks: int, seconds: float, seed: int = 0, test_fraction: float = 0.2,
                soundfont: str | Path | None = None,
-               progress: Callable[[int, int], None] = lambda _i, _n: None) -> list[Path]:  # fmt: skip
+               progress: Callable[[int, int], None] = lambda _i, _n: None,
+               split: str | None = None) -> list[Path]:  # fmt: skip
     """Write ``tracks`` tracks of ``seconds`` into ``out`` (musdb18-HQ layout); returns their folders.
 
-    The last ``round(tracks * test_fraction)`` tracks (at least one when ``tracks > 1``) go to ``test/``.
+    The last ``round(tracks * test_fraction)`` tracks (at least one when ``tracks > 1``) go to ``test/``,
+    unless ``split`` (``train``, ``valid`` or ``test``) names the one folder all of them go to.
     Each file is written atomically; a track folder appears only once all its files are complete.
     """
     if tracks < 1 or seconds <= 0:
         raise ValueError(f"need at least one track of positive length, got {tracks} x {seconds} s")
+    if split not in (None, *SPLITS):
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     font = find_soundfont(soundfont)
     fluidsynth_path()
     n_test = min(tracks - 1, max(1 if tracks > 1 else 0, round(tracks * test_fraction)))
     out = Path(out)
     folders = []
     for i in range(tracks):
-        split = "test" if i >= tracks - n_test else "train"
-        folder = out / split / f"track_{i:03d}"
+        folder = out / (split or ("test" if i >= tracks - n_test else "train")) / f"track_{i:03d}"
         bpm, parts = compose(seed * 100_003 + i, seconds)
         with tempfile.TemporaryDirectory() as tmp:
             stems = {name: render(parts[name], bpm, seconds, font, Path(tmp)) for name in STEMS}
@@ -215,9 +221,133 @@ def make_stems(out: str | Path, tracks: int, seconds: float, seed: int = 0, test
             shutil.move(str(staging), folder)
         folders.append(folder)
         progress(i + 1, tracks)
-    with atomic_path(out / "README.txt") as tmp_readme:
+    with atomic_path((out / split if split else out) / "README.txt") as tmp_readme:
         tmp_readme.write_text(
             f"{tracks} synthetic tracks of {seconds:g} s made by `sepmodels make-stems` (seed {seed}), {font}.\n"
             "musdb18-HQ layout: <split>/<track>/{mixture,drums,bass,other,vocals}.wav, 44.1 kHz stereo.\n"
         )
     return folders
+
+
+# ---- reading stems, and the stems benchmark ---------------------------------------------------------------
+
+_LAYOUT = "ROOT/<split>/<track>/{drums,bass,other,vocals}.wav (what make-stems writes, or musdb18-HQ)"
+
+
+def track_folders(root: str | Path, split: str) -> list[Path]:
+    """The track folders of ``root/split``, sorted; a root or split that holds none is one line naming the
+    layout expected."""
+    root = Path(root)
+    if not root.is_dir():
+        raise StemsError(f"{root} is not a folder; expected {_LAYOUT}")
+    folder = root / split
+    if not folder.is_dir():
+        found = ", ".join(sorted(p.name for p in root.iterdir() if p.is_dir())) or "no subfolders"
+        raise StemsError(f"{root} has no {split}/ folder (found {found}); expected {_LAYOUT}")
+    tracks = sorted(p for p in folder.iterdir() if p.is_dir())
+    if not tracks:
+        raise StemsError(f"{folder} holds no track folders; expected {_LAYOUT}")
+    return tracks
+
+
+def read_stems(folder: str | Path, sample_rate: int) -> torch.Tensor:
+    """One track's four stems as mono float32 ``[4, T]`` at ``sample_rate`` (channels averaged, resampled
+    with torchaudio); a missing or unreadable stem, or stems of unequal length, is one line."""
+    import torchaudio.functional as AF
+
+    folder = Path(folder)
+    missing = [f"{n}.wav" for n in STEMS if not (folder / f"{n}.wav").is_file()]
+    if missing:
+        raise StemsError(f"track {folder} lacks {', '.join(missing)}; expected {_LAYOUT}")
+    stems, rates = [], set()
+    for name in STEMS:
+        try:
+            audio, rate = sf.read(folder / f"{name}.wav", dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as err:
+            raise StemsError(f"{folder / name}.wav is not readable audio ({str(err).strip()[:120]})") from None
+        stems.append(torch.from_numpy(np.ascontiguousarray(audio.mean(axis=1))))
+        rates.add(rate)
+    lengths = {s.shape[0] for s in stems}
+    if len(lengths) > 1 or len(rates) > 1:
+        raise StemsError(f"the stems of {folder} differ in length or rate ({sorted(lengths)} samples)")
+    mono = torch.stack(stems)
+    rate = rates.pop()
+    if rate != sample_rate:
+        mono = AF.resample(mono, int(rate), int(sample_rate))
+    return mono.contiguous()
+
+
+@dataclass(frozen=True)
+class StemsBenchmark:
+    """What the stems benchmark renders and measures (README, "Music you can measure").
+
+    Three splits, each of its own seed, so nothing is ever tuned on the clips that are measured: ``train``
+    (solo stems that priors and dictionaries learn from), ``valid`` (where settings are chosen) and ``test``
+    (only measured). Two conditions: every split rendered with ``train_font`` (the timbres the models learned),
+    and ``valid`` and ``test`` again with ``other_font`` (the same compositions, timbres never heard).
+    A clip is ``clip_seconds`` of a track from ``offset`` seconds on, the four stems mono at ``sample_rate``,
+    the mixture their sum.
+    """
+
+    train: tuple[int, int, float] = (1, 16, 30.0)  # (seed, tracks, seconds)
+    valid: tuple[int, int, float] = (2, 4, 11.0)
+    test: tuple[int, int, float] = (3, 8, 11.0)
+    train_font: str = "FluidR3_GM.sf2"
+    other_font: str = "TimGM6mb.sf2"
+    offset: float = 1.0
+    clip_seconds: float = 10.0
+    sample_rate: int = 14_700
+
+    def conditions(self) -> dict[str, str]:
+        """Condition name -> soundfont file name; the first is the training condition."""
+        return {Path(f).stem.lower(): f for f in (self.train_font, self.other_font)}
+
+    def split(self, name: str) -> tuple[int, int, float]:
+        if name not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {name!r}")
+        return getattr(self, name)
+
+
+def render_benchmark(root: str | Path, bench: StemsBenchmark = StemsBenchmark(),
+                     fonts_dir: str | Path = "/usr/share/sounds/sf2",
+                     say: Callable[[str], None] = lambda _line: None) -> dict[str, Path]:  # fmt: skip
+    """Render the benchmark into ``root/<condition>/<split>/`` (musdb18-HQ layout), skipping every split that
+    is already there with the same description; returns condition -> its root."""
+    out = {}
+    for i, (condition, font) in enumerate(bench.conditions().items()):
+        font_path = find_soundfont(Path(fonts_dir) / font)
+        out[condition] = Path(root) / condition
+        for split in SPLITS if i == 0 else ("valid", "test"):
+            seed, tracks, seconds = bench.split(split)
+            readme = out[condition] / split / "README.txt"
+            want = f"{tracks} synthetic tracks of {seconds:g} s made by `sepmodels make-stems` (seed {seed})"
+            if readme.is_file() and readme.read_text().startswith(want):
+                continue
+            say(f"rendering {condition}/{split}: {tracks} tracks of {seconds:g} s (seed {seed}, {font})")
+            make_stems(out[condition], tracks, seconds, seed, soundfont=font_path, split=split)
+    return out
+
+
+def benchmark_clips(root: str | Path, split: str = "test", bench: StemsBenchmark = StemsBenchmark(),
+                    limit: int | None = None) -> list[tuple[str, torch.Tensor]]:  # fmt: skip
+    """The clips of ``root/split``: ``(track name, stems [4, L])``, ``L`` = ``bench.clip_seconds`` at
+    ``bench.sample_rate`` from ``bench.offset`` on; a track too short for that is one line."""
+    start = round(bench.offset * bench.sample_rate)
+    length = round(bench.clip_seconds * bench.sample_rate)
+    clips = []
+    for folder in track_folders(root, split)[:limit]:
+        stems = read_stems(folder, bench.sample_rate)
+        if stems.shape[-1] < start + length:
+            have = stems.shape[-1] / bench.sample_rate
+            raise StemsError(f"track {folder} is {have:.2f} s long; a clip needs {bench.offset:g} + "
+                             f"{bench.clip_seconds:g} s")  # fmt: skip
+        clips.append((folder.name, stems[:, start : start + length].contiguous()))
+    return clips
+
+
+def solo_audio(root: str | Path, sample_rate: int, split: str = "train",
+               limit: int | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+    """Each stem's solo audio over the tracks of ``root/split`` (the first ``limit``), end to end: name ->
+    ``[T]``. What priors and dictionaries learn from; no mixture is read."""
+    tracks = [read_stems(f, sample_rate) for f in track_folders(root, split)[:limit]]
+    return {name: torch.cat([t[i] for t in tracks]) for i, name in enumerate(STEMS)}

@@ -87,6 +87,7 @@ class Demixer:
     """
 
     CLASS = "VAEEncoder"
+    mix = "mean"  # trained on mixes that are the mean of the sources (the ELBO's default)
 
     def __init__(self, encoder: VAEEncoder, names: tuple[str, ...], sample_rate: int,
                  meta: dict[str, Any] | None = None) -> None:  # fmt: skip

@@ -42,6 +42,7 @@ class Separator(Protocol):
     names: tuple[str, ...]
     sample_rate: int
     max_steps: int  # sampler steps a separation may take (0 for one forward pass)
+    mix: str  # how the sources make the mix it is given: "mean" (the toy's convention) or "sum" (music's)
 
     def separate(self, mixture: torch.Tensor, truth: torch.Tensor | None = None) -> torch.Tensor:
         """``mixture [T] -> [N, T]`` on the CPU; ``truth [N, T]`` only feeds progress reports."""
@@ -79,7 +80,7 @@ class LangevinSeparator:
         self.priors = priors
         self.config, self.progress, self.announce = config, progress, announce
         self.names, self.sample_rate = tuple(priors.names), int(priors.sample_rate)
-        self.max_steps = config.total_steps
+        self.max_steps, self.mix = config.total_steps, config.mix
         self.last: Iterate | None = None
         self.steps_run = 0
 
