@@ -55,6 +55,8 @@ def _write_tracks(root: Path, split: str, count: int, seconds: float, rate: int 
         folder = root / split / f"track_{i:03d}"
         folder.mkdir(parents=True)
         stems = _tones(seconds, rate, seed + i)
+        gain = 0.9 / np.abs(sum(stems.values())).max()  # as make-stems: the mixture peaks at 0.9
+        stems = {name: audio * gain for name, audio in stems.items()}
         for name, audio in stems.items():
             sf.write(folder / f"{name}.wav", np.stack([audio, audio], 1), rate, subtype="FLOAT")
         sf.write(folder / "mixture.wav", sum(np.stack([a, a], 1) for a in stems.values()), rate, subtype="FLOAT")
