@@ -67,7 +67,8 @@ def _row(name: str, estimate, clips: dict[str, list], bss: bool) -> dict:
         scores = evaluate_stems(estimate, items, STEMS, StemsBenchmark.sample_rate, bss=bss, progress=True)
         out[condition] = scores.summary()
         s = out[condition]
-        print(f"{name:<26}{condition:<12} SI-SDRi {s['si_sdri_mean']:6.2f} dB  ("
+        err = s["si_sdri_spread"]["stderr"]
+        print(f"{name:<26}{condition:<12} SI-SDRi {s['si_sdri_mean']:6.2f} +- {err:.2f} dB  ("
               + ", ".join(f"{n} {v:.1f}" for n, v in s["si_sdri"].items())
               + f")  {s['seconds_per_clip']:.2f} s/clip", flush=True)  # fmt: skip
     return out

@@ -83,7 +83,22 @@ class StemScores:
             if value is not None:
                 out[key] = per(value)
                 out[f"{key}_mean"] = float(value.nanmean(0).mean())
+        # How much the figure depends on the clips drawn: each clip's mean over its sounding stems, their
+        # spread, the standard error of the mean over clips, and the worst clip and stem.
+        by_clip = self.si_sdri.nanmean(1)
+        n = int(torch.isfinite(by_clip).sum())
+        spread = float(by_clip[torch.isfinite(by_clip)].std()) if n > 1 else float("nan")
+        out["si_sdri_spread"] = {"clip_std": spread, "stderr": spread / max(1, n) ** 0.5,
+                                 "worst_clip": float(by_clip.nan_to_num(float("inf")).min()),
+                                 "median": per_median(self.si_sdri, self.names),
+                                 "worst": {n_: float(v) for n_, v in zip(self.names, self.si_sdri.nan_to_num(
+                                     float("inf")).min(0).values, strict=True)}}  # fmt: skip
         return out
+
+
+def per_median(x: torch.Tensor, names: tuple[str, ...]) -> dict[str, float]:
+    """Each column's median over its finite rows: ``[n, N] -> {name: median}``."""
+    return {n: float(v) for n, v in zip(names, x.nanmedian(0).values, strict=True)}
 
 
 def evaluate_stems(estimate: Callable[[torch.Tensor], torch.Tensor], clips: list[tuple[str, torch.Tensor]],

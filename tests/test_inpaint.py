@@ -56,7 +56,7 @@ def test_the_codemap_priors_file_round_trips_and_refuses_other_files(tiny_inpain
         Inpainter.load(codes_path, codes_path)
 
 
-def test_reconstruction_quality_has_its_reference_points(tiny_inpainter_paths):
+def test_reconstruction_quality_reports_every_figure_beside_its_reference_points(tiny_inpainter_paths):
     codec = NoteCodec.load(tiny_inpainter_paths[0])
     clips = torch.stack([synthetic_note(f, 0.5) for f in (200.0, 300.0)])
     q = reconstruction_quality(codec, clips, iterations=8)

@@ -36,7 +36,7 @@ def test_receptive_field_bounds_the_dependency():
     assert ScoreNet(4, ScoreConfig.preset("default")).receptive_field() >= 4096
 
 
-def test_score_priors_train_load_and_separate(tmp_path):
+def test_score_priors_train_load_and_drive_a_sampler(tmp_path):
     cfg = TrainConfig(steps=30, batch_size=4, length=128, lr=3e-3, checkpoint_every=30, log_every=1)
     Trainer(tmp_path, TINY, cfg, progress=False).run()
     priors = PriorSet.load(tmp_path / "priors.pt")

@@ -135,7 +135,7 @@ def test_distributed_training_with_gloo_on_two_processes(tmp_path):
     assert load_checkpoint(tmp_path / "priors.pt")["meta"]["step"] == 6
 
 
-def test_bf16_autocast_trains_with_a_float32_loss(tmp_path):
+def test_bf16_autocast_keeps_a_float32_loss_and_float32_weights(tmp_path):
     trainer = Trainer(tmp_path, TINY, replace(CFG, precision="bf16"), progress=False)
     loss = trainer.loss(trainer.model)
     assert loss.dtype == torch.float32 and torch.isfinite(loss)

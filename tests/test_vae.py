@@ -88,7 +88,7 @@ def test_elbo_terms_match_a_hand_computation():
     torch.testing.assert_close(got.elbo, (mixing + 0.5 * (prior + entropy)).mean())
 
 
-def test_vae_trains_against_frozen_priors_and_separates(tiny_priors, tmp_path):
+def test_vae_trains_against_frozen_priors_and_gives_bounded_means(tiny_priors, tmp_path):
     before = [p.clone() for p in tiny_priors.model.parameters()]
     cfg = TrainConfig(steps=12, batch_size=2, length=128, lr=3e-3, checkpoint_every=6, log_every=1)
     trainer = Trainer(tmp_path, VAEConfig.preset("tiny"), cfg, progress=False, priors=tiny_priors)
@@ -139,6 +139,13 @@ def test_the_elbo_of_the_wave_priors_has_their_exact_score_as_gradient():
     (priors.log_prob(s, 0.1).sum(dim=(1, 2)) * torch.tensor([1.0, 3.0])).sum().backward()
     score = priors.score(s.detach(), 0.1)
     torch.testing.assert_close(s.grad, score * torch.tensor([1.0, 3.0])[:, None, None])
+    # and that gradient is the log-density's own slope, by central differences along a random direction
+    v = torch.randn(s.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    eps, weights, x = 1e-6, torch.tensor([1.0, 3.0], dtype=torch.float64), s.detach().double()
+    with torch.no_grad():
+        up = (priors.log_prob(x + eps * v, 0.1).double().sum(dim=(1, 2)) * weights).sum()
+        down = (priors.log_prob(x - eps * v, 0.1).double().sum(dim=(1, 2)) * weights).sum()
+    assert float((s.grad.double() * v).sum()) == pytest.approx(float((up - down) / (2 * eps)), rel=1e-3)
     with pytest.raises(RuntimeError, match="sum over time"):  # one sample alone has no cheap gradient
         priors.log_prob(s, 0.1)[..., 0].sum().backward()
 
