@@ -252,8 +252,8 @@ class LangevinExplorer(pn.viewable.Viewer):
         if self.runner.error:
             self.message = f"sampler stopped: {self.runner.error}"
         state = "running" if self.runner.running else ("finished" if self.runner.finished else "paused")
-        if it is None:
-            self.status = f"Step 0 / {total} · {state}"
+        if it is None:  # nothing has run since the page opened or since Reset
+            self.status = f"Step 0 / {total} · {'starting' if self.runner.running else 'ready: press Start'}"
             return
         self.status = f"Step {it.step} / {it.total} · sigma {it.sigma:.3g} · {state}{self._speed(it)}"
         if it.step != self._shown_step:

@@ -27,7 +27,7 @@ def _view(tiny_priors, **params):
 def test_start_pause_step_reset_through_the_component(tiny_priors):
     view = _view(tiny_priors)
     try:
-        assert view.status.startswith("Step 0 / 12")
+        assert view.status == "Step 0 / 12 · ready: press Start"  # not "paused" before anything has run
         view.start()
         assert _wait(view, lambda: "finished" in view.status)
         assert view.status.startswith("Step 12 / 12 · sigma 0.01")
