@@ -1,6 +1,5 @@
 """Samplers on Gaussian priors, where the posterior given the mix is known in closed form."""
 
-
 import pytest
 import torch
 

@@ -133,10 +133,13 @@ def test_the_true_shapes_are_a_fixed_point_of_the_fit():
     priors = fit_wave_priors(clips, names, toy.SAMPLE_RATE, iterations=1, progress=False, init=start)
     assert min(priors.meta["rounds"][0]["fit_db"]) > 100
     rms = torch.tensor([1.0, 1.0 / math.sqrt(3.0)], dtype=torch.float64)  # of the toy square and saw
-    u = (torch.arange(4096, dtype=torch.float64) + 0.5) / 4096  # between the edges, which may move by < 1e-4
+    u = (torch.arange(4096, dtype=torch.float64) + 0.5) / 4096
+    # The clips place an edge only between the samples around it, so it may move by a little without changing
+    # the fit (by 1.2e-4 of a period with two threads here, by less with one): compare away from the edges.
+    away = ((u - 0.5).abs() > 1e-3) & (u < 1 - 1e-3) & (u > 1e-3)
     for k, kind in enumerate(names):
         learned = rms[k] * wave_values(priors.knots[k], priors.jumps[k], float(priors.offsets[k]), u)
-        torch.testing.assert_close(learned, toy.oscillator(kind, 2 * math.pi * u), rtol=0, atol=1e-6)
+        torch.testing.assert_close(learned[away], toy.oscillator(kind, 2 * math.pi * u)[away], rtol=0, atol=1e-6)
     assert torch.allclose(priors.amplitude / rms[:, None], torch.tensor([[0.8, 1.0]] * 2, dtype=torch.float64),
                           atol=0.1)  # fmt: skip
 
