@@ -139,8 +139,8 @@ class LangevinExplorer(pn.viewable.Viewer):
             self.message = f"{self.prior} model other sources or another rate; keeping the current priors"
             return
         self._use(priors, None if self._judge_for is None else self._judge_for(priors))
-        self.message = f"priors: {self.prior}"
         self._toy_mix()
+        self.message = " ".join(filter(None, [f"priors: {self.prior}.", self._ladder_note()]))
 
     @param.depends("method", watch=True)
     def _on_method(self) -> None:
@@ -211,13 +211,37 @@ class LangevinExplorer(pn.viewable.Viewer):
         whose = named.get(self.judge.kind, "the flow priors")
         return f"{whose} (score priors give none)"
 
+    def _trained_range(self) -> tuple[float, float] | None:
+        """The noise levels the priors were trained on, where they say (a PriorSet's ladder)."""
+        ladder = getattr(self.priors, "ladder", None)
+        return None if ladder is None else (float(ladder.sigma_min), float(ladder.sigma_max))
+
+    def _ladder_note(self) -> str:
+        """A sentence when the sampler's ladder leaves the noise range the priors were trained on, else ''."""
+        trained = self._trained_range()
+        if trained is None or self.sigma_max <= trained[1] * 1.001:
+            return ""
+        return (f"Note: the ladder starts at sigma {self.sigma_max:g}, above the {trained[1]:g} these priors were "
+                f"trained on (noise levels {trained[0]:g} to {trained[1]:g}): they are untested there, and a run "
+                f"can diverge or swap sources. Set Sigma max to {trained[1]:g} or pick priors made for this "
+                "ladder.")  # fmt: skip
+
+    def _ladder_advice(self) -> str:
+        """What to try after a run diverged."""
+        trained = self._trained_range()
+        if trained is not None and self.sigma_max > trained[1] * 1.001:
+            lo, hi = trained
+            return (f"These priors were trained on noise levels {lo:g} to {hi:g}; the ladder starts at "
+                    f"{self.sigma_max:g}: set Sigma max to {hi:g}, or pick other priors or methods.")  # fmt: skip
+        return "Try a smaller Sigma max or Delta, or another method."
+
     def start(self) -> None:
         try:
             self.config()
         except ValueError as err:
             self.message = f"cannot start: {err}"
             return
-        self.message = ""
+        self.message = self._ladder_note()
         latest = self.runner.latest
         self._clock = (time.perf_counter(), 0 if latest is None else latest.step)
         self.runner.start()
@@ -238,6 +262,7 @@ class LangevinExplorer(pn.viewable.Viewer):
     @param.depends("method", "steps", "levels", "sigma_max", "sigma_min", "delta", "sampler_seed", watch=True)
     def reset(self) -> None:
         self.runner.reset(self._make_generator)
+        self.message = self._ladder_note()
         self._shown_step = self._played_step = -1
         for player in self._estimate_players:
             player.object = None
@@ -250,8 +275,9 @@ class LangevinExplorer(pn.viewable.Viewer):
         it = self.runner.latest
         total = self.config_total()
         if self.runner.error:
-            self.message = f"sampler stopped: {self.runner.error}"
+            self.message = f"sampler stopped: {self.runner.error}. {self._ladder_advice()}"
         state = "running" if self.runner.running else ("finished" if self.runner.finished else "paused")
+        state = "stopped" if self.runner.error else state
         if it is None:  # nothing has run since the page opened or since Reset
             self.status = f"Step 0 / {total} · {'starting' if self.runner.running else 'ready: press Start'}"
             return

@@ -10,6 +10,8 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import torch
+
 from sepmodels.inference.langevin import Iterate
 
 
@@ -132,6 +134,14 @@ class SamplerRunner:
                     self._error = f"{type(err).__name__}: {err}"
                     self._running, self._pending = False, 0
                     self._gen = None
+                continue
+            if not bool(torch.isfinite(it.sources).all()):  # a diverged run only burns time: stop it and say so
+                with self._cond:
+                    if gen is self._gen:
+                        self._error = (f"the run diverged at step {it.step} (sigma {it.sigma:.3g}): the estimates "
+                                       "are no longer finite numbers")  # fmt: skip
+                        self._running, self._pending, self._gen = False, 0, None
+                        self._finished = True
                 continue
             record = Record(
                 it.step,

@@ -174,3 +174,20 @@ def test_choosing_the_exact_prior_and_the_residual_sweep_shows_every_pitch_right
         assert view._lp_src.data["step"]  # the exact prior judged the sweep's iterates
     finally:
         view.close()
+
+
+def test_a_ladder_above_the_priors_training_range_is_said_before_start(tiny_priors):
+    view = LangevinExplorer(tiny_priors, seconds=0.1, method="residual", levels=3, steps=1)  # from sigma 45
+    try:
+        hi = float(tiny_priors.ladder.sigma_max)
+        assert view.sigma_max == 45 and hi < 45
+        assert f"the ladder starts at sigma 45, above the {hi:g} these priors were trained on" in view.message
+        view.sigma_max = hi
+        assert view.message == ""
+        view.sigma_max = 45.0  # a diverged run, as the runner reports it
+        view.runner._error = "the run diverged at step 3 (sigma 15): the estimates are no longer finite numbers"
+        view.refresh()
+        assert view.message.startswith("sampler stopped: the run diverged at step 3")
+        assert f"set Sigma max to {hi:g}" in view.message
+    finally:
+        view.close()

@@ -89,3 +89,25 @@ def test_a_failing_sampler_reports_instead_of_dying():
         assert "boom" in r.error and not r.running and r.alive
     finally:
         r.close()
+
+
+def test_a_run_whose_estimates_stop_being_finite_is_stopped_with_a_sentence():
+    from sepmodels.inference.langevin import Iterate
+
+    def diverging():
+        for k in range(1, 200):
+            value = float("nan") if k >= 3 else 0.1 * k
+            yield Iterate(k, 199, 0, 45.0 / k, torch.full((2, 8), value), None, 0.0, None)
+
+    runner = SamplerRunner(diverging)
+    try:
+        runner.start()
+        assert _wait(lambda: runner.error is not None)
+        assert runner.error == "the run diverged at step 3 (sigma 15): the estimates are no longer finite numbers"
+        assert runner.finished and not runner.running
+        assert runner.latest.step == 2 and len(runner.history()) == 2  # the last finite iterate stays on show
+        runner.start()  # a finished run does not start again
+        time.sleep(0.1)
+        assert not runner.running and runner.latest.step == 2
+    finally:
+        runner.close()
