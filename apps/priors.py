@@ -13,11 +13,19 @@ from explorer.mixview import describe
 from explorer.priors_view import PriorsExplorer, studies_from_env
 
 
+def study_list(studies: dict, kind: str) -> str:
+    """The studies' names, each of another kind of priors than the page's marked with whose it is (the shipped
+    denoise study is the wave priors', while the page describes the flow priors)."""
+    named = [name if record.priors.get("kind") == kind else f"{name} (of the {record.priors.get('kind')} priors)"
+             for name, record in studies.items()]  # fmt: skip
+    return ", ".join(named) or "none"
+
+
 def build() -> pn.viewable.Viewable:
     pn.extension()
     priors = priors_from_env()
     studies, problems, folder = studies_from_env()
-    header = f"{describe(priors)} Study results from `{folder}`: {', '.join(studies) or 'none'}."
+    header = f"{describe(priors)} Study results from `{folder}`: {study_list(studies, priors.kind)}."
     return pn.template.FastListTemplate(
         title="sepmodels: priors",
         main=[pn.pane.Markdown(header), PriorsExplorer(priors, studies, problems)],

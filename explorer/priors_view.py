@@ -540,7 +540,7 @@ class DenoiseView(pn.viewable.Viewer):
             curves = [("noisy input", r.noisy, "#888888", "dotted"),
                       ("these priors", r.denoised, PALETTE[k % len(PALETTE)], "solid")]  # fmt: skip
             if self.has_exact:
-                curves.append(("exact toy prior (the best possible)", r.exact, "black", "dashed"))
+                curves.append(("exact toy prior (quadrature reference)", r.exact, "black", "dashed"))
             for label, values, color, dash in curves:
                 src = ColumnDataSource({"x": x, "y": values[:, k].mean(dim=-1).tolist()})
                 fig.line("x", "y", source=src, color=color, line_width=2, line_dash=dash, legend_label=label)
@@ -661,8 +661,11 @@ class DenoiseView(pn.viewable.Viewer):
             cells.append(pn.Column(f"#### {name}", pn.pane.Bokeh(self._curve_figs[k], sizing_mode="stretch_width"),
                                    pn.pane.Bokeh(self._wave_figs[k], sizing_mode="stretch_width"), listen,
                                    sizing_mode="stretch_width"))  # fmt: skip
-        reference = (" Dashed: the exact toy prior, the true posterior mean, the best any prior can do."
-                     if self.has_exact else "")  # fmt: skip
+        reference = (" Dashed: the exact toy prior, the posterior mean of the true toy distribution computed by "
+                     "quadrature over key, phase and amplitude. It is a ceiling only as far as its phase grid is "
+                     "fine: at small sigma, where the posterior over the phase is narrower than a grid cell, a "
+                     "prior that searches the phase more finely can score higher (the wave priors do on sine and "
+                     "triangle below sigma 0.03)." if self.has_exact else "")  # fmt: skip
         return pn.Column(
             pn.pane.Markdown(
                 _provenance(self.study) + " Each clip plus noise of level sigma is replaced by each prior's "

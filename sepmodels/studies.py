@@ -16,7 +16,8 @@ dict, with what was studied (which priors, which data, when), to a file that loa
 - ``samples``: draws from each prior (Fig. 14).
 - ``denoise``: one Tweedie denoising step (each prior's posterior mean of a clean clip plus noise of level
   sigma) at noise levels from 0.01 to 30, scored by SI-SDR, beside the exact toy prior's on toy data: how
-  far a prior is from the best possible denoiser, at the levels where separation assigns pitches.
+  far a prior is from the true posterior mean (a quadrature: the ceiling as far as its phase grid is fine),
+  at the levels where separation assigns pitches.
 """
 
 from __future__ import annotations

@@ -169,3 +169,13 @@ def test_the_shipped_denoise_study_is_the_default_wave_priors_and_says_so():
     assert problems == []
     line = _provenance(loaded["denoise"])
     assert "waves priors" in line and "toy_waves.pt" in line and "step None" not in line
+
+
+def test_the_header_says_whose_each_shipped_study_is():
+    from apps.priors import study_list
+    from explorer.priors_view import default_studies_dir, load_studies
+
+    studies, _ = load_studies(str(default_studies_dir()))
+    listed = study_list(studies, "flow")
+    assert "denoise (of the waves priors)" in listed  # the shipped denoise study is the default wave priors'
+    assert "cross," in listed and "cross (of" not in listed
