@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -34,6 +35,15 @@ from sepmodels.priors import Prior
 _OWN = METHOD_DEFAULTS[LangevinConfig.method]
 
 _STRIP_BINS = 300
+_MIN_SPAN = 1.0  # nats per sample: the strip's colour scale never spans less (smaller differences are noise)
+
+
+def perfect_fit(sigma: float) -> float:
+    """The most a density smoothed by noise of level ``sigma`` gives per sample, ``-log(sigma sqrt(2 pi))``: what
+    an estimate scores under a prior that finds it exactly (p_sigma(x) = E_s N(x; s, sigma^2) <= N's peak)."""
+    return -math.log(sigma * math.sqrt(2 * math.pi))
+
+
 _ZOOM_MS = 25.0  # the zoomed window of each source: a few periods, where the wave's shape shows
 
 
@@ -211,6 +221,14 @@ class LangevinExplorer(pn.viewable.Viewer):
         whose = named.get(self.judge.kind, "the flow priors")
         return f"{whose} (score priors give none)"
 
+    def _bound(self, sigma: float) -> float | None:
+        """What a perfect fit scores per sample under the likelihood shown, at ``sigma`` (None for priors that
+        are not conditioned on the noise level: their density is not smoothed by sigma)."""
+        judge = self.priors if self.priors.has_likelihood else self.judge
+        if judge is None or not getattr(judge, "noise_conditional", True):
+            return None
+        return perfect_fit(sigma)
+
     def _trained_range(self) -> tuple[float, float] | None:
         """The noise levels the priors were trained on, where they say (a PriorSet's ladder)."""
         ladder = getattr(self.priors, "ladder", None)
@@ -349,9 +367,11 @@ class LangevinExplorer(pn.viewable.Viewer):
         columns = {"step": [], "err": [], **{f"sdr{k}": [] for k in range(len(names))}}
         self._hist_src = ColumnDataSource(columns)
         # the log-likelihood has its own steps: a judge evaluates only every few steps
-        self._lp_src = ColumnDataSource({"step": [], **{f"lp{k}": [] for k in range(len(names))}})
+        self._lp_src = ColumnDataSource({"step": [], "bound": [], **{f"lp{k}": [] for k in range(len(names))}})
         self._sdr_fig = new_figure("SI-SDR (dashed: the mix itself)", "step", "dB", height=260)
-        self._lp_fig = new_figure("Log-likelihood per source", "step", "nats per sample", height=260)
+        self._lp_fig = new_figure(
+            "Log-likelihood per source (dotted: a perfect fit)", "step", "nats per sample", height=260
+        )
         self._err_fig = new_figure("Mix error (RMS)", "step", "RMS", height=260, y_axis_type="log")
         self._floors = []
         for k, name in enumerate(names):
@@ -365,6 +385,12 @@ class LangevinExplorer(pn.viewable.Viewer):
             floor = Span(location=0, dimension="width", line_color=color, line_dash="dashed", line_alpha=0.7)
             self._sdr_fig.add_layout(floor)
             self._floors.append(floor)
+        bound_style = {
+            "color": "#222222",
+            "line_dash": "dotted",
+            "line_width": 2,
+        }  # no legend entry: the title says
+        self._lp_fig.line("step", "bound", source=self._lp_src, **bound_style)
         self._err_fig.line("step", "err", source=self._hist_src, color="#444444")
         for fig in (self._sdr_fig, self._lp_fig):
             fig.legend.orientation = "horizontal"
@@ -412,11 +438,15 @@ class LangevinExplorer(pn.viewable.Viewer):
             T = it.log_prob.shape[-1]
             per = max(1, T // _STRIP_BINS)
             strip = np.stack([smooth(row, per)[::per] for row in it.log_prob.cpu().flip(0)])  # first on top
-            lo, hi = np.percentile(strip, [2, 98])
-            self._strip_mapper.low, self._strip_mapper.high = float(lo), float(max(hi, lo + 1e-3))
+            lo, hi = (float(v) for v in np.percentile(strip, [2, 98]))
+            bound = self._bound(it.sigma)
+            if bound is not None and hi > bound - _MIN_SPAN:  # near a perfect fit: the scale ends at it
+                hi = max(hi, bound)
+            self._strip_mapper.low, self._strip_mapper.high = min(lo, hi - _MIN_SPAN), hi
             self._strip_src.data = {"image": [strip], "dw": [T / sr]}
             whose, when = self.likelihood_source, f"step {it.step}, sigma {it.sigma:.3g}"
-            self._strip_fig.title.text = f"Log-likelihood of each estimate under {whose} ({when})"
+            best = "" if bound is None else f"; a perfect fit scores {bound:.2f}"
+            self._strip_fig.title.text = f"Log-likelihood of each estimate under {whose} ({when}{best})"
             self._strip_fig.visible = True
         self._pitch.object = self._pitch_table(sources)
         n = min(max(2, int(_ZOOM_MS * sr / 1000)), sources.shape[-1])
@@ -433,7 +463,8 @@ class LangevinExplorer(pn.viewable.Viewer):
         self._hist_src.data = data
         judged = [r for r in records if r.log_prob is not None]
         judged = judged[:: max(1, len(judged) // 1000)]
-        lp = {"step": [r.step for r in judged]}
+        bounds = [self._bound(r.sigma) for r in judged]
+        lp = {"step": [r.step for r in judged], "bound": [np.nan if b is None else b for b in bounds]}
         for k in range(len(self.priors)):
             lp[f"lp{k}"] = [r.log_prob[k] for r in judged]
         self._lp_src.data = lp

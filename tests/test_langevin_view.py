@@ -191,3 +191,23 @@ def test_a_ladder_above_the_priors_training_range_is_said_before_start(tiny_prio
         assert f"set Sigma max to {hi:g}" in view.message
     finally:
         view.close()
+
+
+def test_the_likelihood_scale_spans_a_nat_and_ends_at_a_perfect_fit(tiny_priors):
+    import math
+
+    from explorer.langevin_view import perfect_fit
+
+    assert perfect_fit(0.01) == pytest.approx(3.686, abs=1e-3)  # -log(0.01 sqrt(2 pi))
+    assert perfect_fit(1.0) == pytest.approx(-0.5 * math.log(2 * math.pi))
+    view = _view(tiny_priors)
+    try:
+        view.start()
+        assert _wait(view, lambda: "finished" in view.status)
+        low, high = view._strip_mapper.low, view._strip_mapper.high
+        assert high - low >= 1.0  # never the full colour scale over a few thousandths of a nat
+        assert "a perfect fit scores 3.69" in view._strip_fig.title.text  # the last step is at sigma 0.01
+        bound = view._lp_src.data["bound"]
+        assert bound and bound[-1] == pytest.approx(perfect_fit(0.01))
+    finally:
+        view.close()
