@@ -110,7 +110,7 @@ class LangevinExplorer(pn.viewable.Viewer):
         self._clock: tuple[float, int] | None = None  # (time, step) when the run last started
         self.mixture: torch.Tensor = torch.zeros(0)
         self.truth: torch.Tensor | None = None
-        self._shown_step = self._played_step = -1
+        self._shown_step = self._played_step = (-1, 0)  # (step, chain): the closing result repeats a step
         sr = priors.sample_rate
         names = priors.names
         self._mix_player = pn.pane.Audio(None, sample_rate=sr, name="mix")
@@ -281,7 +281,7 @@ class LangevinExplorer(pn.viewable.Viewer):
     def reset(self) -> None:
         self.runner.reset(self._make_generator)
         self.message = self._ladder_note()
-        self._shown_step = self._played_step = -1
+        self._shown_step = self._played_step = (-1, 0)  # (step, chain): the closing result repeats a step
         for player in self._estimate_players:
             player.object = None
         self._draw_idle()
@@ -300,11 +300,11 @@ class LangevinExplorer(pn.viewable.Viewer):
             self.status = f"Step 0 / {total} · {'starting' if self.runner.running else 'ready: press Start'}"
             return
         self.status = f"Step {it.step} / {it.total} · sigma {it.sigma:.3g} · {state}{self._speed(it)}"
-        if it.step != self._shown_step:
-            self._shown_step = it.step
+        if (it.step, it.chain) != self._shown_step:
+            self._shown_step = (it.step, it.chain)
             self._draw(it)
-        if (players or not self.runner.running) and it.step != self._played_step:
-            self._played_step = it.step
+        if (players or not self.runner.running) and (it.step, it.chain) != self._played_step:
+            self._played_step = (it.step, it.chain)
             self._update_players(it)
 
     def _speed(self, it: Iterate) -> str:
@@ -488,7 +488,20 @@ class LangevinExplorer(pn.viewable.Viewer):
         )
         when = "final" if it.step >= it.total else f"step {it.step}"
         head = f"{when.capitalize()}: mean SI-SDR **{mean:.1f} dB** against the mix's {floor:.1f} dB: {verdict}."
-        return f"{head} {cells}. *{guide}*"
+        return f"{head} {cells}. {self._chains_text(it)}*{guide}*"
+
+    def _chains_text(self, it: Iterate) -> str:
+        """The residual sweep's restarts in a sentence, once its run is over: why they ran, or why not."""
+        if it.chain != -1 or self.method != "residual":
+            return ""
+        config = self.config()
+        chains = len({r.chain for r in self.runner.history() if r.chain >= 0})
+        why = (f"a chain that ends with an RMS mix error above {100 * config.accept:g} % of the mix's RMS is "
+               "followed by another, from the best state with two sources exchanged")  # fmt: skip
+        if chains == 1:
+            return f"The first chain explained the mix in {it.step} steps, so no restart ran ({why}). "
+        return (f"{chains} chains ran ({why}); the one that explains the mix best is shown (mix error "
+                f"{it.mix_error:.2g}). ")  # fmt: skip
 
     def _pitch_table(self, sources: torch.Tensor | None) -> str:
         """Each estimate's pitch against the truth's (toy mixes only): the key nearest its strongest partial."""

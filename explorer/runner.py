@@ -24,6 +24,7 @@ class Record:
     mix_error: float
     log_prob: tuple[float, ...] | None  # mean nats per sample, per source (None for score priors)
     si_sdr: tuple[float, ...] | None  # dB per source
+    chain: int = 0  # the residual sweep's chain (-1: its closing result)
 
 
 class SamplerRunner:
@@ -149,10 +150,10 @@ class SamplerRunner:
                 it.mix_error,
                 None if it.log_prob is None else tuple(float(v) for v in it.log_prob.mean(dim=-1)),
                 None if it.si_sdr is None else tuple(float(v) for v in it.si_sdr),
+                it.chain,
             )
             with self._cond:
                 if gen is self._gen:  # a reset during the step discards it
                     self._latest = it
                     self._records.append(record)
-                    if it.step >= it.total:
-                        self._finished, self._running, self._pending = True, False, 0
+                # finished only when the generator ends: the residual sweep's closing result follows its last step

@@ -168,7 +168,8 @@ def test_residual_restarts_chains_until_the_mix_is_explained_and_keeps_the_best(
         method="residual", sigma_max=1.0, sigma_min=1e-3, levels=10, steps=3, chains=3, restart_levels=10
     )
     its = list(langevin(mixture, PRIORS, cfg))  # explained by the first chain: no restart
-    assert {it.chain for it in its[:-1]} == {0} and len(its) == 31 and its[-1].step == its[-1].total == 90
+    assert {it.chain for it in its[:-1]} == {0} and len(its) == 31 and its[0].total == 90
+    assert its[-1].chain == -1 and its[-1].step == its[-1].total == 30  # the run is as long as the steps it took
     its = list(langevin(mixture, _Stubborn(), cfg))
     assert {it.chain for it in its} == {0, 1, 2, -1} and its[-1].step == 90
     assert its[-1].mix_error == pytest.approx(MIX_VALUE)

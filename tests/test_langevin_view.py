@@ -211,3 +211,41 @@ def test_the_likelihood_scale_spans_a_nat_and_ends_at_a_perfect_fit(tiny_priors)
         assert bound and bound[-1] == pytest.approx(perfect_fit(0.01))
     finally:
         view.close()
+
+
+def test_the_residual_sweep_says_why_no_restart_ran(tiny_priors):
+    from sepmodels.priors import GaussianPriors
+
+    priors = GaussianPriors(torch.zeros(4), torch.full((4,), 0.3), tiny_priors.names)
+    view = LangevinExplorer(priors, seconds=0.1, method="residual", levels=4, steps=2)
+    try:
+        view.start()
+        assert _wait(view, lambda: "finished" in view.status)
+        assert "The first chain explained the mix in 8 steps, so no restart ran" in view._verdict.object
+        assert view.status.startswith("Step 8 / 8")  # the steps that ran, not the most a run may take (68)
+    finally:
+        view.close()
+
+
+def test_the_residual_sweep_says_that_restarts_ran_and_why(tiny_priors):
+    from tests.test_langevin import _Stubborn
+
+    class Never(_Stubborn):  # denoises every source to silence: the mix is never explained
+        names, sample_rate, device = tiny_priors.names, tiny_priors.sample_rate, torch.device("cpu")
+        has_likelihood = False
+
+        def __len__(self):
+            return len(self.names)
+
+        def valid_length(self, length):
+            return length
+
+    view = LangevinExplorer(Never(), seconds=0.1, method="residual", levels=2, steps=1)
+    try:
+        view.start()
+        assert _wait(view, lambda: "finished" in view.status)
+        assert "3 chains ran (a chain that ends with an RMS mix error above 2 % of the mix's RMS" in (
+            view._verdict.object
+        )
+    finally:
+        view.close()

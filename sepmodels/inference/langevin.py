@@ -261,7 +261,8 @@ def _residual(
     spectra differ only in weak harmonics). Each further chain, up to ``config.chains`` in all, starts from the
     best state so far with the two sources exchanged whose exchange explains the mix best after one sweep at
     ``config.restart_sigma``, and runs the ladder from there. The mix residual judges, so no likelihood is
-    needed. The last iterate is the best chain's result at step ``total`` (earlier, when no restart was needed).
+    needed. The last iterate (``chain`` -1) is the best chain's result, its ``step`` and ``total`` the number of
+    steps actually run (fewer than ``config.total_steps`` when a chain explained the mix and no restart ran).
     """
     n_sources = len(priors)
     whole = mixing.total(mixture, n_sources, config.mix)  # what the sources add up to
@@ -296,9 +297,9 @@ def _residual(
         if best[1] <= config.accept * scale:
             break
     kept, err, s = best
-    if step < total or kept != chain:
-        sdr = None if truth is None else si_sdr(s, truth)
-        yield Iterate(total, total, len(sigmas) - 1, sigmas[-1], s, None, err, sdr, -1)
+    if step < total or kept != chain:  # the run's result, numbered by the steps it took (restarts not needed
+        sdr = None if truth is None else si_sdr(s, truth)  # were not run, and the run is that much shorter)
+        yield Iterate(step, step, len(sigmas) - 1, sigmas[-1], s, None, err, sdr, -1)
 
 
 def with_likelihood(iterates: Iterator[Iterate], judge: Prior, every: int = 10) -> Iterator[Iterate]:
