@@ -703,6 +703,7 @@ class ClipView(pn.viewable.Viewer):
     sigma = param.Number(default=0.01, bounds=(1e-4, 2.0), doc="Noise level the priors score at.")
     playhead = param.Number(default=0.0, doc="Seconds: where playback is (follows the player).")
     message = param.String(default="", doc="The last notice or error (read-only).")
+    showing = param.String(default="", doc="Which clip is shown: the toy clip or the upload (read-only).")
 
     def __init__(self, priors: PriorSet, **params) -> None:
         params.setdefault("sigma", priors.default_sigma)
@@ -753,6 +754,10 @@ class ClipView(pn.viewable.Viewer):
 
     def set_clip(self, x: torch.Tensor, label: str) -> None:
         self.audio, self.label = x.float(), label
+        seconds = x.shape[-1] / self.priors.sample_rate
+        self.showing = f"**Showing:** {label} ({seconds:.2f} s)" + (
+            "" if label.startswith("toy ") else "; the toy settings below apply when changed"
+        )
         self.player.object = playable(x)
         self.playhead = 0.0
         self._score()
@@ -788,6 +793,7 @@ class ClipView(pn.viewable.Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         controls = pn.Column(
+            pn.pane.Markdown(self.param.showing, sizing_mode="stretch_width"),
             "#### A toy clip",
             pn.widgets.Select.from_param(self.param.toy_source, name="Source"),
             pn.widgets.IntInput.from_param(self.param.seed, name="Seed"),
@@ -795,7 +801,7 @@ class ClipView(pn.viewable.Viewer):
             "#### Or your own (WAV, FLAC, OGG; up to 10 s)",
             self.upload,
             pn.widgets.FloatInput.from_param(self.param.sigma, name="Sigma (noise level)"),
-            pn.pane.Str(self.param.message),
+            pn.pane.Markdown(self.param.message, sizing_mode="stretch_width"),  # wraps within the column
             width=300,
         )
         return pn.Row(

@@ -130,12 +130,14 @@ def test_clip_view_scores_toy_clips_and_uploads(tiny_priors):
     assert view.loglik.shape == (4, int(0.2 * tiny_priors.sample_rate))
     assert view._strip_src.data["image"][0].shape[0] == 4
     view.toy_source = "mix"
-    assert view.label == "toy mix, seed 0"
+    assert view.label == "toy mix, seed 0" and view.showing == "**Showing:** toy mix, seed 0 (0.20 s)"
     buf = io.BytesIO()
     sf.write(buf, 0.3 * np.sin(np.arange(2000) / 5.0), tiny_priors.sample_rate, format="WAV")
     view.upload.filename = "tone.wav"
     view.upload.value = buf.getvalue()
     assert view.label == "tone.wav" and view.loglik.shape == (4, 2000)
+    seconds = 2000 / tiny_priors.sample_rate  # the page says which clip is shown, whatever the toy widgets read
+    assert view.showing == f"**Showing:** tone.wav ({seconds:.2f} s); the toy settings below apply when changed"
     view.player.time = 0.05  # playback moves: the playhead follows
     assert view.playhead == pytest.approx(0.05) and view._heads[0].location == pytest.approx(0.05)
 
