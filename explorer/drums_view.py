@@ -57,6 +57,7 @@ class DrumPad(pn.viewable.Viewer):
         params.setdefault("inverter", synth.inverters[0])
         super().__init__(**params)
         self.rest: tuple[float, ...] | None = None  # coordinates past the third when frozen
+        self._hold_move = False
         self.rest_source = "none yet"
         self.hit: Hit | None = None
         self.ends: dict[str, tuple[int, torch.Tensor] | None] = {"A": None, "B": None}
@@ -204,7 +205,8 @@ class DrumPad(pn.viewable.Viewer):
 
     @param.depends("x", "y", "fine", "freeze", "inverter", watch=True)
     def _on_move(self) -> None:
-        self.play()
+        if not getattr(self, "_hold_move", False):
+            self.play()
 
     def _on_tap(self, event) -> None:
         x = float(np.clip(event.x, -self.span, self.span))
@@ -247,10 +249,18 @@ class DrumPad(pn.viewable.Viewer):
         return hit
 
     def play_class(self, name: str) -> Hit:
-        """Play class ``name``'s mean code (every coordinate zero)."""
-        c = self.synth.label(name)
-        hit = self.synth.play(PadPoint(c), inverter=self.inverter)
-        return self.play(hit, f"{name.replace('_', ' ')}'s mean code")
+        """Open class ``name`` at its mean code (every coordinate zero) and play it once: the selector, the pad
+        and the variance chart follow the sound."""
+        changes = {k: v for k, v in {"drum": name, "x": 0.0, "y": 0.0, "fine": 0.0, "freeze": False}.items()
+                   if getattr(self, k) != v}  # fmt: skip
+        self._hold_move = "drum" in changes  # opening the class plays the point: moving must not play it again
+        try:
+            self.param.update(**changes)
+        finally:
+            self._hold_move = False
+        if "drum" not in changes:
+            self.play()
+        return self.hit
 
     def draw_rest(self) -> None:
         """Draw every coordinate past the third from N(0, 1) and freeze them."""

@@ -60,8 +60,18 @@ def test_classes_change_the_scatter_and_the_variance_bars(pad):
     shares = pad._var_src.data["share"]
     assert len(shares) == TINY.latent and np.all(np.diff(shares) <= 1e-6)
     assert "PC 1" in pad._var_md.object and "%" in pad._var_md.object
-    hit = pad.play_class(pad.synth.classes[1])
-    assert "mean code" in pad.status and hit.audio.shape == (TINY.length,)
+    pad.x = 1.0
+    played = []
+    real = pad.synth.play
+    pad.synth.play = lambda *a, **k: played.append(1) or real(*a, **k)
+    try:
+        name = pad.synth.classes[1]
+        hit = pad.play_class(name)  # the selector, the pad and the bars follow the sound, which plays once
+    finally:
+        pad.synth.play = real
+    assert len(played) == 1 and hit.audio.shape == (TINY.length,)
+    assert pad.drum == name and (pad.x, pad.y, pad.fine, pad.freeze) == (0.0, 0.0, 0.0, False)
+    assert name.replace("_", " ") in pad._var_md.object and "PC 1 = +0.00, PC 2 = +0.00" in pad.status
 
 
 def test_the_span_bounds_the_sliders_and_the_pad(pad):
