@@ -214,7 +214,7 @@ class InpaintExplorer(pn.viewable.Viewer):
         self._upload.param.watch(self._on_upload, "value")
         self._upload_msg = pn.pane.Markdown()
         self._apply = pn.widgets.Button(label="Apply the edit", color="primary")
-        self._apply.on_click(lambda _e: busy(self._edit_panel, self.apply))
+        self._apply.on_click(lambda _e: self.press_apply())
         self._edit_panel = pn.Column(
             pn.Row(pn.pane.Bokeh(self._recon_fig, sizing_mode="stretch_width"),
                    pn.pane.Bokeh(self._edit_fig, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
@@ -386,6 +386,14 @@ class InpaintExplorer(pn.viewable.Viewer):
             return self.ip.replace(codes, other, mask)
         return self.ip.erase(codes, mask)
 
+    def press_apply(self) -> None:
+        """The Apply button: a resampling edit draws anew (the next seed, which the Seed field shows; the seed
+        shown at load reproduces the edit already on screen), the other edits are applied again."""
+        if self.edit == EDITS[0]:
+            self.seed += 1  # the settings watcher applies it
+        else:
+            busy(self._edit_panel, self.apply)
+
     def apply(self) -> None:
         """Edit the box, decode, draw and make the edited note playable; says how long each stage took."""
         self.ip.timings.clear()
@@ -404,7 +412,8 @@ class InpaintExplorer(pn.viewable.Viewer):
         t = self.ip.timings
         stages = [f"{name} {t[name]:.0f} ms" for name in ("resample", "decode", "audio") if name in t]
         total = sum(t.values())
-        how = self.edit if self.edit != EDITS[0] else f"{self.prior} at temperature {self.temperature:g}"
+        how = self.edit if self.edit != EDITS[0] else (f"{self.prior} at temperature {self.temperature:g}, "
+                                                        f"draw seed {self.seed}")  # fmt: skip
         self.status = (f"{changed} of {int(self.mask().sum())} codes in the box changed ({how}"
                        f"{'' if keep is None else f', latent channel {keep[0]} only'}). Time: "
                        f"{' + '.join(stages)} = **{total:.0f} ms**.")  # fmt: skip

@@ -127,3 +127,17 @@ def test_an_upload_that_is_not_audio_says_so(view):
     view._upload.filename = "junk.wav"
     view._on_upload(Event())
     assert "Not loaded" in view._upload_msg.object
+
+
+def test_apply_draws_a_new_resample_each_press(view):
+    from explorer.inpaint_view import EDITS
+
+    view.param.update(edit=EDITS[0], temperature=1.0)
+    seed, before = view.seed, view.edited.clone()
+    view.press_apply()
+    assert view.seed == seed + 1 and f"draw seed {seed + 1}" in view.status
+    again = view.edited.clone()
+    view.seed = seed + 1  # the same seed reproduces the same draw
+    view.apply()
+    assert torch.equal(view.edited, again)
+    assert not torch.equal(before, again)  # the press drew anew
