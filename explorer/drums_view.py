@@ -226,7 +226,8 @@ class DrumPad(pn.viewable.Viewer):
         """Decode and invert the current pad point (or show ``hit``), draw it and hand it to the player."""
         if hit is None:
             hit = self.synth.play(self.point(), inverter=self.inverter)
-            what = (f"{self.drum.replace('_', ' ')} at PC 1 = {self.x:+.2f}, PC 2 = {self.y:+.2f}, PC 3 = "
+            mean = "'s mean code" if not (self.x or self.y or self.fine or (self.freeze and self.rest)) else ""
+            what = (f"{self.drum.replace('_', ' ')}{mean} at PC 1 = {self.x:+.2f}, PC 2 = {self.y:+.2f}, PC 3 = "
                     f"{self.fine:+.2f}; the other {len(hit.code) - 3} coordinates "
                     f"{'frozen at ' + self.rest_source if self.freeze and self.rest else 'at zero'}")  # fmt: skip
             self._point_src.data = {"x": [self.x], "y": [self.y]}
@@ -248,9 +249,17 @@ class DrumPad(pn.viewable.Viewer):
         self._status_md.object = self.status
         return hit
 
-    def play_class(self, name: str) -> Hit:
+    def play_class(self, name: str) -> Hit | None:
         """Open class ``name`` at its mean code (every coordinate zero) and play it once: the selector, the pad
-        and the variance chart follow the sound."""
+        and the variance chart follow the sound. In a served page this runs on the next tick (a button's click
+        arrives without the document's lock, which redrawing the class's plots needs) and returns None."""
+        doc = pn.state.curdoc
+        if doc is not None and doc.session_context is not None:
+            pn.state.execute(lambda: self._open_at_mean(name), schedule=True)
+            return None
+        return self._open_at_mean(name)
+
+    def _open_at_mean(self, name: str) -> Hit:
         changes = {k: v for k, v in {"drum": name, "x": 0.0, "y": 0.0, "fine": 0.0, "freeze": False}.items()
                    if getattr(self, k) != v}  # fmt: skip
         self._hold_move = "drum" in changes  # opening the class plays the point: moving must not play it again

@@ -46,3 +46,4 @@ def test_a_click_on_the_pad_plays_the_hit_there(page):
 def test_a_class_button_plays_its_mean_code(page):
     page.get_by_text("▶ class 2").first.click()
     assert wait_for(lambda: page.get_by_text(re.compile(r"class 2's mean code")).count() > 0, timeout=30)
+    assert page.locator("select").first.input_value() == "class 2"  # the selector follows the sound
