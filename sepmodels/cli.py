@@ -467,7 +467,8 @@ def _cmd_separate(args: argparse.Namespace) -> int:
     how = separator.describe()
     if priors is not None:
         how = f"{args.method}, {separator.steps_run} steps, final mix error {separator.last.mix_error:.2e}"
-    for line in _loudness_notes(estimates, audio.samples, names):
+    whole = audio.samples * (len(names) if getattr(separator, "mix", "mean") == "mean" else 1)
+    for line in _loudness_notes(estimates, whole, names):
         print(f"note: {line}", file=sys.stderr)
     peak = float(estimates.abs().max())
     if args.peak_safe and peak > 0.99:
@@ -491,7 +492,7 @@ def _cmd_separate(args: argparse.Namespace) -> int:
 def _loudness_notes(estimates, mixture, names) -> list[str]:
     """What a listener should know before playing the estimates: peaks above full scale (float WAVs keep them,
     most players clip them) and estimates louder than the whole mix (a source the mix may not hold, or a run
-    that did not separate)."""
+    that did not separate). ``mixture`` is what the sources add up to: N times a mean mix."""
     notes = []
     mix_rms = float(mixture.pow(2).mean().sqrt())
     for name, est in zip(names, estimates, strict=True):

@@ -259,6 +259,8 @@ def test_separate_says_when_an_estimate_is_too_loud_and_can_make_it_peak_safe(tm
     assert len(notes) == 2 and "a peaks at 2.50" in notes[0] and "louder than the mix" in notes[1]
     quieter = _loudness_notes(0.3 * estimates, mixture, ("a", "b"))  # peak 0.75: only too loud, not clipping
     assert len(quieter) == 1 and quieter[0].startswith("a is louder than the mix itself")
+    truth = toy.toy_test_set(1, 1000)[0]  # a toy mix is their mean: each source is louder than it, not the sum
+    assert not _loudness_notes(truth, truth.sum(0), toy.SOURCES)
     path = _wav(tmp_path / "mix.wav", toy.toy_test_set(1, 1000)[0].mean(0).numpy())
     out = tmp_path / "out"
     argv = ["separate", path, "--priors", "exact", "--out", str(out), "--levels", "3", "--steps", "1",

@@ -198,3 +198,13 @@ def test_fit_waves_command_writes_priors_and_refuses_bad_values(tmp_path):
     assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1 and "--length 100" in bad.stderr
     bad = subprocess.run([*cmd[:5], str(tmp_path / "x.pt"), "--rounds", "0"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--rounds" in bad.stderr
+
+
+def test_wave_values_in_chunks_equal_one_pass():
+    from sepmodels.nn.waves import CHUNK, _wave_values
+
+    priors = WavePriors.load()
+    cycle = torch.rand(3, CHUNK + 1000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    k = 1  # the square: edges as well as knots
+    args = (priors.knots[k], priors.jumps[k], float(priors.offsets[k]))
+    torch.testing.assert_close(wave_values(*args, cycle), _wave_values(*args, cycle), rtol=0, atol=0)

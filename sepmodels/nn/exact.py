@@ -43,6 +43,10 @@ _SHARP = ("square", "saw")  # waves with edges, whose sampled shape changes with
 # (the refinement below renders them itself, as toy.oscillator does, without its remainder of 2 pi)
 
 
+_CHUNK_BYTES = 8 << 20  # the largest FFT product computed at once (see _analyse)
+_CHUNK_VALUES = 1 << 17  # trial-wave samples computed at once in the refinement (1 MB temporaries)
+
+
 def _fast_size(n: int) -> int:
     """The smallest 2^a 3^b 5^c at least ``n`` (sizes the FFT does fastest)."""
     best = 1 << (n - 1).bit_length()
@@ -299,9 +303,15 @@ class ExactToyPriors:
         tpl = self._templates(kind, T)
         M = self.lags
         x = x.to(torch.float64)
-        X = torch.fft.rfft(x, tpl.nfft)  # [B, F]
-        # c[b, k, n] = sum_t x[b, t] * render_k[t + n]: the clip against every lag of every key
-        c = torch.fft.irfft(X.conj()[:, None, :] * tpl.spectra[None], tpl.nfft)[..., :M]  # [B, K, M]
+        X = torch.fft.rfft(x, tpl.nfft).conj()[:, None, :]  # [B, 1, F]
+        # c[b, k, n] = sum_t x[b, t] * render_k[t + n]: the clip against every lag of every key, a few keys at a
+        # time: the whole product of a 10 s clip is hundreds of MB, fresh pages on every call (as much system
+        # time as compute), where chunks stay small enough for the allocator to reuse
+        K = tpl.spectra.shape[0]
+        c = torch.empty(B, K, M, dtype=torch.float64)
+        step = max(1, _CHUNK_BYTES // (16 * B * tpl.spectra.shape[1]))
+        for k in range(0, K, step):
+            c[:, k : k + step] = torch.fft.irfft(X * tpl.spectra[None, k : k + step], tpl.nfft)[..., :M]
         logits = self._logits(kind, c, tpl.energy[None], tpl.log_weight[None], sigma)
         refined = self._refine(kind, x, logits, tpl, sigma) if self._sharp(kind) and self.refine else None
         log_p = torch.empty(B, dtype=torch.float64)
@@ -368,9 +378,13 @@ class ExactToyPriors:
                 sub_start = (start[:, None] + width[:, None] * frac).reshape(-1)  # [J*parts] cells' starts
                 sub_width = (width / parts).repeat_interleave(parts)
                 sub_keys = keys.repeat_interleave(parts)
-                cycle = frequency[sub_keys][:, None] * t + (sub_start + 0.5 * sub_width)[:, None]
-                cycle -= cycle.floor()  # [S, T] position in the period, as toy.oscillator computes it
-                waves = self._wave(kind, cycle)
+                centre = sub_start + 0.5 * sub_width
+                waves = torch.empty(len(sub_keys), T, dtype=torch.float64)  # [S, T]
+                rows = max(1, _CHUNK_VALUES // T)  # a few trial waves at a time: temporaries stay small
+                for i in range(0, len(sub_keys), rows):
+                    cycle = frequency[sub_keys[i : i + rows]][:, None] * t + centre[i : i + rows, None]
+                    cycle -= cycle.floor()  # position in the period, as toy.oscillator computes it
+                    waves[i : i + rows] = self._wave(kind, cycle)
                 sub_c, sub_e = waves @ x[b], waves.square().sum(1)
                 log_weight = torch.log(sub_width.clamp_min(1e-300)) + log_prior[sub_keys]
                 sub_logits = self._logits(kind, sub_c, sub_e, log_weight, sigma)

@@ -48,6 +48,7 @@ from sepmodels.nn.pitch import candidate_hz
 KNOTS = 2048  # values of the continuous part over one period
 JUMPS = 16  # points of the period where an edge may sit
 CLASS = "WavePriors"
+CHUNK = 1 << 17  # positions per pass of wave_values: 1 MB temporaries, which the allocator reuses
 SMOOTHING = 1e-2  # weight of the knots' second differences in the fit, relative to the data's mean weight
 
 
@@ -57,7 +58,19 @@ def wave_values(knots: torch.Tensor, jumps: torch.Tensor, offset: float, cycle: 
 
     The edges' sum ``sum_j h_j (frac(u - c_j) - 1/2)`` is evaluated in one pass: with ``r = frac(u - offset)``
     in segment ``m = floor(r J)`` it is ``H (r - 1/2) - sum_j h_j j / J + sum_{j > m} h_j``, ``H = sum_j h_j``.
+    Large inputs go through in chunks of :data:`CHUNK` positions: the refinement's trial waves of a 10 s clip
+    are tens of MB per temporary, fresh pages on every call (as much system time as compute).
     """
+    flat = cycle.reshape(-1)
+    if flat.numel() <= CHUNK:
+        return _wave_values(knots, jumps, offset, cycle)
+    out = torch.empty_like(flat)
+    for i in range(0, flat.numel(), CHUNK):
+        out[i : i + CHUNK] = _wave_values(knots, jumps, offset, flat[i : i + CHUNK])
+    return out.reshape(cycle.shape)
+
+
+def _wave_values(knots: torch.Tensor, jumps: torch.Tensor, offset: float, cycle: torch.Tensor) -> torch.Tensor:
     L, J = knots.numel(), jumps.numel()
     pos = cycle * L
     base = pos.floor()
