@@ -29,8 +29,9 @@ def _free_port() -> int:
     ids=["priors", "langevin", "langevin-shipped", "inpainting-shipped", "drums-shipped"],
 )
 def test_app_serves_a_session_without_errors(app, shipped, tiny_priors_path, tmp_path):
-    """``shipped``: the README's first command, on the shipped score priors judged by the shipped flows (or the
-    inpainting app on the shipped VQ-VAE, the drum machine on the shipped CWAE and MCNN)."""
+    """``shipped``: the README's first command, on the samplers' shipped default priors (the wave priors, which
+    have a likelihood of their own), or the inpainting app on the shipped VQ-VAE, the drum machine on the shipped
+    CWAE and MCNN."""
     port = _free_port()
     log = tmp_path / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEPMODELS_")}
