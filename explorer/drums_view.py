@@ -152,7 +152,9 @@ class DrumPad(pn.viewable.Viewer):
                    pn.Column(pn.pane.Bokeh(self._var, sizing_mode="stretch_width"), self._var_md,
                              sizing_mode="stretch_width"), sizing_mode="stretch_width"),
             "**Hear each class** (its mean code):", pn.FlexBox(*self._class_buttons),
-            pn.Row(pn.Column("**Now playing**", self._player, sizing_mode="stretch_width"),
+            # the browser's player rounds a 0.74 s hit's length down to "0:00": the length is said here
+            pn.Row(pn.Column(f"**Now playing** (every hit {self._seconds:.2f} s)", self._player,
+                             sizing_mode="stretch_width"),
                    pn.Column("**Your sample** (original)", self._sample_player, sizing_mode="stretch_width"),
                    sizing_mode="stretch_width"),
             self._status_md,
