@@ -574,7 +574,7 @@ def _music_clips(args: argparse.Namespace, sample_rate: int) -> list:
     """``--data stems`` or ``musdb``: ``(track, stems [4, L])`` of ``--seconds`` from ``--offset`` on."""
     from dataclasses import replace
 
-    from sepmodels.data.stems import StemsBenchmark, benchmark_clips
+    from sepmodels.data.stems import StemsBenchmark, benchmark_clips, cut_clip
 
     bench = replace(StemsBenchmark(), offset=args.offset, clip_seconds=args.seconds, sample_rate=sample_rate)
     if args.data == "stems":
@@ -584,16 +584,8 @@ def _music_clips(args: argparse.Namespace, sample_rate: int) -> list:
     if args.split != "test":
         raise UsageError("--data musdb measures musdb's own test split; --split is for --data stems")
     data = musdb.MusdbData(musdb.MusdbConfig(str(args.root), mono="mean", sample_rate=sample_rate), "test")
-    start, length = round(args.offset * sample_rate), round(args.seconds * sample_rate)
-    clips = []
-    for i in range(min(len(data), args.n or len(data))):
-        stems = data.stems(i)
-        if stems.shape[-1] < start + length:
-            have = stems.shape[-1] / sample_rate
-            raise UsageError(f"musdb track {data.tracks[i].name} is {have:.1f} s long; a clip needs "
-                             f"{args.offset:g} + {args.seconds:g} s (pass --offset or --seconds)")  # fmt: skip
-        clips.append((data.tracks[i].name, stems[:, start : start + length].contiguous()))
-    return clips
+    names = [data.tracks[i].name for i in range(min(len(data), args.n or len(data)))]
+    return [(name, cut_clip(data.stems(i), bench, f"musdb track {name}")) for i, name in enumerate(names)]
 
 
 def _evaluate_music(args: argparse.Namespace) -> int:

@@ -22,29 +22,23 @@ from sepmodels.metrics import bss_sdr, si_sdr
 @dataclass(frozen=True)
 class SeparationScores:
     """SI-SDR (dB) of separating mixes: ``separated`` and, as the floor, ``mix`` (the mix itself taken as the
-    estimate of every source), both ``[n_mixes, n_sources]``; with ``bss`` the museval SDR of both too."""
+    estimate of every source), both ``[n_mixes, n_sources]``. Music is scored by :func:`evaluate_stems`."""
 
     separated: torch.Tensor
     mix: torch.Tensor
-    bss_separated: torch.Tensor | None = None
-    bss_mix: torch.Tensor | None = None
 
 
 def evaluate_separator(
-    separator: Separator, truths: torch.Tensor, bss: bool = False, mix: str = "mean", progress: bool = False
+    separator: Separator, truths: torch.Tensor, mix: str = "mean", progress: bool = False
 ) -> SeparationScores:
     """Separate the mix of each ``truths[i]: [N, T]`` (their ``mix``: mean or sum) and score the estimates."""
-    separated, floor, bss_sep, bss_mix = [], [], [], []
+    separated, floor = [], []
     for truth in tqdm(truths, desc="mixes", unit="mix", disable=not progress, leave=False):
         mixture = mixing.mix(truth, mix)
         estimates = separator.separate(mixture, truth)
         separated.append(si_sdr(estimates, truth))
         floor.append(si_sdr(mixture.expand_as(truth), truth))
-        if bss:
-            bss_sep.append(bss_sdr(estimates, truth, separator.sample_rate))
-            bss_mix.append(bss_sdr(mixture.expand_as(truth).contiguous(), truth, separator.sample_rate))
-    stack = lambda xs: torch.stack(xs) if xs else None  # noqa: E731
-    return SeparationScores(torch.stack(separated), torch.stack(floor), stack(bss_sep), stack(bss_mix))
+    return SeparationScores(torch.stack(separated), torch.stack(floor))
 
 
 SILENT_DB = -60.0  # a stem this far below the mix's energy in a clip is silent there: left out and counted
@@ -86,19 +80,18 @@ class StemScores:
         # How much the figure depends on the clips drawn: each clip's mean over its sounding stems, their
         # spread, the standard error of the mean over clips, and the worst clip and stem.
         by_clip = self.si_sdri.nanmean(1)
-        n = int(torch.isfinite(by_clip).sum())
-        spread = float(by_clip[torch.isfinite(by_clip)].std()) if n > 1 else float("nan")
-        out["si_sdri_spread"] = {"clip_std": spread, "stderr": spread / max(1, n) ** 0.5,
-                                 "worst_clip": float(by_clip.nan_to_num(float("inf")).min()),
-                                 "median": per_median(self.si_sdri, self.names),
-                                 "worst": {n_: float(v) for n_, v in zip(self.names, self.si_sdri.nan_to_num(
-                                     float("inf")).min(0).values, strict=True)}}  # fmt: skip
+        sounding = by_clip[torch.isfinite(by_clip)]
+        spread = float(sounding.std()) if len(sounding) > 1 else float("nan")
+        worst = self.si_sdri.nan_to_num(float("inf")).min(0).values  # silent stems never the worst
+        named = lambda x: {n: float(v) for n, v in zip(self.names, x, strict=True)}  # noqa: E731
+        out["si_sdri_spread"] = {
+            "clip_std": spread,
+            "stderr": spread / max(1, len(sounding)) ** 0.5,
+            "worst_clip": float(sounding.min()) if len(sounding) else float("nan"),
+            "median": named(self.si_sdri.nanmedian(0).values),
+            "worst": named(worst),
+        }
         return out
-
-
-def per_median(x: torch.Tensor, names: tuple[str, ...]) -> dict[str, float]:
-    """Each column's median over its finite rows: ``[n, N] -> {name: median}``."""
-    return {n: float(v) for n, v in zip(names, x.nanmedian(0).values, strict=True)}
 
 
 def evaluate_stems(estimate: Callable[[torch.Tensor], torch.Tensor], clips: list[tuple[str, torch.Tensor]],

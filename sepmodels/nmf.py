@@ -69,9 +69,10 @@ def _nmf(X: np.ndarray, atoms: int, iterations: int, seed: int, dictionary: np.n
     """scikit-learn's KL-NMF of ``X`` (frames x bins) -> (activations, dictionary); a given ``dictionary``
     stays fixed."""
     from sklearn.decomposition import non_negative_factorization
+    from sklearn.exceptions import ConvergenceWarning
 
     with warnings.catch_warnings():  # "Maximum number of iterations reached": the iteration count is a setting
-        warnings.simplefilter("ignore", category=Warning)
+        warnings.simplefilter("ignore", category=ConvergenceWarning)
         A, D, _ = non_negative_factorization(
             X, H=dictionary, n_components=atoms, init=None if dictionary is not None else "nndsvda",
             update_H=dictionary is None, solver="mu", beta_loss="kullback-leibler", max_iter=iterations,

@@ -330,19 +330,20 @@ def render_benchmark(root: str | Path, bench: StemsBenchmark = StemsBenchmark(),
 
 def benchmark_clips(root: str | Path, split: str = "test", bench: StemsBenchmark = StemsBenchmark(),
                     limit: int | None = None) -> list[tuple[str, torch.Tensor]]:  # fmt: skip
-    """The clips of ``root/split``: ``(track name, stems [4, L])``, ``L`` = ``bench.clip_seconds`` at
-    ``bench.sample_rate`` from ``bench.offset`` on; a track too short for that is one line."""
+    """The clips of ``root/split``: ``(track name, stems [4, L])`` cut by :func:`cut_clip`."""
+    folders = track_folders(root, split)[:limit]
+    return [(f.name, cut_clip(read_stems(f, bench.sample_rate), bench, f"track {f}")) for f in folders]
+
+
+def cut_clip(stems: torch.Tensor, bench: StemsBenchmark, where: str) -> torch.Tensor:
+    """A track's benchmark clip: ``bench.clip_seconds`` of ``stems [N, T]`` (at ``bench.sample_rate``) from
+    ``bench.offset`` on; a track too short for that is one line naming ``where``."""
     start = round(bench.offset * bench.sample_rate)
     length = round(bench.clip_seconds * bench.sample_rate)
-    clips = []
-    for folder in track_folders(root, split)[:limit]:
-        stems = read_stems(folder, bench.sample_rate)
-        if stems.shape[-1] < start + length:
-            have = stems.shape[-1] / bench.sample_rate
-            raise StemsError(f"track {folder} is {have:.2f} s long; a clip needs {bench.offset:g} + "
-                             f"{bench.clip_seconds:g} s")  # fmt: skip
-        clips.append((folder.name, stems[:, start : start + length].contiguous()))
-    return clips
+    if stems.shape[-1] < start + length:
+        have = stems.shape[-1] / bench.sample_rate
+        raise StemsError(f"{where} is {have:.2f} s long; a clip needs {bench.offset:g} + {bench.clip_seconds:g} s")
+    return stems[:, start : start + length].contiguous()
 
 
 def solo_audio(root: str | Path, sample_rate: int, split: str = "train",
