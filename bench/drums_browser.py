@@ -9,7 +9,8 @@ click), clicks ``--clicks`` points of the pad and, for each, reads in the page:
   the decode and inversion there, the WAV encoding and its way back);
 - audio to playing: from then until the ``<audio>`` element fires ``playing`` (the browser's own start);
 
-beside the server's own decode and inversion figure from the status line. Medians; writes
+beside the server's own decode and inversion figure from the status line. Medians; before the pad, the fresh
+page's first sound, from a press of the "▶ snare" class button (which also opens the class). Writes
 docs/bench/drums_browser.json. Run it alone: server and browser share the machine's cores.
 """
 
@@ -76,6 +77,26 @@ def main() -> None:
             pad = min(
                 (b for b in boxes if b and b["height"] > 300 and 300 < b["width"] < 600), key=lambda b: b["x"]
             )
+            # the first sound of the fresh page: a class button, which opens the class (selector, pad, variance
+            # chart) as it plays its mean hit
+            seen = page.evaluate("() => [window.__drum.src.length, window.__drum.playing.length]")
+            clicked = page.evaluate("() => performance.now()")
+            page.get_by_role("button", name="▶ snare").first.click()
+            deadline = time.time() + 20
+            while time.time() < deadline:
+                now = page.evaluate("() => [window.__drum.src.length, window.__drum.playing.length]")
+                if now[0] > seen[0] and now[1] > seen[1]:
+                    break
+                time.sleep(0.01)
+            else:
+                raise SystemExit("the class button gave no sound within 20 s")
+            src = page.evaluate(f"() => window.__drum.src[{seen[0]}]")
+            playing = page.evaluate(f"() => window.__drum.playing[{seen[1]}]")
+            first = {
+                "class_button_to_new_audio_ms": src - clicked,
+                "class_button_audio_to_playing_ms": playing - src,
+            }
+            time.sleep(0.8)
             for i in range(args.clicks):
                 fx, fy = 0.15 + 0.7 * ((i * 0.37) % 1), 0.15 + 0.7 * ((i * 0.61) % 1)
                 seen = page.evaluate("() => [window.__drum.src.length, window.__drum.playing.length]")
@@ -103,6 +124,8 @@ def main() -> None:
     if not rows:
         raise SystemExit("no click produced a sound")
     report = {key: statistics.median(r[key] for r in rows) for key in rows[0]}
+    report |= first  # the fresh page's first sound
+    report |= {f"first_pad_click_{key}": value for key, value in rows[0].items()}
     report["clicks"] = len(rows)
     for key, value in report.items():
         print(f"{key}: {value:.1f}" if isinstance(value, float) else f"{key}: {value}")

@@ -58,6 +58,7 @@ class DrumPad(pn.viewable.Viewer):
         super().__init__(**params)
         self.rest: tuple[float, ...] | None = None  # coordinates past the third when frozen
         self._hold_move = False
+        self._heard: Hit | None = None  # a hit already sent to the player, for play() to draw without resending
         self.rest_source = "none yet"
         self.hit: Hit | None = None
         self.ends: dict[str, tuple[int, torch.Tensor] | None] = {"A": None, "B": None}
@@ -103,7 +104,8 @@ class DrumPad(pn.viewable.Viewer):
         self._spec.image("image", x="x", y="y", dw="dw", dh="dh", source=self._spec_src,
                          color_mapper=LinearColorMapper(Magma256, low=-80, high=0))  # fmt: skip
         self._var = new_figure("Explained variance of the class's principal components", "component",
-                               "share of variance (%)", 220, x_range=Range1d(0.4, 12.6))  # fmt: skip
+                               "share of variance (%)", 220, x_range=Range1d(0.4, 12.6),
+                               y_range=Range1d(0, 5))  # fmt: skip
         self._var_src = ColumnDataSource({"pc": [], "share": [], "colour": []})
         self._var.vbar("pc", top="share", width=0.8, source=self._var_src, color="colour")
         self._var.add_tools(HoverTool(tooltips=[("PC", "@pc"), ("share", "@share{0.0} %")]))
@@ -182,7 +184,7 @@ class DrumPad(pn.viewable.Viewer):
         n = min(12, share.size)
         self._var_src.data = {"pc": np.arange(1, n + 1), "share": share[:n],
                               "colour": ["#d7191c"] * min(3, n) + ["#9e9e9e"] * (n - min(3, n))}  # fmt: skip
-        self._var.y_range = Range1d(0, max(5.0, 1.15 * float(share[:n].max())))
+        self._var.y_range.end = max(5.0, 1.15 * float(share[:n].max()))  # a new Range1d would redraw the figure
         self._var_md.object = (
             f"PC 1 {share[0]:.1f} %, PC 2 {share[1]:.1f} %, PC 3 {share[2]:.1f} % of the variance of "
             f"{self.drum.replace('_', ' ')} codes ({share[:3].sum():.1f} % together; red: the pad and the fine "
@@ -226,8 +228,9 @@ class DrumPad(pn.viewable.Viewer):
     # -- sound ---------------------------------------------------------------------------------------------
     def play(self, hit: Hit | None = None, what: str | None = None) -> Hit:
         """Decode and invert the current pad point (or show ``hit``), draw it and hand it to the player."""
+        heard, self._heard = self._heard, None
         if hit is None:
-            hit = self.synth.play(self.point(), inverter=self.inverter)
+            hit = heard if heard is not None else self.synth.play(self.point(), inverter=self.inverter)
             mean = "'s mean code" if not (self.x or self.y or self.fine or (self.freeze and self.rest)) else ""
             what = (f"{self.drum.replace('_', ' ')}{mean} at PC 1 = {self.x:+.2f}, PC 2 = {self.y:+.2f}, PC 3 = "
                     f"{self.fine:+.2f}; the other {len(hit.code) - 3} coordinates "
@@ -242,7 +245,8 @@ class DrumPad(pn.viewable.Viewer):
         db = 20 * hit.log_mel.numpy() / math.log(10)
         self._spec_src.data = {"image": [np.maximum(db - db.max(), -80)], "x": [0.0], "y": [0.0],
                                "dw": [self._seconds], "dh": [db.shape[0]]}  # fmt: skip
-        self._player.object = sound
+        if heard is None:  # a hit the player already has is not sent again (it would play twice)
+            self._player.object = sound
         iterations = self.synth.griffin_lim_iterations
         name = "MCNN" if hit.inverter == "mcnn" else f"Griffin-Lim ({iterations} iterations)"
         self.status = (f"Playing {what}. Move to audio ready: decode {hit.decode_ms:.1f} ms + {name} "
@@ -253,13 +257,30 @@ class DrumPad(pn.viewable.Viewer):
 
     def play_class(self, name: str) -> Hit | None:
         """Open class ``name`` at its mean code (every coordinate zero) and play it once: the selector, the pad
-        and the variance chart follow the sound. In a served page this runs on the next tick (a button's click
-        arrives without the document's lock, which redrawing the class's plots needs) and returns None."""
+        and the variance chart follow the sound. In a served page the sound goes out at once and the views
+        follow on the next tick (a button's click arrives without the document's lock, which redrawing the
+        class's plots needs); it then returns None."""
         doc = pn.state.curdoc
         if doc is not None and doc.session_context is not None:
-            pn.state.execute(lambda: self._open_at_mean(name), schedule=True)
+            self._sound_then_open(name)
             return None
         return self._open_at_mean(name)
+
+    def _sound_then_open(self, name: str) -> None:
+        """Served: the class's mean hit goes to the player now, and the class's views (selector, pad, variance
+        chart, waveform) are drawn on the next tick, so the sound does not wait for the browser to redraw
+        them."""
+        hit = self.synth.play(PadPoint(self.synth.label(name)), inverter=self.inverter)
+        self._player.object = playable(hit.audio)
+        self._heard = hit
+
+        def draw() -> None:
+            try:
+                self._open_at_mean(name)
+            finally:
+                self._heard = None
+
+        pn.state.execute(draw, schedule=True)
 
     def _open_at_mean(self, name: str) -> Hit:
         changes = {k: v for k, v in {"drum": name, "x": 0.0, "y": 0.0, "fine": 0.0, "freeze": False}.items()

@@ -43,7 +43,24 @@ def test_a_click_on_the_pad_plays_the_hit_there(page):
     assert wait_for(lambda: player.get_attribute("src") != before, timeout=30)  # a new sound in the player
 
 
+_COUNT_SOUNDS = """() => {
+  const found = [];
+  const walk = (root) => root.querySelectorAll('*').forEach((el) => {
+    if (el.tagName === 'AUDIO') found.push(el);
+    if (el.shadowRoot) walk(el.shadowRoot);
+  });
+  walk(document);
+  const player = found[0];  // the hit's player (the sample's comes after it)
+  window.__sounds = 0;
+  new MutationObserver(() => { window.__sounds += 1; }).observe(player, {attributes: true,
+    attributeFilter: ['src']});
+}"""
+
+
 def test_a_class_button_plays_its_mean_code(page):
+    page.evaluate(_COUNT_SOUNDS)
     page.get_by_text("▶ class 2").first.click()
     assert wait_for(lambda: page.get_by_text(re.compile(r"class 2's mean code")).count() > 0, timeout=30)
     assert page.locator("select").first.input_value() == "class 2"  # the selector follows the sound
+    page.wait_for_timeout(500)
+    assert page.evaluate("() => window.__sounds") == 1  # one sound, the one the views then show
