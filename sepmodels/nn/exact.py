@@ -320,7 +320,7 @@ class ExactToyPriors:
         const = -x.square().sum(1) / (2 * sigma**2) - 0.5 * T * math.log(2 * math.pi * sigma**2)
         for b in range(B):
             grid = logits[b]
-            sub_logits, sub_c, sub_e, sub_keys, sub_waves = (None,) * 5 if refined is None else refined[b]
+            sub_logits, sub_c, sub_e, sub_keys, sub_phase = (None,) * 5 if refined is None else refined[b]
             parts = [grid.reshape(-1)] if sub_logits is None else [grid.reshape(-1), sub_logits]
             log_z = torch.logsumexp(torch.cat(parts), 0)
             log_p[b] = log_z + const[b]
@@ -334,12 +334,32 @@ class ExactToyPriors:
             keep = (grid.amax(1) > log_z - self.prune).nonzero().squeeze(1)  # keys with any weight
             if len(keep):
                 amp = self._amplitude(kind, c[b, keep], tpl.energy[keep], sigma)
-                V = torch.fft.rfft(post[keep] * amp, tpl.nfft)  # [k, F]
-                # sum_n v[n] render[t + n] for every t, summed over the kept keys in the frequency domain
-                mean[b] = torch.fft.irfft((V.conj() * tpl.spectra[keep]).sum(0), tpl.nfft)[:T]
+                weights = post[keep] * amp  # [k, M]
+                # sum_n v[n] render[t + n] for every t, summed over the kept keys in the frequency domain, a few
+                # keys at a time (at a large sigma every key is kept: hundreds of MB at once otherwise)
+                total = torch.zeros(tpl.spectra.shape[1], dtype=tpl.spectra.dtype)
+                rows = max(1, _CHUNK_BYTES // (16 * tpl.spectra.shape[1]))
+                for i in range(0, len(keep), rows):
+                    V = torch.fft.rfft(weights[i : i + rows], tpl.nfft)  # [rows, F]
+                    total += (V.conj() * tpl.spectra[keep[i : i + rows]]).sum(0)
+                mean[b] = torch.fft.irfft(total, tpl.nfft)[:T]
             if sub_logits is not None:
-                mean[b] += (sub_post * self._amplitude(kind, sub_c, sub_e, sigma)) @ sub_waves
+                on = (sub_logits > log_z - self.prune).nonzero().squeeze(1)  # finer phases with any weight
+                weight = sub_post[on] * self._amplitude(kind, sub_c[on], sub_e[on], sigma)
+                for i, waves in self._trial_waves(kind, sub_keys[on], sub_phase[on], T):
+                    mean[b] += weight[i : i + len(waves)] @ waves
         return log_p, mean, key_post
+
+    def _trial_waves(self, kind: str, keys: torch.Tensor, phase: torch.Tensor, length: int):
+        """The unit waves of pitch ``keys`` at start ``phase`` (periods), ``length`` samples each, a few at a time:
+        yields ``(first index, waves [rows, length])`` (temporaries stay small however long the clip)."""
+        frequency = self._frequencies(kind)
+        t = torch.arange(length, dtype=torch.float64) / self.sample_rate
+        rows = max(1, _CHUNK_VALUES // length)
+        for i in range(0, len(keys), rows):
+            cycle = frequency[keys[i : i + rows]][:, None] * t + phase[i : i + rows, None]
+            cycle -= cycle.floor()  # position in the period, as toy.oscillator computes it
+            yield i, self._wave(kind, cycle)
 
     def _refine(self, kind: str, x: torch.Tensor, logits: torch.Tensor, tpl: _Templates, sigma: float):
         """Split the phase cells of the best few lags of each clip into finer phases (in place of the lag).
@@ -350,14 +370,12 @@ class ExactToyPriors:
         where those cells hold 99.9 % of the posterior (small sigma), which is where it matters; each further
         stage of ``refine`` splits the best few of the last stage's cells again, under the same rule.
 
-        Returns per clip ``(logits [S], c [S], e [S], pitch index [S], waves [S, T])`` of the finer phases, or
-        Nones where nothing was refined.
+        Returns per clip ``(logits [S], c [S], e [S], pitch index [S], phase [S])`` of the finer phases (the phase
+        in periods, where each one's wave starts), or Nones where nothing was refined.
         """
         B, T = x.shape
         J = self.refine_cells
-        frequency = self._frequencies(kind)
         log_prior = self._log_pitch_prior(kind)
-        t = torch.arange(T, dtype=torch.float64) / self.sample_rate
         enough = math.log(0.999)
         out = []
         for b in range(B):
@@ -379,16 +397,14 @@ class ExactToyPriors:
                 sub_width = (width / parts).repeat_interleave(parts)
                 sub_keys = keys.repeat_interleave(parts)
                 centre = sub_start + 0.5 * sub_width
-                waves = torch.empty(len(sub_keys), T, dtype=torch.float64)  # [S, T]
-                rows = max(1, _CHUNK_VALUES // T)  # a few trial waves at a time: temporaries stay small
-                for i in range(0, len(sub_keys), rows):
-                    cycle = frequency[sub_keys[i : i + rows]][:, None] * t + centre[i : i + rows, None]
-                    cycle -= cycle.floor()  # position in the period, as toy.oscillator computes it
-                    waves[i : i + rows] = self._wave(kind, cycle)
-                sub_c, sub_e = waves @ x[b], waves.square().sum(1)
+                sub_c = torch.empty(len(sub_keys), dtype=torch.float64)
+                sub_e = torch.empty(len(sub_keys), dtype=torch.float64)
+                for i, waves in self._trial_waves(kind, sub_keys, centre, T):  # not kept: the mean redraws the few
+                    sub_c[i : i + len(waves)] = waves @ x[b]  # it needs (hundreds of MB on a long clip otherwise)
+                    sub_e[i : i + len(waves)] = waves.square().sum(1)
                 log_weight = torch.log(sub_width.clamp_min(1e-300)) + log_prior[sub_keys]
                 sub_logits = self._logits(kind, sub_c, sub_e, log_weight, sigma)
-                nodes = (sub_logits, sub_c, sub_e, sub_keys, waves)
+                nodes = (sub_logits, sub_c, sub_e, sub_keys, centre)
                 if stage == len(self.refine) - 1:
                     done.append(nodes)
                     break
