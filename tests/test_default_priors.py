@@ -33,3 +33,26 @@ def test_the_samplers_default_is_the_wave_priors_over_the_flows_sources_and_scor
     score = PriorSet.load(path.parent / PITCH_PRIORS)
     assert score.kind == "score" and not score.has_likelihood and score.meta["step"] > 0
     assert judge_for(score) is not None and judge_for(flows) is None
+
+
+def test_the_samplers_default_is_one_value_in_help_readme_and_app(capsys):
+    import re
+    from pathlib import Path
+
+    import pytest
+
+    from explorer.cache import load_priors as cached_priors
+    from explorer.cache import sampler_choices
+    from sepmodels.checkpoint import DEFAULT_SAMPLER_PRIORS
+    from sepmodels.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["separate", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"default: the shipped {DEFAULT_SAMPLER_PRIORS}" in help_text
+    # the README's sentence that names what the samplers use by default names the same file
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    named = re.findall(r"\(`(toy_\w+\.pt)`[^)]*\)[^.;]*?what the samplers use by default", readme)
+    assert named == [DEFAULT_SAMPLER_PRIORS]
+    first = next(iter(sampler_choices().values()))()  # the Langevin app's first (default) choice
+    assert first is cached_priors(str(default_sampler_priors_path()))

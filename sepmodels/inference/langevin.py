@@ -339,8 +339,8 @@ def time_estimate(
             told = True
             announce(
                 f"{it.total} steps at most, {rate:.3g} steps/s so far: about {_duration(it.total / rate)} in all, "
-                f"{_duration((it.total - it.step) / rate)} left at this rate (steps at small noise levels can cost "
-                "several times more; a residual sweep stops early once the mix is explained)"
+                f"{_duration((it.total - it.step) / rate)} left at this rate (steps at small noise levels can "
+                "cost several times more; a residual sweep stops early once the mix is explained)"
             )
         yield it
 

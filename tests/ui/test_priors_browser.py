@@ -41,3 +41,43 @@ def test_clicking_a_heatmap_cell_opens_its_clip(page):
 def test_samples_tab_has_a_player_per_prior(page):
     page.get_by_text("Samples", exact=True).first.click()
     assert wait_for(lambda: page.locator("audio[src]").count() >= 1 + 4)
+
+
+def _overlap(a, b) -> bool:
+    return a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"] and a["y"] < b["y"] + b["height"] \
+        and b["y"] < a["y"] + a["height"]  # fmt: skip
+
+
+_INK = """el => {  // where the text itself is drawn, overflow included (an element's box can be narrower)
+  const range = document.createRange();
+  range.selectNodeContents(el);
+  const b = range.getBoundingClientRect();
+  return {x: b.x, y: b.y, width: b.width, height: b.height};
+}"""
+
+
+def test_an_upload_is_shown_with_its_notice_and_no_text_over_another(page, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    # another rate and stereo, and a long name: the notice says what was done to it, in lines longer than the
+    # controls' column
+    path = tmp_path / "a long upload recorded on a phone at the back of a concert hall.wav"
+    t = np.arange(3 * 22_050) / 22_050
+    sf.write(path, np.stack([0.3 * np.sin(2 * np.pi * 330 * t)] * 2, axis=1), 22_050)
+    page.get_by_text("Your clip", exact=True).first.click()
+    page.locator("input[type=file]").first.set_input_files(str(path))
+    showing = page.get_by_text(re.compile(r"Showing:.*concert hall\.wav"))
+    assert wait_for(lambda: showing.count() > 0), "the upload was not shown"
+    notice = page.get_by_text(re.compile(r"resampled|downmixed|mono")).first
+    means = page.get_by_text(re.compile(r"Mean nats/sample")).first
+    notice.wait_for(timeout=30_000)
+    means.wait_for(timeout=30_000)
+    texts = {name: where.evaluate(_INK) for name, where in (("notice", notice), ("means", means),
+                                                            ("showing", showing.first))}  # fmt: skip
+    plots = {f"plot {i}": c.bounding_box() for i, c in enumerate(page.locator("canvas").all()) if c.is_visible()}
+    assert len(plots) >= 2  # the clip and its likelihood strip (Bokeh layers several canvases in one plot)
+    names = list(texts)
+    clashes = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :] if _overlap(texts[a], texts[b])]
+    clashes += [(a, b) for a in texts for b in plots if _overlap(texts[a], plots[b])]
+    assert not clashes, clashes
