@@ -34,7 +34,7 @@ from bokeh.palettes import Viridis256
 
 from explorer.audio import load_audio_bytes, new_figure, playable, smooth, wave_data
 from explorer.mixview import PALETTE
-from sepmodels import mixing
+from sepmodels import heldout, mixing
 from sepmodels.data import toy
 from sepmodels.data.audio import AudioError
 from sepmodels.priors import PriorSet
@@ -694,6 +694,21 @@ class DenoiseView(pn.viewable.Viewer):
         )
 
 
+_RANGES: dict[tuple[int, float], dict[str, heldout.HeldoutRange] | None] = {}
+
+
+def heldout_ranges_of(priors, sigma: float) -> dict[str, heldout.HeldoutRange] | None:
+    """:func:`sepmodels.heldout.heldout_ranges` of ``priors`` at ``sigma``, computed once per process (the
+    priors are shared by every session), or None for priors of other sources than the toy's."""
+    key = (id(priors), float(sigma))
+    if key not in _RANGES:
+        try:
+            _RANGES[key] = heldout.heldout_ranges(priors, sigma)
+        except ValueError:
+            _RANGES[key] = None
+    return _RANGES[key]
+
+
 class ClipView(pn.viewable.Viewer):
     """Your clip: which parts does each prior find unlikely? Waveform, likelihood strip, playhead."""
 
@@ -781,10 +796,25 @@ class ClipView(pn.viewable.Viewer):
         self._strip_src.data = {"image": [binned[::-1].copy()], "x": [0.0], "dw": [T / sr]}
         means = self.loglik.mean(dim=1)
         best = int(means.argmax())
-        self._means.object = "Mean nats/sample: " + ", ".join(
+        text = "Mean nats/sample: " + ", ".join(
             f"**{n} {float(v):.3f}**" if k == best else f"{n} {float(v):.3f}"
             for k, (n, v) in enumerate(zip(self.priors.names, means, strict=True))
         )
+        ranges = heldout_ranges_of(self.priors, self.sigma)
+        if ranges is not None:
+            gains = heldout.gain(self.loglik, self.audio[None].expand(len(self.priors), -1), self.sigma)
+            scores = {n: float(v) for n, v in zip(self.priors.names, gains, strict=True)}
+            off = heldout.outside(scores, ranges)
+            text += (
+                "  \nGain over a Gaussian of the clip's own loudness, against each prior's range on "
+                f"{heldout.CLIPS} held-out clips of its own source: "
+                + ", ".join(
+                    f"{n} {v:.2f} ({'**outside**' if n in off else 'within'} {ranges[n].describe()})"
+                    for n, v in scores.items()
+                )
+                + f".  \n**{heldout.verdict(scores, ranges)}**"
+            )
+        self._means.object = text
 
     @param.depends("playhead", watch=True)
     def _move_playhead(self) -> None:

@@ -777,6 +777,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_likelihood(args: argparse.Namespace) -> int:
+    from sepmodels import heldout
+    from sepmodels.data import toy
     from sepmodels.data.audio import load_audio
     from sepmodels.fileio import atomic_path
 
@@ -798,13 +800,23 @@ def _cmd_likelihood(args: argparse.Namespace) -> int:
         except ValueError as err:
             raise UsageError(f"{path}: {err}") from None
         clips.append(audio.samples)
+    ranges = None
+    if tuple(priors.names) == tuple(toy.SOURCES):  # the reference: each prior's gain on its own held-out clips
+        ranges = heldout.heldout_ranges(priors, sigma)
     results, maps = [], []
     for path, clip in zip(args.files, clips, strict=True):
         m = priors.cross_log_prob(clip[None], sigma)[0]  # [N, T]
         maps.append(m.numpy())
-        results.append(
-            {"file": str(path), "priors": {n: float(v) for n, v in zip(priors.names, m.mean(dim=1), strict=True)}}
-        )
+        result = {
+            "file": str(path),
+            "priors": {n: float(v) for n, v in zip(priors.names, m.mean(dim=1), strict=True)},
+        }
+        if ranges is not None:
+            gains = heldout.gain(m, clip[None].expand(len(priors), -1), sigma)
+            result["gain"] = {n: float(v) for n, v in zip(priors.names, gains, strict=True)}
+            result["outside"] = heldout.outside(result["gain"], ranges)
+            result["verdict"] = heldout.verdict(result["gain"], ranges)
+        results.append(result)
     if args.map is not None:
         longest = max(m.shape[1] for m in maps)
         stacked = np.full((len(maps), len(priors), longest), np.nan, dtype=np.float32)
@@ -813,9 +825,25 @@ def _cmd_likelihood(args: argparse.Namespace) -> int:
         with atomic_path(args.map) as tmp, open(tmp, "wb") as f:
             np.save(f, stacked)
     if args.json:
-        print(json.dumps({"sigma": sigma, "unit": "nats per sample", "results": results}, indent=2))
+        report = {"sigma": sigma, "unit": "nats per sample", "results": results}
+        if ranges is not None:
+            what = (f"gain over a Gaussian of the clip's own loudness, {heldout.CLIPS} toy clips of each source "
+                    f"(seed {heldout.HELDOUT_SEED}) under its own prior")  # fmt: skip
+            report["heldout"] = {"what": what, "ranges": {n: [r.low, r.high] for n, r in ranges.items()}}
+        print(json.dumps(report, indent=2))
     else:
         _print_table(results, priors.names, sigma)
+        if ranges is not None:
+            print(
+                f"gain over a Gaussian of the clip's own loudness (nats per sample), against each prior's range "
+                f"on {heldout.CLIPS} held-out toy clips of its own source (1 in 16 of its own falls outside):"
+            )
+            print("  held-out: " + ", ".join(f"{n} {r.describe()}" for n, r in ranges.items()))
+            for r in results:
+                gains = ", ".join(
+                    f"{n} {v:.2f}{' (out)' if n in r['outside'] else ''}" for n, v in r["gain"].items()
+                )
+                print(f"  {r['file']}: {gains}. {r['verdict']}")
     return 0
 
 

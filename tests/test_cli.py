@@ -58,6 +58,18 @@ def test_likelihood_table_and_conversions(tmp_path, tiny_priors_path, capsys):
     assert "nats per sample" in captured.out and "saw" in captured.out and "*" in captured.out
 
 
+def test_likelihood_reads_each_score_against_the_priors_held_out_range(clips, tmp_path, capsys):
+    noise = _wav(tmp_path / "noise.wav", 0.2 * np.random.default_rng(0).standard_normal(3000).clip(-4, 4))
+    assert main(["likelihood", clips[0], noise, "--priors", "exact", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert list(report["heldout"]["ranges"]) == list(toy.SOURCES)
+    sine, hiss = report["results"]
+    assert "sin" not in sine["outside"] and sine["verdict"].startswith("Like the sin prior's own clips")
+    assert set(hiss["outside"]) == set(toy.SOURCES) and hiss["verdict"].startswith("Out of distribution")
+    assert main(["likelihood", noise, "--priors", "exact"]) == 0
+    assert "does not make it a" in capsys.readouterr().out  # the table's reading, in words
+
+
 def test_likelihood_uses_the_shipped_priors_by_default(clips, capsys):
     assert main(["likelihood", clips[0], "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -1,0 +1,70 @@
+"""The likelihood's reference: the gain over a Gaussian of the clip's loudness, and each prior's range of it on
+its own held-out clips, which tells an out-of-distribution clip from a likely one."""
+
+import math
+
+import pytest
+import torch
+
+from sepmodels.checkpoint import default_sampler_priors_path
+from sepmodels.data import toy
+from sepmodels.heldout import HeldoutRange, gain, heldout_ranges, outside, verdict
+from sepmodels.priors import GaussianPriors, load_priors
+
+
+def test_gain_is_zero_for_gaussian_noise_under_the_gaussian_of_its_own_power():
+    x = torch.randn(3, 1, 5000, dtype=torch.float64)
+    x = x / x.square().mean(-1, keepdim=True).sqrt() * 0.3  # power exactly 0.09
+    priors = GaussianPriors(torch.zeros(1), torch.full((1,), 0.09))
+    sigma = 0.1
+    log_p = priors.log_prob(x, sigma)  # N(0, 0.09 + 0.01) per sample
+    assert gain(log_p, x, sigma).abs().max() < 1e-6
+    # louder than the prior expects: the prior loses to the clip's own Gaussian, by the closed form
+    y = 2 * x
+    var, power = 0.1, 4 * 0.09
+    expected = (
+        -0.5 * math.log(2 * math.pi * var)
+        - 0.5 * power / var
+        + 0.5 * math.log(2 * math.pi * (power + 0.01))
+        + 0.5 * power / (power + 0.01)
+    )
+    torch.testing.assert_close(
+        gain(priors.log_prob(y, sigma), y, sigma), torch.full((3, 1), expected, dtype=torch.float64)
+    )
+
+
+def test_the_verdict_reads_the_ranges():
+    ranges = {n: HeldoutRange(1.0, 3.0, 32, 0.01) for n in ("sin", "square")}
+    assert outside({"sin": 2.0, "square": 3.5}, ranges) == {"square": "above"}
+    assert verdict({"sin": 2.0, "square": 0.5}, ranges).startswith("Like the sin prior's own clips")
+    assert verdict({"sin": 2.0, "square": 2.5}, ranges).startswith("Within every prior's held-out range")
+    assert verdict({"sin": 0.2, "square": -4.0}, ranges).startswith("Out of distribution")
+    assert "does not make it a sin" in verdict({"sin": 0.2, "square": -4.0}, ranges)
+    assert verdict({"sin": 3.5, "square": 2.0}, ranges).startswith("The best gain (sin) lies above")
+
+
+@pytest.fixture(scope="module")
+def waves():
+    return load_priors(str(default_sampler_priors_path()))
+
+
+def test_own_fresh_clips_fall_inside_and_noise_outside(waves):
+    sigma = waves.default_sigma
+    ranges = heldout_ranges(waves, sigma, clips=16, seconds=0.1)
+    assert all(r.low <= r.high for r in ranges.values())
+    fresh = toy.toy_test_set(16, 1470, seed=300)  # a seed of its own
+    inside = torch.zeros(4)
+    for clip in fresh:
+        g = gain(waves.log_prob(clip[None], sigma)[0], clip, sigma)
+        inside += torch.tensor([ranges[n].contains(float(v)) for n, v in zip(waves.names, g, strict=True)]).float()
+    assert (inside / len(fresh) >= 0.6).all(), inside  # 2 / 17 of them fall outside by chance, on average
+    noise = 0.3 * torch.randn(1, 1470, generator=torch.Generator().manual_seed(0))
+    m = waves.cross_log_prob(noise, sigma)[0]
+    g = {n: float(v) for n, v in zip(waves.names, gain(m, noise.expand(4, -1), sigma), strict=True)}
+    assert set(outside(g, ranges)) == set(waves.names)
+    assert verdict(g, ranges).startswith("Out of distribution")
+
+
+def test_held_out_ranges_need_toy_sources_and_a_likelihood():
+    with pytest.raises(ValueError, match="toy clips"):
+        heldout_ranges(GaussianPriors(torch.zeros(2), torch.ones(2)), 0.1)
