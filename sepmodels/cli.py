@@ -439,7 +439,10 @@ def _cmd_separate(args: argparse.Namespace) -> int:
 
     from tqdm.auto import tqdm
 
+    from sepmodels import heldout
+    from sepmodels.data import toy
     from sepmodels.data.audio import load_audio, save_audio
+    from sepmodels.data.stems import STEMS
     from sepmodels.inference.separator import SeparationError
 
     if args.out.exists() and not args.out.is_dir():
@@ -457,6 +460,13 @@ def _cmd_separate(args: argparse.Namespace) -> int:
         separator.valid_length(audio.samples.shape[0])  # a clip the model cannot take: say so before any work
     except ValueError as err:
         raise UsageError(str(err)) from None
+    # the wrong priors for the clip: toy priors on music, music models on a toy mix (said before any work)
+    if tuple(names) == tuple(toy.SOURCES):
+        wrong = heldout.toy_priors_note(audio.samples, sample_rate)
+    else:
+        wrong = heldout.stems_priors_note(audio.samples, sample_rate) if tuple(names) == STEMS else None
+    if wrong:
+        print(f"note: {wrong}", file=sys.stderr)
     if priors is not None:
         print(f"separating {audio.samples.shape[0] / sample_rate:.2f} s with {args.method} and {priors.kind} "
               "priors; timing the first steps for an estimate", file=sys.stderr)  # fmt: skip

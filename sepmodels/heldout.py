@@ -18,11 +18,13 @@ nats over the Gaussian against 1.9 to 3.9 for its own held-out clips.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
 import torch
 
+from sepmodels import mixing
 from sepmodels.data import toy
 
 HELDOUT_SEED = 200  # toy_test_set seed of the held-out clips (benchmarks use 0-2, the validation split 100)
@@ -111,4 +113,70 @@ def verdict(scores: dict[str, float], ranges: dict[str, HeldoutRange]) -> str:
             f"their ranges: {', '.join(inside)}.")  # fmt: skip
 
 
-__all__ = ["CLIPS", "HELDOUT_SEED", "HeldoutRange", "gain", "heldout_ranges", "outside", "verdict"]
+def unsteadiness(x: torch.Tensor, sample_rate: int, n_fft: int = 2048) -> float:
+    """How much a clip's sound changes over time: the mean absolute deviation of its semitone band energies
+    (from 50 Hz) across frames of ``n_fft`` samples (half overlapping), relative to their mean, weighted by
+    energy. Steady oscillators score near 0 (two partials beating within one band add some); music, with
+    notes that start, move and stop, scores several tenths or more."""
+    x = torch.as_tensor(x, dtype=torch.float32).reshape(-1)
+    if x.numel() < 2 * n_fft:
+        x = torch.nn.functional.pad(x, (0, 2 * n_fft - x.numel()))
+    power = torch.stft(x, n_fft, n_fft // 2, window=torch.hann_window(n_fft), center=False,
+                       return_complex=True).abs().square()  # fmt: skip
+    freq = torch.arange(power.shape[0]) * sample_rate / n_fft
+    edges = 50.0 * 2.0 ** (torch.arange(0, 192) / 12)
+    edges = edges[edges < sample_rate / 2]
+    bands = torch.stack(
+        [power[(freq >= lo) & (freq < hi)].sum(0) for lo, hi in itertools.pairwise(edges.tolist())]
+    )
+    mean = bands.mean(1, keepdim=True)
+    return float((bands - mean).abs().mean(1).sum() / mean.sum().clamp_min(1e-20))
+
+
+def toy_mix_unsteadiness(length: int, sample_rate: int = toy.SAMPLE_RATE, clips: int = CLIPS) -> float:
+    """The most :func:`unsteadiness` among ``clips`` held-out toy mixes of ``length`` samples (at most 10 s)."""
+    length = max(1, min(length, 10 * sample_rate))
+    mixes = toy.toy_test_set(clips, length, seed=HELDOUT_SEED, sample_rate=sample_rate)
+    return max(unsteadiness(mixing.mix(c), sample_rate) for c in mixes)
+
+
+def toy_priors_note(mix: torch.Tensor, sample_rate: int) -> str | None:
+    """A sentence when ``mix`` is unlike every toy mix (priors of the toy sources cannot model it), else None.
+    The clip is called unlike when its :func:`unsteadiness` is more than 1.5 times the most of the held-out
+    toy mixes of its length; ``python bench/wrong_priors.py`` measures how often that is right."""
+    value = unsteadiness(mix, sample_rate)
+    most = toy_mix_unsteadiness(int(torch.as_tensor(mix).numel()), sample_rate)
+    if value <= 1.5 * most:
+        return None
+    return (f"this clip's sound changes over time ({value:.2f}, the relative deviation of its band energies "
+            f"across frames) far more than any toy mix (at most {most:.2f} on {CLIPS} held-out mixes): the toy "
+            "priors model four steady oscillators and will name whatever they find sin, square, saw and "
+            "triangle; for music use --priors stems")  # fmt: skip
+
+
+def stems_priors_note(mix: torch.Tensor, sample_rate: int) -> str | None:
+    """A sentence when ``mix`` is as steady as a toy mix (the music models were trained on songs), else None."""
+    value = unsteadiness(mix, sample_rate)
+    most = toy_mix_unsteadiness(int(torch.as_tensor(mix).numel()), sample_rate)
+    if value > most:
+        return None
+    return (
+        f"this clip is as steady as a toy mix ({value:.2f}, at most {most:.2f} for toy mixes): the stems "
+        "models were trained on songs (drums, bass, other, vocals); for toy oscillators use the default "
+        "priors"
+    )
+
+
+__all__ = [
+    "CLIPS",
+    "HELDOUT_SEED",
+    "HeldoutRange",
+    "gain",
+    "heldout_ranges",
+    "outside",
+    "stems_priors_note",
+    "toy_mix_unsteadiness",
+    "toy_priors_note",
+    "unsteadiness",
+    "verdict",
+]

@@ -198,6 +198,24 @@ def test_separate_writes_one_file_per_source(clips, tiny_priors_path, tmp_path, 
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
 
 
+def test_separate_says_before_running_when_the_priors_are_wrong_for_the_clip(tmp_path, tiny_priors_path, capsys):
+    t = np.arange(14_700) / 14_700
+    notes = np.zeros_like(t)  # three notes that start and stop, with silence between: music, not a toy mix
+    for k, (f0, start) in enumerate(((220.0, 0.05), (330.0, 0.4), (262.0, 0.75))):
+        on = (t >= start) & (t < start + 0.2)
+        notes[on] = 0.4 * np.sin(2 * np.pi * f0 * t[on]) * np.exp(-8 * (t[on] - start)) * (k + 1) / 3
+    song = _wav(tmp_path / "song.wav", notes)
+    fast = ["--steps", "1", "--levels", "1", "--sigma-max", "1", "--quiet"]
+    assert main(["separate", song, "--priors", tiny_priors_path, "--out", str(tmp_path / "a"), *fast]) == 0
+    err = capsys.readouterr().err
+    assert "the toy priors model four steady oscillators" in err and "--priors stems" in err
+    mix = _wav(tmp_path / "mix.wav", toy.toy_test_set(1, 14_700)[0].mean(0).numpy())
+    assert main(["separate", mix, "--priors", tiny_priors_path, "--out", str(tmp_path / "b"), *fast]) == 0
+    assert "steady oscillators" not in capsys.readouterr().err  # a toy mix under toy priors: nothing to say
+    assert main(["separate", mix, "--priors", "stems", "--out", str(tmp_path / "c"), "--quiet"]) == 0
+    assert "as steady as a toy mix" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
