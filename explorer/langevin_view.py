@@ -17,7 +17,7 @@ from bokeh.models import ColorBar, ColumnDataSource, LinearColorMapper, Span
 from explorer.audio import load_audio_bytes, new_figure, playable, smooth, wave_data
 from explorer.mixview import PALETTE
 from explorer.runner import SamplerRunner
-from sepmodels import mixing
+from sepmodels import heldout, mixing
 from sepmodels.data import toy
 from sepmodels.data.audio import AudioError
 from sepmodels.inference.langevin import (
@@ -45,6 +45,12 @@ def perfect_fit(sigma: float) -> float:
 
 
 _ZOOM_MS = 25.0  # the zoomed window of each source: a few periods, where the wave's shape shows
+
+
+_MUSIC_ADVICE = (
+    "this app's priors are all toy priors; `sepmodels separate MIX.wav --priors stems` separates "
+    "music into drums, bass, other and vocals"
+)
 
 
 class LangevinExplorer(pn.viewable.Viewer):
@@ -183,11 +189,17 @@ class LangevinExplorer(pn.viewable.Viewer):
             return
         T = audio.samples.shape[0]
         padded = F.pad(audio.samples, (0, self._valid_length(T) - T))
-        self._set_mix(padded, None, name)
-        self.message = "; ".join(audio.notes) or f"loaded {name}"
+        wrong = None
+        if tuple(self.priors.names) == tuple(toy.SOURCES):  # toy priors on music: say so before Start
+            wrong = heldout.toy_priors_note(audio.samples, self.priors.sample_rate, advice=_MUSIC_ADVICE)
+        self._set_mix(padded, None, name, f"Note: {wrong}." if wrong else "")
+        loaded = "; ".join(audio.notes) or f"loaded {name}"
+        self.message = " ".join(filter(None, [f"{loaded}.", self._notes()]))
 
-    def _set_mix(self, mixture: torch.Tensor, truth: torch.Tensor | None, label: str) -> None:
-        self.mixture, self.truth, self._label = mixture, truth, label
+    def _set_mix(self, mixture: torch.Tensor, truth: torch.Tensor | None, label: str, note: str = "") -> None:
+        """Show ``mixture`` (with its sources ``truth`` where known); ``note`` stays in the notice until the
+        next mix (the priors are wrong for this clip, say)."""
+        self.mixture, self.truth, self._label, self._clip_note = mixture, truth, label, note
         self._mix_player.object = playable(mixture)
         for k, player in enumerate(self._truth_players):
             player.object = None if truth is None else playable(truth[k])
@@ -234,6 +246,10 @@ class LangevinExplorer(pn.viewable.Viewer):
         ladder = getattr(self.priors, "ladder", None)
         return None if ladder is None else (float(ladder.sigma_min), float(ladder.sigma_max))
 
+    def _notes(self) -> str:
+        """What the notice says about the clip and the ladder before and while a run goes."""
+        return " ".join(filter(None, [getattr(self, "_clip_note", ""), self._ladder_note()]))
+
     def _ladder_note(self) -> str:
         """A sentence when the sampler's ladder leaves the noise range the priors were trained on, else ''."""
         trained = self._trained_range()
@@ -259,7 +275,7 @@ class LangevinExplorer(pn.viewable.Viewer):
         except ValueError as err:
             self.message = f"cannot start: {err}"
             return
-        self.message = self._ladder_note()
+        self.message = self._notes()
         latest = self.runner.latest
         self._clock = (time.perf_counter(), 0 if latest is None else latest.step)
         self.runner.start()
@@ -280,7 +296,7 @@ class LangevinExplorer(pn.viewable.Viewer):
     @param.depends("method", "steps", "levels", "sigma_max", "sigma_min", "delta", "sampler_seed", watch=True)
     def reset(self) -> None:
         self.runner.reset(self._make_generator)
-        self.message = self._ladder_note()
+        self.message = self._notes()
         self._shown_step = self._played_step = (-1, 0)  # (step, chain): the closing result repeats a step
         for player in self._estimate_players:
             player.object = None

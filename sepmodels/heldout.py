@@ -140,7 +140,9 @@ def toy_mix_unsteadiness(length: int, sample_rate: int = toy.SAMPLE_RATE, clips:
     return max(unsteadiness(mixing.mix(c), sample_rate) for c in mixes)
 
 
-def toy_priors_note(mix: torch.Tensor, sample_rate: int) -> str | None:
+def toy_priors_note(
+    mix: torch.Tensor, sample_rate: int, advice: str = "for music use --priors stems"
+) -> str | None:
     """A sentence when ``mix`` is unlike every toy mix (priors of the toy sources cannot model it), else None.
     The clip is called unlike when its :func:`unsteadiness` is more than 1.5 times the most of the held-out
     toy mixes of its length; ``python bench/wrong_priors.py`` measures how often that is right."""
@@ -150,8 +152,8 @@ def toy_priors_note(mix: torch.Tensor, sample_rate: int) -> str | None:
         return None
     return (f"this clip's sound changes over time ({value:.2f}, the relative deviation of its band energies "
             f"across frames) far more than any toy mix (at most {most:.2f} on {CLIPS} held-out mixes): the toy "
-            "priors model four steady oscillators and will name whatever they find sin, square, saw and "
-            "triangle; for music use --priors stems")  # fmt: skip
+            f"priors model four steady oscillators and will name whatever they find sin, square, saw and "
+            f"triangle; {advice}")  # fmt: skip
 
 
 def stems_priors_note(mix: torch.Tensor, sample_rate: int) -> str | None:
