@@ -8,7 +8,8 @@ the SI-SDR of that against the clean clip, per source and noise level, is printe
 and the exact toy prior's (the best any prior can do), and written to docs/bench/denoise.json. "+another" is
 the mean SI-SDR when another source's clip is added to the input as well (scored against the prior's own
 clip): whether the prior leaves a foreign source alone, which separation needs and solo denoising cannot show.
-It is ``sepmodels study denoise`` (:func:`sepmodels.studies.denoise_study`) for several priors at once.
+It is ``sepmodels study denoise`` (:func:`sepmodels.studies.denoise_study`) for several priors at once;
+``--seeds 0 1 2`` repeats it on three test sets and reports each figure's spread over them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import argparse
 import json
 import time
 from pathlib import Path
+
+import torch
 
 from sepmodels.checkpoint import default_priors_path
 from sepmodels.data import toy
@@ -34,6 +37,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=8, help="clips per source (default: 8)")
     parser.add_argument("--seconds", type=float, default=1.0, help="clip length (default: 1)")
     parser.add_argument("--sigmas", type=float, nargs="+", default=list(DENOISE_SIGMAS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="test-set seeds, --n clips per source each; the figures are means over them, with "
+                             "their spread (default: 0)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("docs/bench/denoise.json"))
     args = parser.parse_args()
     length = int(args.seconds * toy.SAMPLE_RATE)
@@ -41,32 +47,39 @@ def main() -> None:
     for spec in args.priors:
         priors = load_priors(spec)
         started = time.perf_counter()
-        r = denoise_study(priors, n=args.n, length=length, sigmas=tuple(args.sigmas), reference=not exact_done)
+        runs = [denoise_study(priors, n=args.n, length=length, sigmas=tuple(args.sigmas), seed=seed,
+                              reference=not exact_done) for seed in args.seeds]  # fmt: skip
         seconds = time.perf_counter() - started
-        named = [(priors.kind, spec, r.denoised, r.interfered)]
+        r = runs[0]
+        named = [(priors.kind, spec, [x.denoised for x in runs], [x.interfered for x in runs])]
         if r.has_exact:
-            named.append(("exact", "exact", r.exact, r.exact_interfered))
+            named.append(("exact", "exact", [x.exact for x in runs], [x.exact_interfered for x in runs]))
             exact_done = True
         elif priors.kind == "exact":
             exact_done = True
         print(f"{spec}: {seconds:.0f} s (with the exact reference)" if r.has_exact else f"{spec}: {seconds:.0f} s")
         print(f"{'kind':<6} {'sigma':>6} {'noisy':>7} " + " ".join(f"{s:>9}" for s in r.sources)
-              + "     mean  +another")  # fmt: skip
+              + "     mean  (spread over seeds)  +another")  # fmt: skip
         for kind, name, values, interfered in named:
             for i, sigma in enumerate(r.sigmas):
-                per = values[i].mean(dim=-1)
-                noisy = float(r.noisy[i].mean())
-                other = float(interfered[i].nanmean())  # own clip + another source's, against its own clip
+                per = torch.stack([v[i].mean(dim=-1) for v in values]).mean(0)  # [sources], mean over seeds
+                by_seed = torch.stack([v[i].mean() for v in values])  # [seeds]
+                spread = float(by_seed.std()) if len(values) > 1 else None
+                noisy = float(torch.stack([x.noisy[i].mean() for x in runs]).mean())
+                other = float(torch.stack([x[i].nanmean() for x in interfered]).mean())  # own clip + another's
                 print(f"{kind:<6} {sigma:>6g} {noisy:>7.1f} " + " ".join(f"{float(v):>9.1f}" for v in per)
-                      + f" {float(per.mean()):>8.1f} {other:>9.1f}")  # fmt: skip
+                      + f" {float(per.mean()):>8.1f} {'' if spread is None else f'(± {spread:.1f})':>18}"
+                      + f" {other:>9.1f}")  # fmt: skip
                 rows.append({"priors": name, "kind": kind, "sigma": sigma, "noisy_si_sdr": noisy,
                              "denoised_si_sdr": float(per.mean()), "with_another_source_si_sdr": other,
-                             "per_source": dict(zip(r.sources, per.tolist(), strict=True))})  # fmt: skip
+                             "per_source": dict(zip(r.sources, per.tolist(), strict=True)),
+                             "per_seed": dict(zip(args.seeds, by_seed.tolist(), strict=True)),
+                             "seed_spread": spread})  # fmt: skip
     with atomic_path(args.out) as tmp:
         meta = {
             "clips_per_source": args.n,
             "seconds": args.seconds,
-            "seed": 0,
+            "seeds": args.seeds,
             "unit": "SI-SDR in dB, mean over clips",
         }
         tmp.write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
