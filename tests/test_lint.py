@@ -19,7 +19,7 @@ def test_notebooks_are_committed_without_outputs():
     import json
 
     notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
-    assert len(notebooks) == 6
+    assert len(notebooks) == 7
     for path in notebooks:
         cells = json.loads(path.read_text())["cells"]
         stale = [
