@@ -1,11 +1,13 @@
-"""The Langevin app's Music tab in a real browser: built when first opened, it separates a clip and places it
-between the floor and the ceiling."""
+"""The Langevin app on music in a real browser: an upload of music is told the toy priors cannot model it, and
+the Music tab, built when first opened, separates a clip and places it between the floor and the ceiling."""
 
 import importlib.util
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from tests.ui.browser import needs_chromium, open_page, serve, wait_for
 
@@ -20,11 +22,20 @@ def _build():
     return module.build()
 
 
-def test_the_music_tab_separates_a_clip_between_floor_and_ceiling(monkeypatch):
+def test_music_is_told_the_toy_priors_and_the_music_tab_separates_it(monkeypatch, tmp_path):
     for name in ("SEPMODELS_PRIORS", "SEPMODELS_STEMS", "SEPMODELS_JUDGE"):
         monkeypatch.delenv(name, raising=False)
+    t = np.arange(14_700) / 14_700
+    song = np.zeros_like(t)  # notes that start and stop: not a toy mix
+    for f0, start in ((220.0, 0.05), (330.0, 0.4), (262.0, 0.75)):
+        on = (t >= start) & (t < start + 0.2)
+        song[on] = 0.4 * np.sin(2 * np.pi * f0 * t[on]) * np.exp(-8 * (t[on] - start))
+    sf.write(tmp_path / "song.wav", song, 14_700)
     with serve("langevin", _build) as url, open_page(url, viewport={"width": 1500, "height": 2400}) as page:
         page.get_by_text(re.compile("ready: press Start")).first.wait_for(timeout=60_000)
+        page.locator("input[type=file]").first.set_input_files(str(tmp_path / "song.wav"))
+        wrong = page.get_by_text(re.compile("the toy priors model four steady oscillators"))
+        assert wait_for(lambda: wrong.count() > 0, timeout=30), "no wrong-priors sentence before Start"
         page.get_by_text("Music: stems", exact=True).first.click()
         done = page.get_by_text(re.compile(r"Mean SI-SDR improvement|No clips here"))
         assert wait_for(lambda: done.count() > 0, timeout=60), "the Music tab did not build"
