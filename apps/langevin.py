@@ -18,7 +18,7 @@ import panel as pn
 from explorer.cache import judge_for, sampler_choices
 from explorer.langevin_view import LangevinExplorer
 from explorer.mixview import describe
-from explorer.music_view import MusicExplorer, example_clips, shipped_methods
+from explorer.music_view import MusicExplorer, example_clips, shipped_dictionaries, shipped_methods
 
 MUSIC_HEADER = (
     "Separate a song's clip into drums, bass, other and vocals with the shipped music models: the KL-NMF "
@@ -47,8 +47,9 @@ def build() -> pn.viewable.Viewable:
         clips = example_clips()
         note = "" if clips else ("No clips here (no SEPMODELS_STEMS folder, no FluidSynth to render one): upload "
                                  "a song's clip.")  # fmt: skip
-        return pn.Column(pn.pane.Markdown(" ".join(filter(None, [MUSIC_HEADER, note]))),
-                         MusicExplorer(clips, shipped_methods()), sizing_mode="stretch_width")  # fmt: skip
+        view = MusicExplorer(clips, shipped_methods(), dictionaries=shipped_dictionaries())
+        header = pn.pane.Markdown(" ".join(filter(None, [MUSIC_HEADER, note])))
+        return pn.Column(header, view, sizing_mode="stretch_width")
 
     tabs = pn.Tabs(
         ("Toy mixes: Langevin", pn.Column(pn.pane.Markdown(HEADER), about, explorer, sizing_mode="stretch_width")),

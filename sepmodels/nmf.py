@@ -131,6 +131,27 @@ class StemDictionaries:
         A = torch.from_numpy(A).reshape(-1, N, K).permute(1, 0, 2)  # [N, frames, K]
         return (A @ self.dictionaries.double()).transpose(1, 2).float()  # [N, bins, frames]
 
+    def cross_fit(self, stems: torch.Tensor, silent: torch.Tensor | None = None) -> torch.Tensor:
+        """How well each stem's dictionary alone explains each true stem: ``[N true stems, N dictionaries]``,
+        the KL divergence of the stem's magnitude from its best fit by that dictionary (activations fitted, the
+        dictionary frozen), divided by the stem's total magnitude so loud and quiet stems compare (0 is a
+        perfect fit; lower is better). The dictionaries' cross-likelihood: a stem best explained by another
+        stem's dictionary is one the baseline will hand to that stem. Rows of ``silent`` stems are NaN."""
+        N = len(self.names)
+        if stems.dim() != 2 or stems.shape[0] != N:
+            raise ValueError(f"expected stems [{N}, T], got shape {tuple(stems.shape)}")
+        out = torch.full((N, N), float("nan"), dtype=torch.float64)
+        for j in range(N):
+            if silent is not None and bool(silent[j]):
+                continue
+            V = stft(stems[j].float(), self.config.stft).abs().T.double().numpy() + 1e-9  # [frames, bins]
+            for k in range(N):
+                D = self.dictionaries[k].double().numpy()
+                A, _ = _nmf(V, D.shape[0], self.config.mix_iter, self.config.seed, dictionary=D)
+                fit = A @ D + 1e-9
+                out[j, k] = float((V * np.log(V / fit) - V + fit).sum() / V.sum())
+        return out
+
     def payload(self) -> dict[str, Any]:
         return {"class": CLASS, "config": asdict(self.config), "names": list(self.names),
                 "sample_rate": self.sample_rate, "dictionaries": self.dictionaries, "meta": self.meta}  # fmt: skip

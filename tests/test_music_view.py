@@ -71,3 +71,24 @@ def test_the_view_builds_with_no_clips():
     view = MusicExplorer({}, {"quarter": _quarter})
     assert view.clip is None and view.estimates is None
     view.__panel__()
+
+
+def test_the_dictionaries_diagnosis_names_a_stem_another_dictionary_explains_better():
+    from sepmodels.nmf import NMFConfig, StemDictionaries
+
+    stems = _stems(2.0)
+    # dictionaries learned from solo tones, the "other" one from the vocals' tone: it cannot explain its own
+    solo = {name: stems[k] for k, name in enumerate(STEMS)}
+    solo["other"] = stems[3]
+    dicts = StemDictionaries.fit(solo, NMFConfig(atoms=2, fit_iter=50, mix_iter=50), RATE)
+    view = MusicExplorer({"tones": stems}, {"quarter": _quarter}, dictionaries=dicts)
+    view.diagnose()
+    assert view._cross_panel.visible and view.cross.shape == (4, 4)
+    own = view.cross.diagonal()
+    assert own[0] < view.cross[0, 1:].min()  # drums explained best by its own dictionary
+    assert "other: **the" in view._cross_md.object and "explains it better than its own" in view._cross_md.object
+    view.clip = "tones"  # same clip: nothing changes; another clip hides the old diagnosis
+    view.clips["again"] = stems
+    view.param.clip.objects = list(view.clips)
+    view.clip = "again"
+    assert not view._cross_panel.visible
