@@ -30,24 +30,21 @@ sys.path.insert(0, str(ROOT))
 from explorer.drums_view import DrumPad  # noqa: E402
 from sepmodels.drums.synth import load_synth  # noqa: E402
 from sepmodels.fileio import atomic_path  # noqa: E402
-from tests.ui.browser import _ARGS, CHROMIUM, free_port  # noqa: E402
+from tests.ui.browser import _ARGS, CHROMIUM, audio_events, free_port, watch_audio  # noqa: E402
 
-_HOOK = """() => {
-  const found = [];
-  const walk = (root) => {
-    root.querySelectorAll('*').forEach((el) => {
-      if (el.tagName === 'AUDIO') found.push(el);
-      if (el.shadowRoot) walk(el.shadowRoot);
-    });
-  };
-  walk(document);
-  window.__drum = {src: [], playing: []};
-  const player = found[0];
-  new MutationObserver(() => window.__drum.src.push(performance.now())).observe(player, {attributes: true,
-    attributeFilter: ['src']});
-  player.addEventListener('playing', () => window.__drum.playing.push(performance.now()));
-  return found.length;
-}"""
+
+def _time_sound(page, act) -> tuple[float, float] | None:
+    """Do ``act()`` and wait for the watched player's next sound: (to the new audio, then to playing), ms."""
+    seen = [len(v) for v in audio_events(page)]
+    clicked = page.evaluate("() => performance.now()")
+    act()
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        src, playing = audio_events(page)
+        if len(src) > seen[0] and len(playing) > seen[1]:
+            return src[seen[0]] - clicked, playing[seen[1]] - src[seen[0]]
+        time.sleep(0.01)
+    return None
 
 
 def main() -> None:
@@ -71,7 +68,7 @@ def main() -> None:
             page = browser.new_page(viewport={"width": 1500, "height": 1600})
             page.goto(f"http://127.0.0.1:{port}/drums", wait_until="networkidle", timeout=60_000)
             page.get_by_text(re.compile(r"Move to audio ready")).first.wait_for(timeout=60_000)
-            if page.evaluate(_HOOK) < 1:
+            if watch_audio(page, 0) < 1:
                 raise SystemExit("no <audio> element found in the page")
             boxes = [c.bounding_box() for c in page.locator("canvas").all()]
             pad = min(
@@ -79,43 +76,21 @@ def main() -> None:
             )
             # the first sound of the fresh page: a class button, which opens the class (selector, pad, variance
             # chart) as it plays its mean hit
-            seen = page.evaluate("() => [window.__drum.src.length, window.__drum.playing.length]")
-            clicked = page.evaluate("() => performance.now()")
-            page.get_by_role("button", name="▶ snare").first.click()
-            deadline = time.time() + 20
-            while time.time() < deadline:
-                now = page.evaluate("() => [window.__drum.src.length, window.__drum.playing.length]")
-                if now[0] > seen[0] and now[1] > seen[1]:
-                    break
-                time.sleep(0.01)
-            else:
+            timed = _time_sound(page, lambda: page.get_by_role("button", name="▶ snare").first.click())
+            if timed is None:
                 raise SystemExit("the class button gave no sound within 20 s")
-            src = page.evaluate(f"() => window.__drum.src[{seen[0]}]")
-            playing = page.evaluate(f"() => window.__drum.playing[{seen[1]}]")
-            first = {
-                "class_button_to_new_audio_ms": src - clicked,
-                "class_button_audio_to_playing_ms": playing - src,
-            }
+            first = {"class_button_to_new_audio_ms": timed[0], "class_button_audio_to_playing_ms": timed[1]}
             time.sleep(0.8)
             for i in range(args.clicks):
                 fx, fy = 0.15 + 0.7 * ((i * 0.37) % 1), 0.15 + 0.7 * ((i * 0.61) % 1)
-                seen = page.evaluate("() => [window.__drum.src.length, window.__drum.playing.length]")
-                clicked = page.evaluate("() => performance.now()")
-                page.mouse.click(pad["x"] + pad["width"] * fx, pad["y"] + pad["height"] * fy)
-                deadline = time.time() + 20
-                while time.time() < deadline:
-                    now = page.evaluate("() => [window.__drum.src.length, window.__drum.playing.length]")
-                    if now[0] > seen[0] and now[1] > seen[1]:
-                        break
-                    time.sleep(0.01)
-                else:
+                x, y = pad["x"] + pad["width"] * fx, pad["y"] + pad["height"] * fy
+                timed = _time_sound(page, lambda x=x, y=y: page.mouse.click(x, y))
+                if timed is None:
                     print(f"click {i}: no new sound within 20 s")
                     continue
-                src = page.evaluate(f"() => window.__drum.src[{seen[0]}]")
-                playing = page.evaluate(f"() => window.__drum.playing[{seen[1]}]")
                 status = page.get_by_text(re.compile(r"Move to audio ready")).first.inner_text()
                 server_ms = float(re.search(r"= ([\d.]+) ms", status).group(1))
-                rows.append({"click_to_new_audio_ms": src - clicked, "audio_to_playing_ms": playing - src,
+                rows.append({"click_to_new_audio_ms": timed[0], "audio_to_playing_ms": timed[1],
                              "server_decode_and_invert_ms": server_ms})  # fmt: skip
                 time.sleep(0.8)  # let the hit play out
             browser.close()

@@ -25,24 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from explorer.inpaint_view import InpaintExplorer, example_notes, inpainter_from_env  # noqa: E402
 from sepmodels.fileio import atomic_path  # noqa: E402
-from tests.ui.browser import _ARGS, CHROMIUM, free_port  # noqa: E402
-
-# the edited note's player is the last of the three <audio> elements (original, reconstruction, edited)
-_HOOK = """() => {
-  const found = [];
-  const walk = (root) => {
-    root.querySelectorAll('*').forEach((el) => {
-      if (el.tagName === 'AUDIO') found.push(el);
-      if (el.shadowRoot) walk(el.shadowRoot);
-    });
-  };
-  walk(document);
-  window.__edit = [];
-  const player = found[found.length - 1];
-  new MutationObserver(() => window.__edit.push(performance.now())).observe(player, {attributes: true,
-    attributeFilter: ['src']});
-  return found.length;
-}"""
+from tests.ui.browser import _ARGS, CHROMIUM, audio_events, free_port, watch_audio  # noqa: E402
 
 
 def main() -> None:
@@ -67,20 +50,20 @@ def main() -> None:
             page.goto(f"http://127.0.0.1:{port}/inpainting", wait_until="networkidle", timeout=60_000)
             status = page.get_by_text(re.compile(r"codes in the box changed")).first
             status.wait_for(timeout=60_000)
-            if page.evaluate(_HOOK) < 3:
+            if watch_audio(page, -1) < 3:  # the edited note's player: the last of original, reconstruction, edited
                 raise SystemExit("the three players were not found in the page")
             button = page.get_by_role("button", name="Apply the edit")
             for i in range(args.presses):
-                seen = page.evaluate("() => window.__edit.length")
+                seen = len(audio_events(page)[0])
                 clicked = page.evaluate("() => performance.now()")
                 button.click()
                 deadline = time.time() + 20
-                while time.time() < deadline and page.evaluate("() => window.__edit.length") <= seen:
+                while time.time() < deadline and len(audio_events(page)[0]) <= seen:
                     time.sleep(0.005)
-                if page.evaluate("() => window.__edit.length") <= seen:
+                if len(audio_events(page)[0]) <= seen:
                     print(f"press {i}: no new edit within 20 s")
                     continue
-                arrived = page.evaluate(f"() => window.__edit[{seen}]")
+                arrived = audio_events(page)[0][seen]
                 time.sleep(0.3)  # the status line follows in the same message; let it settle
                 server_ms = float(re.search(r"= \*?\*?([\d.]+) ms", status.inner_text()).group(1))
                 rows.append({"press_to_edited_audio_ms": arrived - clicked, "server_edit_ms": server_ms})

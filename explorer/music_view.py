@@ -139,6 +139,7 @@ class MusicExplorer(pn.viewable.Viewer):
         self.clips, self.methods, self.sample_rate = dict(clips), dict(methods), sample_rate
         self.dictionaries = dictionaries  # StemDictionaries, for "which dictionary explains each stem"
         self.cross: torch.Tensor | None = None
+        self._uploads: set[str] = set()  # clips that are uploads: one mixture, no true stems
         self.config = STFTConfig()
         self._weights, self._low, self._top = _log_rows(self.config, sample_rate)
         self.estimates: torch.Tensor | None = None
@@ -259,7 +260,7 @@ class MusicExplorer(pn.viewable.Viewer):
 
     def truth(self) -> torch.Tensor | None:
         stems = self.clips[self.clip]
-        return None if getattr(self, "_uploads", {}).get(self.clip) else stems
+        return None if self.clip in self._uploads else stems
 
     @param.depends("clip", watch=True)
     def _on_clip(self) -> None:
@@ -431,7 +432,7 @@ class MusicExplorer(pn.viewable.Viewer):
         stems = torch.zeros(len(STEMS), audio.samples.shape[0])
         stems[0] = torch.as_tensor(audio.samples, dtype=torch.float32)
         self.clips[label] = stems
-        self._uploads = {**getattr(self, "_uploads", {}), label: True}
+        self._uploads.add(label)
         wrong = heldout.stems_priors_note(stems[0], self.sample_rate)
         self.message = " ".join(filter(None, ["; ".join(audio.notes) + "." if audio.notes else f"loaded {name}.",
                                               f"Note: {wrong}." if wrong else ""]))  # fmt: skip

@@ -694,19 +694,20 @@ class DenoiseView(pn.viewable.Viewer):
         )
 
 
-_RANGES: dict[tuple[int, float], dict[str, heldout.HeldoutRange] | None] = {}
+_RANGES: dict[tuple[int, float], tuple[object, dict[str, heldout.HeldoutRange] | None]] = {}
 
 
 def heldout_ranges_of(priors, sigma: float) -> dict[str, heldout.HeldoutRange] | None:
     """:func:`sepmodels.heldout.heldout_ranges` of ``priors`` at ``sigma``, computed once per process (the
-    priors are shared by every session), or None for priors of other sources than the toy's."""
+    priors are shared by every session), or None for priors of other sources than the toy's. The cache holds
+    the priors themselves, so their ``id`` cannot be reused by others while the entry lives."""
     key = (id(priors), float(sigma))
     if key not in _RANGES:
         try:
-            _RANGES[key] = heldout.heldout_ranges(priors, sigma)
+            _RANGES[key] = (priors, heldout.heldout_ranges(priors, sigma))
         except ValueError:
-            _RANGES[key] = None
-    return _RANGES[key]
+            _RANGES[key] = (priors, None)
+    return _RANGES[key][1]
 
 
 class ClipView(pn.viewable.Viewer):

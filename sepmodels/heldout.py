@@ -18,6 +18,7 @@ nats over the Gaussian against 1.9 to 3.9 for its own held-out clips.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -133,8 +134,10 @@ def unsteadiness(x: torch.Tensor, sample_rate: int, n_fft: int = 2048) -> float:
     return float((bands - mean).abs().mean(1).sum() / mean.sum().clamp_min(1e-20))
 
 
+@functools.lru_cache(maxsize=16)
 def toy_mix_unsteadiness(length: int, sample_rate: int = toy.SAMPLE_RATE, clips: int = CLIPS) -> float:
-    """The most :func:`unsteadiness` among ``clips`` held-out toy mixes of ``length`` samples (at most 10 s)."""
+    """The most :func:`unsteadiness` among ``clips`` held-out toy mixes of ``length`` samples (at most 10 s);
+    computed once per length and rate (every upload and every ``separate`` asks)."""
     length = max(1, min(length, 10 * sample_rate))
     mixes = toy.toy_test_set(clips, length, seed=HELDOUT_SEED, sample_rate=sample_rate)
     return max(unsteadiness(mixing.mix(c), sample_rate) for c in mixes)

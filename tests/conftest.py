@@ -2,6 +2,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -38,6 +39,17 @@ def synthetic_note(f0: float, seconds: float = 4.0, rate: int = 16_000) -> torch
     """A decaying harmonic tone ``[T]``: a stand-in for a rendered note where FluidSynth is not needed."""
     t = torch.arange(int(seconds * rate)) / rate
     return sum(0.3 / k * torch.sin(2 * math.pi * k * f0 * t) for k in range(1, 5)) * torch.exp(-2 * t)
+
+
+def song_like(rate: int = 14_700) -> np.ndarray:
+    """1 s of three decaying notes that start and stop, with silence between: music, not a toy mix (whose
+    four oscillators sound steadily through the clip)."""
+    t = np.arange(rate) / rate
+    song = np.zeros_like(t)
+    for k, (f0, start) in enumerate(((220.0, 0.05), (330.0, 0.4), (262.0, 0.75))):
+        on = (t >= start) & (t < start + 0.2)
+        song[on] = 0.4 * np.sin(2 * np.pi * f0 * t[on]) * np.exp(-8 * (t[on] - start)) * (k + 1) / 3
+    return song
 
 
 @pytest.fixture(scope="session")

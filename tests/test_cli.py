@@ -10,6 +10,7 @@ import torch
 from sepmodels import mixing
 from sepmodels.cli import main
 from sepmodels.data import toy
+from tests.conftest import song_like
 
 
 def _wav(path, data, rate=14_700):
@@ -199,12 +200,7 @@ def test_separate_writes_one_file_per_source(clips, tiny_priors_path, tmp_path, 
 
 
 def test_separate_says_before_running_when_the_priors_are_wrong_for_the_clip(tmp_path, tiny_priors_path, capsys):
-    t = np.arange(14_700) / 14_700
-    notes = np.zeros_like(t)  # three notes that start and stop, with silence between: music, not a toy mix
-    for k, (f0, start) in enumerate(((220.0, 0.05), (330.0, 0.4), (262.0, 0.75))):
-        on = (t >= start) & (t < start + 0.2)
-        notes[on] = 0.4 * np.sin(2 * np.pi * f0 * t[on]) * np.exp(-8 * (t[on] - start)) * (k + 1) / 3
-    song = _wav(tmp_path / "song.wav", notes)
+    song = _wav(tmp_path / "song.wav", song_like())
     fast = ["--steps", "1", "--levels", "1", "--sigma-max", "1", "--quiet"]
     assert main(["separate", song, "--priors", tiny_priors_path, "--out", str(tmp_path / "a"), *fast]) == 0
     err = capsys.readouterr().err

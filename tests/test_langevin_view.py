@@ -7,6 +7,7 @@ import torch
 
 from explorer.langevin_view import LangevinExplorer
 from sepmodels.metrics import si_sdr
+from tests.conftest import song_like
 
 
 def _wait(view, predicate, timeout=20.0):
@@ -100,12 +101,7 @@ def test_upload_replaces_the_mix_and_hides_the_truth(tiny_priors, tmp_path):
 def test_an_upload_of_music_says_the_toy_priors_are_wrong_for_it_until_the_next_mix(tiny_priors, tmp_path):
     view = _view(tiny_priors)
     try:
-        t = np.arange(14_700) / 14_700
-        song = np.zeros_like(t)  # notes that start and stop: unlike any toy mix
-        for f0, start in ((220.0, 0.05), (330.0, 0.4), (262.0, 0.75)):
-            on = (t >= start) & (t < start + 0.2)
-            song[on] = 0.4 * np.sin(2 * np.pi * f0 * t[on]) * np.exp(-8 * (t[on] - start))
-        sf.write(tmp_path / "song.wav", song, 14_700)
+        sf.write(tmp_path / "song.wav", song_like(), 14_700)  # notes that start and stop
         view.upload.filename = "song.wav"
         view.upload.value = (tmp_path / "song.wav").read_bytes()
         assert "four steady oscillators" in view.message and "--priors stems" in view.message

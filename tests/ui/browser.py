@@ -58,3 +58,33 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+_WATCH_AUDIO = """(index) => {
+  const found = [];
+  const walk = (root) => root.querySelectorAll('*').forEach((el) => {
+    if (el.tagName === 'AUDIO') found.push(el);
+    if (el.shadowRoot) walk(el.shadowRoot);
+  });
+  walk(document);
+  window.__audio = {src: [], playing: []};
+  const player = found[index < 0 ? found.length + index : index];
+  if (!player) return found.length;
+  new MutationObserver(() => window.__audio.src.push(performance.now())).observe(player, {attributes: true,
+    attributeFilter: ['src']});
+  player.addEventListener('playing', () => window.__audio.playing.push(performance.now()));
+  return found.length;
+}"""
+
+
+def watch_audio(page, index: int = 0) -> int:
+    """Record in the page when the ``index``-th ``<audio>`` element (negative: from the last; Panel's players
+    sit in shadow roots) gets a new ``src`` and when it starts playing (``performance.now()`` times, read
+    with :func:`audio_events`). Returns how many players the page has."""
+    return page.evaluate(_WATCH_AUDIO, index)
+
+
+def audio_events(page) -> tuple[list[float], list[float]]:
+    """The times recorded since :func:`watch_audio`: ``(new src, playing)``."""
+    src, playing = page.evaluate("() => [window.__audio.src, window.__audio.playing]")
+    return src, playing

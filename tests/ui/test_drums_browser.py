@@ -8,7 +8,7 @@ from explorer.drums_view import DrumPad
 from sepmodels.drums.cwae import DrumAutoencoder
 from sepmodels.drums.synth import DrumSynth
 from tests.test_cwae import _trained_tiny
-from tests.ui.browser import needs_chromium, open_page, serve, wait_for
+from tests.ui.browser import audio_events, needs_chromium, open_page, serve, wait_for, watch_audio
 
 pytestmark = [pytest.mark.ui, needs_chromium]
 
@@ -43,24 +43,10 @@ def test_a_click_on_the_pad_plays_the_hit_there(page):
     assert wait_for(lambda: player.get_attribute("src") != before, timeout=30)  # a new sound in the player
 
 
-_COUNT_SOUNDS = """() => {
-  const found = [];
-  const walk = (root) => root.querySelectorAll('*').forEach((el) => {
-    if (el.tagName === 'AUDIO') found.push(el);
-    if (el.shadowRoot) walk(el.shadowRoot);
-  });
-  walk(document);
-  const player = found[0];  // the hit's player (the sample's comes after it)
-  window.__sounds = 0;
-  new MutationObserver(() => { window.__sounds += 1; }).observe(player, {attributes: true,
-    attributeFilter: ['src']});
-}"""
-
-
 def test_a_class_button_plays_its_mean_code(page):
-    page.evaluate(_COUNT_SOUNDS)
+    watch_audio(page, 0)  # the hit's player (the sample's comes after it)
     page.get_by_text("▶ class 2").first.click()
     assert wait_for(lambda: page.get_by_text(re.compile(r"class 2's mean code")).count() > 0, timeout=30)
     assert page.locator("select").first.input_value() == "class 2"  # the selector follows the sound
     page.wait_for_timeout(500)
-    assert page.evaluate("() => window.__sounds") == 1  # one sound, the one the views then show
+    assert len(audio_events(page)[0]) == 1  # one sound, the one the views then show

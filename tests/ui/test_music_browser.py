@@ -5,10 +5,10 @@ import importlib.util
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.conftest import song_like
 from tests.ui.browser import needs_chromium, open_page, serve, wait_for
 
 pytestmark = [pytest.mark.ui, needs_chromium]
@@ -25,12 +25,7 @@ def _build():
 def test_music_is_told_the_toy_priors_and_the_music_tab_separates_it(monkeypatch, tmp_path):
     for name in ("SEPMODELS_PRIORS", "SEPMODELS_STEMS", "SEPMODELS_JUDGE"):
         monkeypatch.delenv(name, raising=False)
-    t = np.arange(14_700) / 14_700
-    song = np.zeros_like(t)  # notes that start and stop: not a toy mix
-    for f0, start in ((220.0, 0.05), (330.0, 0.4), (262.0, 0.75)):
-        on = (t >= start) & (t < start + 0.2)
-        song[on] = 0.4 * np.sin(2 * np.pi * f0 * t[on]) * np.exp(-8 * (t[on] - start))
-    sf.write(tmp_path / "song.wav", song, 14_700)
+    sf.write(tmp_path / "song.wav", song_like(), 14_700)  # notes that start and stop: not a toy mix
     with serve("langevin", _build) as url, open_page(url, viewport={"width": 1500, "height": 2400}) as page:
         page.get_by_text(re.compile("ready: press Start")).first.wait_for(timeout=60_000)
         page.locator("input[type=file]").first.set_input_files(str(tmp_path / "song.wav"))
