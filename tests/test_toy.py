@@ -78,3 +78,63 @@ def test_mix_is_the_mean_by_default():
     torch.testing.assert_close(mixing.mix(s, "sum"), s.sum(1))
     with pytest.raises(ValueError, match="mean' or 'sum"):
         mixing.mix(s, "max")
+
+
+# -- the richer toy: continuous pitch, vibrato, glides, envelopes ------------------------------------------------
+def test_on_key_variant_draws_what_it_always_drew():
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(toy.toy_batch(4, 500, g1), toy.toy_batch(4, 500, g2, options="keys"))
+
+
+def test_continuous_pitch_leaves_the_keys():
+    p = toy.toy_test_params(64, seed=5, options="continuous")
+    assert p.key.dtype == torch.float64 and float(p.key.min()) >= 1 and float(p.key.max()) <= 88
+    assert float((p.key - p.key.round()).abs().max()) > 0.1  # not on the key grid
+    clips = toy.toy_test_set(64, 4000, seed=5, options="continuous")
+    # the rendered pitch is the drawn one: the periodogram's peak of the sine lies within a bin of it
+    n = 1 << 17
+    peak = torch.fft.rfft(clips[:, 0].double() * torch.hann_window(4000, dtype=torch.float64), n).abs().argmax(-1)
+    hz = peak.double() * toy.SAMPLE_RATE / n
+    assert torch.allclose(hz, p.frequency[:, 0], atol=toy.SAMPLE_RATE / n + 1e-9)
+
+
+def test_moving_notes_follow_their_pitch_track_and_envelope():
+    T = toy.SAMPLE_RATE
+    p = toy.toy_test_params(6, seed=8, options="moving")
+    clips = toy.toy_test_set(6, T, seed=8, options="moving").double()
+    assert float(p.vibrato_cents.max()) <= 30 and float(p.vibrato_hz.min()) >= 4 and float(p.vibrato_hz.max()) <= 6
+    track = p.pitch_track(T)
+    cents = 1200 * torch.log2(track / p.frequency[..., None])
+    assert torch.allclose(cents.abs().amax(-1), p.vibrato_cents, atol=0.05)  # the peak deviation is the depth
+    # the sine source is its envelope times the sine of the running phase, sample for sample
+    phase = p.phase[:, 0, None] + 2 * math.pi / T * (track[:, 0].cumsum(-1) - track[:, 0])
+    expected = p.envelope(T)[:, 0] * torch.sin(phase)
+    assert torch.allclose(clips[:, 0], expected, atol=1e-5)
+    # the envelope decays as drawn: last sample's amplitude over the first is exp(-decay * duration)
+    env = p.envelope(T)
+    ratio = env[..., -1] / env[..., 0]
+    assert torch.allclose(ratio, torch.exp(-p.decay * (T - 1) / T))
+    assert float(p.decay.min()) >= 0.5 and float(p.decay.max()) <= 3.0
+
+
+def test_glide_moves_the_pitch_at_its_rate():
+    opt = toy.ToyOptions(pitch="continuous", glide_cents=100.0)
+    p = toy.draw_params(5, torch.Generator().manual_seed(1), options=opt)
+    track = p.pitch_track(toy.SAMPLE_RATE)
+    cents = 1200 * torch.log2(track[..., -1] / track[..., 0])
+    assert torch.allclose(cents, p.glide_cents * (toy.SAMPLE_RATE - 1) / toy.SAMPLE_RATE)
+    assert float(p.glide_cents.abs().max()) <= 100
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [dict(pitch="chromatic"), dict(vibrato_cents=-1.0), dict(vibrato_hz=(0.0, 5.0)), dict(decay=(2.0, 1.0))],
+)
+def test_bad_toy_options_are_one_clear_error(bad):
+    with pytest.raises(ValueError):
+        toy.ToyOptions(**bad)
+
+
+def test_unknown_variant_names_the_choices():
+    with pytest.raises(ValueError, match="keys, continuous, moving"):
+        toy.toy_options("wobbly")
