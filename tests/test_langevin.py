@@ -129,6 +129,7 @@ def test_each_method_takes_its_own_ladder_unless_told():
     assert (LangevinConfig().method, LangevinConfig().sigma_max, LangevinConfig().levels) == ("residual", 45.0, 30)
     assert LangevinConfig(method="constrained").sigma_max == 1.0
     assert LangevinConfig(method="residual", sigma_max=3.0, steps=2).total_steps == 30 * 2 + 2 * 10 * 2
+    assert LangevinConfig(method="residual", steps=2, restart="order").total_steps == 3 * 30 * 2
 
 
 def test_residual_sweep_converges_to_the_exact_posterior_mean():
@@ -173,6 +174,42 @@ def test_residual_restarts_chains_until_the_mix_is_explained_and_keeps_the_best(
     its = list(langevin(mixture, _Stubborn(), cfg))
     assert {it.chain for it in its} == {0, 1, 2, -1} and its[-1].step == 90
     assert its[-1].mix_error == pytest.approx(MIX_VALUE)
+
+
+class _Greedy:
+    """Source k explains whatever it is given, scaled by (k + 1) / 4: the pursuit places the last source first."""
+
+    names = ("a", "b", "c")
+
+    def __len__(self):
+        return 3
+
+    def denoise(self, x, sigma, sources=None):
+        out = x.clone()
+        for k in sources:
+            out[:, k] = x[:, k] * (k + 1) / 4
+        return out
+
+
+def test_pursuit_places_the_source_that_explains_most_first():
+    from sepmodels.inference.langevin import _pursuit
+
+    whole = torch.full((5,), 4.0, dtype=torch.float64)
+    s = _pursuit(torch.zeros(3, 5, dtype=torch.float64), whole, _Greedy(), 0.01)
+    # c takes 3/4 of the mix, then b half of what is left, then a a quarter of the rest
+    torch.testing.assert_close(s[:, 0], torch.tensor([0.125, 0.5, 3.0], dtype=torch.float64))
+
+
+def test_pursuit_and_order_restarts_still_reach_the_exact_posterior_mean():
+    mixture = torch.full((8,), MIX_VALUE, dtype=torch.float64)
+    mean, _ = PRIORS.posterior(MIX_VALUE, gamma=None)
+    for extra in (dict(init="pursuit"), dict(restart="order")):
+        cfg = LangevinConfig(method="residual", sigma_max=1.0, sigma_min=1e-3, levels=40, steps=30, chains=2,
+                             restart_sigma=1.0, restart_levels=40, accept=0.0, **extra)  # fmt: skip
+        its = list(langevin(mixture, PRIORS, cfg))
+        assert {it.chain for it in its} == {0, 1, -1} or {it.chain for it in its} == {0, 1}
+        torch.testing.assert_close(its[-1].sources, mean[:, None].expand(3, 8), atol=2e-3, rtol=0)
+        assert its[-2].step == cfg.total_steps
 
 
 def test_time_estimate_announces_once_from_the_timed_steps(monkeypatch):

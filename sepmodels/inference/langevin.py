@@ -63,12 +63,19 @@ class LangevinConfig:
         gamma: standard deviation of the mix likelihood for ``sgld`` (``annealed`` uses sigma_i).
         mix: ``mean`` (the thesis's convention) or ``sum``.
         init: ``noise`` (sources start at ``sigma_max * eps``) or ``mix`` (every source starts as the same
-            share of the mix, plus that noise).
+            share of the mix, plus that noise). The residual sweep starts from zero; ``pursuit`` starts its second
+            chain (if the first left the mix unexplained) from a greedy placement: the sources are placed one at
+            a time, each time the one whose posterior mean at ``sigma_min`` given what the mix leaves explains
+            the most of it, and the chain runs the later chains' ladder from there.
         seed: seed of the initial state and the injected noise (``residual``: of the later chains' orders).
         chains, accept: ``residual`` only: a chain whose RMS mixing error ends above ``accept`` times the mix's
             RMS is followed by another, up to ``chains`` in all, and the one that explains the mix best is kept.
         restart_sigma, restart_levels: ``residual`` only: the ladder of the later chains, which start from the
             best state with two sources exchanged (``restart_sigma`` down to ``sigma_min``).
+        restart: ``residual`` only: ``swap`` (as above) or ``order``: each later chain starts from scratch on
+            the whole ladder and takes the sources in another order (a permutation drawn from ``seed`` and the
+            chain's number), for priors whose greedy first choices a swap of two cannot undo (a sine that took
+            another source's partial sets off a cycle of wrong choices).
     """
 
     method: str = "residual"  # the best on the exact and on the shipped priors (README)
@@ -85,6 +92,7 @@ class LangevinConfig:
     accept: float = 0.02
     restart_sigma: float = 1.0
     restart_levels: int = 10
+    restart: str = "swap"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -99,11 +107,15 @@ class LangevinConfig:
         if not (self.delta > 0 and self.gamma > 0):
             raise ValueError(f"delta and gamma must be positive, got {self.delta}, {self.gamma}")
         mixing.check(self.mix)
-        if self.init not in ("noise", "mix"):
-            raise ValueError(f"init must be 'noise' or 'mix', got {self.init!r}")
+        if self.init not in ("noise", "mix", "pursuit") or (self.init == "pursuit" and self.method != "residual"):
+            raise ValueError(
+                f"init must be 'noise' or 'mix' (or 'pursuit' for the residual sweep), got {self.init!r}"
+            )
         if self.chains < 1 or not self.accept >= 0 or self.restart_levels < 1:
             raise ValueError(f"chains and restart_levels must be at least 1 and accept at least 0, got "
                              f"{self.chains}, {self.restart_levels}, {self.accept}")  # fmt: skip
+        if self.restart not in ("swap", "order"):
+            raise ValueError(f"restart must be 'swap' or 'order', got {self.restart!r}")
         if not self.sigma_min <= self.restart_sigma:
             raise ValueError(f"need sigma_min <= restart_sigma, got {self.sigma_min}, {self.restart_sigma}")
 
@@ -124,10 +136,11 @@ class LangevinConfig:
     @property
     def total_steps(self) -> int:
         """Steps of a whole run (``residual``: if every chain runs)."""
-        first = len(self.sigmas()) * self.steps
+        whole = len(self.sigmas()) * self.steps
         if self.method != "residual":
-            return first
-        return first + (self.chains - 1) * self.restart_levels * self.steps
+            return whole
+        short = self.restart_levels * self.steps
+        return whole + (self.chains - 1) * (whole if self.restart == "order" else short)
 
     def step_size(self, sigma: float) -> float:
         if self.method == "sgld":
@@ -238,12 +251,37 @@ def langevin(
             yield Iterate(step, total, level, sigma, s, log_prob, err, sdr)
 
 
-def _sweep(s: torch.Tensor, whole: torch.Tensor, priors: Prior, sigma: float) -> torch.Tensor:
-    """One pass over the sources, in place: each becomes its prior's posterior mean given its residual."""
-    for k in range(s.shape[0]):
+def _sweep(
+    s: torch.Tensor, whole: torch.Tensor, priors: Prior, sigma: float, order: list[int] | None = None
+) -> torch.Tensor:
+    """One pass over the sources (in ``order``, default first to last), in place: each becomes its prior's
+    posterior mean given its residual."""
+    for k in range(s.shape[0]) if order is None else order:
         x = s.clone()
         x[k] = whole - (s.sum(0) - s[k])  # what the mix leaves for source k
         s[k] = priors.denoise(x[None], sigma, sources=[k])[0, k]
+    return s
+
+
+def _pursuit(s: torch.Tensor, whole: torch.Tensor, priors: Prior, sigma: float) -> torch.Tensor:
+    """A greedy start (``init="pursuit"``): while sources are unplaced, each unplaced one's posterior mean at
+    ``sigma`` given what the mix leaves (``whole`` less the placed ones) is taken, and the one that explains the
+    most energy is placed. A loud square placed first takes its own partials before a sine can take its
+    fundamental, which in a fixed order the sine, going first, would."""
+    s = torch.zeros_like(s)
+    free = list(range(s.shape[0]))
+    while free:
+        left = whole - s.sum(0)
+        best: tuple[float, int, torch.Tensor] | None = None
+        for k in free:
+            x = s.clone()
+            x[k] = left
+            mean = priors.denoise(x[None], sigma, sources=[k])[0, k]
+            gain = float(left.pow(2).sum() - (left - mean).pow(2).sum())
+            if best is None or gain > best[0]:
+                best = (gain, k, mean)
+        s[best[1]] = best[2]
+        free.remove(best[1])
     return s
 
 
@@ -260,9 +298,11 @@ def _residual(
     has settled on a wrong assignment, typically two sources on each other's pitch (sine and triangle, whose
     spectra differ only in weak harmonics). Each further chain, up to ``config.chains`` in all, starts from the
     best state so far with the two sources exchanged whose exchange explains the mix best after one sweep at
-    ``config.restart_sigma``, and runs the ladder from there. The mix residual judges, so no likelihood is
-    needed. The last iterate (``chain`` -1) is the best chain's result, its ``step`` and ``total`` the number of
-    steps actually run (fewer than ``config.total_steps`` when a chain explained the mix and no restart ran).
+    ``config.restart_sigma``, and runs the ladder from there (``config.restart="order"``: starts from scratch and
+    takes the sources in another order; ``config.init="pursuit"``: the second chain starts from a greedy
+    placement, :func:`_pursuit`). The mix residual judges, so no likelihood is needed. The last iterate
+    (``chain`` -1) is the best chain's result, its ``step`` and ``total`` the number of steps actually run
+    (fewer than ``config.total_steps`` when a chain explained the mix and no restart ran).
     """
     n_sources = len(priors)
     whole = mixing.total(mixture, n_sources, config.mix)  # what the sources add up to
@@ -273,9 +313,19 @@ def _residual(
     if start is not None:
         s = start.detach().clone().to(mixture)
     best: tuple[int, float, torch.Tensor] | None = None
+    order: list[int] | None = None
     for chain in range(config.chains):
-        sigmas = config.sigmas() if chain == 0 else config.restart_sigmas()
-        if chain > 0:
+        pursue = chain == 1 and config.init == "pursuit"
+        short = chain > 0 and (pursue or config.restart == "swap")
+        sigmas = config.restart_sigmas() if short else config.sigmas()
+        if pursue:
+            s = _pursuit(s, whole, priors, config.sigma_min)
+        elif chain > 0 and config.restart == "order":  # from scratch, the sources taken in another order
+            order = torch.randperm(
+                n_sources, generator=torch.Generator().manual_seed(config.seed + chain)
+            ).tolist()
+            s = torch.zeros_like(s)
+        elif chain > 0:
             swaps = []
             for i in range(n_sources):
                 for j in range(i + 1, n_sources):
@@ -288,7 +338,7 @@ def _residual(
             s[[i, j]] = s[[j, i]]
         for level, sigma in enumerate(sigmas):
             for _ in range(config.steps):
-                s = _sweep(s, whole, priors, sigma)
+                s = _sweep(s, whole, priors, sigma, order)
                 step += 1
                 sdr = None if truth is None else si_sdr(s, truth)
                 yield Iterate(step, total, level, sigma, s.clone(), None, error(s), sdr, chain)

@@ -126,7 +126,8 @@ def make_separator(
 ) -> Separator:
     """A separator by method name: ``vae`` (``posterior``, a
     :class:`~sepmodels.inference.posterior.Demixer`) or a Langevin method (``priors``; ``config`` are
-    :class:`LangevinConfig` fields, None values taking the method's own)."""
+    :class:`LangevinConfig` fields; None values take the priors' own ladder for the method where they carry
+    one, as the harmonic priors do, else the method's own)."""
     if method == "vae":
         if posterior is None:
             raise ValueError("method vae needs a VAE posterior")
@@ -135,7 +136,9 @@ def make_separator(
         raise ValueError(f"unknown method {method!r}; choose vae or one of {', '.join(METHODS)}")
     if priors is None:
         raise ValueError(f"method {method} needs priors")
-    settings = {k: v for k, v in config.items() if v is not None}
+    # Priors may carry their own ladder for a method (fewer, costlier steps); the caller's settings win.
+    own = dict(getattr(priors, "sampler_defaults", {}).get(method, {}))
+    settings = {**own, **{k: v for k, v in config.items() if v is not None}}
     return LangevinSeparator(priors, LangevinConfig(method=method, **settings), progress, announce)
 
 
