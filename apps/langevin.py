@@ -29,8 +29,9 @@ MUSIC_HEADER = (
 
 HEADER = (
     "Separate a mix of four toy oscillators (or your own WAV) under one prior per source, and watch every step. "
-    "Pick the priors and the method on the left, press **Start**. The pitch table says whether each estimate "
-    "found its source's piano key; the exact toy prior shows what a perfect prior achieves with the same search."
+    "Pick the priors, the toy's notes and the method on the left, press **Start**. The pitch table says whether "
+    "each estimate found its source's pitch; the exact toy prior shows what a perfect prior achieves with the "
+    "same search (on the keys)."
 )
 
 

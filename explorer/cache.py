@@ -5,7 +5,12 @@ from __future__ import annotations
 import functools
 import os
 
-from sepmodels.checkpoint import PITCH_PRIORS, default_priors_path, default_sampler_priors_path
+from sepmodels.checkpoint import (
+    PITCH_PRIORS,
+    default_priors_path,
+    default_sampler_priors_path,
+    default_wave_priors_path,
+)
 from sepmodels.priors import EXACT, Prior
 from sepmodels.priors import load_priors as _load
 
@@ -17,14 +22,15 @@ def load_priors(path: str | None = None) -> Prior:
 
 
 def sampler_choices() -> dict[str, object]:
-    """The priors the Langevin app offers: the environment's (or the shipped wave priors, the samplers' default)
-    first, then the shipped pitch and WaveNet score priors, the shipped flow priors and the exact toy prior,
-    each loaded on first use."""
+    """The priors the Langevin app offers: the environment's (or the shipped harmonic priors, the samplers'
+    default) first, then the shipped wave priors (on-key), pitch and WaveNet score priors, the shipped flow priors
+    and the exact toy prior, each loaded on first use."""
     first = os.environ.get("SEPMODELS_PRIORS")
     choices: dict[str, object] = {}
     if first and first != EXACT:
         choices[f"{first} (SEPMODELS_PRIORS)"] = lambda: load_priors(first)
-    choices["wave priors (shipped, learned)"] = lambda: load_priors(str(default_sampler_priors_path()))
+    choices["harmonic priors (shipped, learned)"] = lambda: load_priors(str(default_sampler_priors_path()))
+    choices["wave priors (shipped, on the keys only)"] = lambda: load_priors(str(default_wave_priors_path()))
     choices["pitch score priors (shipped, learned)"] = lambda: load_priors(
         str(default_priors_path().parent / PITCH_PRIORS)
     )

@@ -44,6 +44,24 @@ def perfect_fit(sigma: float) -> float:
     return -math.log(sigma * math.sqrt(2 * math.pi))
 
 
+_LADDER = ("sigma_max", "levels", "steps")  # the ladder's controls on the page
+
+
+def _pitch_name(hz: float) -> str:
+    """``A4 +12 c (443.1 Hz)``: the nearest piano key, the cents off it, the frequency."""
+    key = float(toy.hz_to_key(torch.tensor(hz)))
+    near = min(88, max(1, round(key)))
+    cents = round(100 * (key - near))
+    off = "" if cents == 0 else f" {cents:+d} c"
+    return f"{toy.key_name(near)}{off} ({hz:.1f} Hz)"
+
+
+def _own_ladder(method: str, priors: object) -> dict[str, object]:
+    """The method's own ladder (:data:`METHOD_DEFAULTS`), with what the priors carry for it on top (the harmonic
+    priors' residual sweep: fewer levels, a greedy second chain, restarts near the bottom)."""
+    return {**METHOD_DEFAULTS[method], **getattr(priors, "sampler_defaults", {}).get(method, {})}
+
+
 _ZOOM_MS = 25.0  # the zoomed window of each source: a few periods, where the wave's shape shows
 
 
@@ -77,6 +95,11 @@ class LangevinExplorer(pn.viewable.Viewer):
     # Shorter than the samplers' defaults so that a whole run fits in a few minutes on a 2-core CPU with
     # flow priors (about 3 steps/s for 1 s of four sources); score priors default to 1 s and 50 steps a level.
     seconds = param.Number(default=0.5, bounds=(0.1, 4.0), step=0.1, doc="Length of the toy mix, seconds.")
+    notes = param.Selector(
+        default="keys",
+        objects=list(toy.VARIANTS),
+        doc="The toy's notes: on the piano keys, at continuous pitch, or moving (vibrato, decays).",
+    )
     prior = param.Selector(default=None, objects=[], doc="Which priors separate (when choices were given).")
     method = param.Selector(default=LangevinConfig.method, objects=list(METHODS), doc="Sampler.")
     steps = param.Integer(
@@ -101,10 +124,11 @@ class LangevinExplorer(pn.viewable.Viewer):
         judge_for: Callable[[Any], Any] | None = None,
         **params,
     ) -> None:
-        if not priors.has_likelihood or priors.kind in ("exact", "waves"):  # cheaper steps than a flow's
+        if not priors.has_likelihood or priors.kind in ("exact", "waves", "harmonic"):  # cheaper than a flow's
             params.setdefault("seconds", 1.0)
-        for name, value in METHOD_DEFAULTS[params.get("method", LangevinConfig.method)].items():
-            params.setdefault(name, value)  # a method given without a ladder gets its own
+        for name, value in _own_ladder(params.get("method", LangevinConfig.method), priors).items():
+            if name in _LADDER:
+                params.setdefault(name, value)  # a method given without a ladder gets its own (or the priors')
         if choices:
             self.param.prior.objects = list(choices)
             params.setdefault("prior", next(iter(choices)))  # the first choice is the priors given
@@ -155,12 +179,13 @@ class LangevinExplorer(pn.viewable.Viewer):
             self.message = f"{self.prior} model other sources or another rate; keeping the current priors"
             return
         self._use(priors, None if self._judge_for is None else self._judge_for(priors))
+        self._on_method()  # priors with a ladder of their own (the harmonic priors) bring it
         self._toy_mix()
         self.message = " ".join(filter(None, [f"priors: {self.prior}.", self._ladder_note()]))
 
     @param.depends("method", watch=True)
     def _on_method(self) -> None:
-        own = METHOD_DEFAULTS[self.method]
+        own = _own_ladder(self.method, self.priors)
         with param.parameterized.batch_call_watchers(self):
             self.sigma_max, self.levels, self.steps = own["sigma_max"], own["levels"], own["steps"]
 
@@ -171,11 +196,13 @@ class LangevinExplorer(pn.viewable.Viewer):
         return self.priors.valid_length(length)
 
     # -- the mix -----------------------------------------------------------------------------------------
-    @param.depends("seed", "seconds", watch=True)
+    @param.depends("seed", "seconds", "notes", watch=True)
     def _toy_mix(self) -> None:
         length = self._valid_length(max(1, int(self.seconds * self.priors.sample_rate)))
-        clips = toy.toy_batch(1, length, torch.Generator().manual_seed(self.seed), self.priors.sample_rate)
-        self._set_mix(mixing.mix(clips)[0], clips[0], f"toy mix, seed {self.seed}")
+        g = torch.Generator().manual_seed(self.seed)
+        clips = toy.toy_batch(1, length, g, self.priors.sample_rate, options=self.notes)
+        which = "" if self.notes == "keys" else f", {self.notes} notes"
+        self._set_mix(mixing.mix(clips)[0], clips[0], f"toy mix, seed {self.seed}{which}")
 
     def _on_upload(self, event: param.parameterized.Event) -> None:
         data = event.new
@@ -191,7 +218,8 @@ class LangevinExplorer(pn.viewable.Viewer):
         padded = F.pad(audio.samples, (0, self._valid_length(T) - T))
         wrong = None
         if tuple(self.priors.names) == tuple(toy.SOURCES):  # toy priors on music: say so before Start
-            wrong = heldout.toy_priors_note(audio.samples, self.priors.sample_rate, advice=_MUSIC_ADVICE)
+            wrong = heldout.toy_priors_note(audio.samples, self.priors.sample_rate, advice=_MUSIC_ADVICE,
+                                            variants=heldout.toy_variants(self.priors))  # fmt: skip
         self._set_mix(padded, None, name, f"Note: {wrong}." if wrong else "")
         loaded = "; ".join(audio.notes) or f"loaded {name}"
         self.message = " ".join(filter(None, [f"{loaded}.", self._notes()]))
@@ -207,7 +235,10 @@ class LangevinExplorer(pn.viewable.Viewer):
 
     # -- control -----------------------------------------------------------------------------------------
     def config(self) -> LangevinConfig:
+        # what the priors' own ladder sets beyond the ladder's controls (the harmonic priors' restarts)
+        extra = {k: v for k, v in _own_ladder(self.method, self.priors).items() if k not in _LADDER}
         return LangevinConfig(
+            **extra,
             method=self.method,
             sigma_max=self.sigma_max,
             sigma_min=self.sigma_min,
@@ -229,7 +260,7 @@ class LangevinExplorer(pn.viewable.Viewer):
             return "its prior"
         if self.judge is None:
             return ""
-        named = {"exact": "the exact toy prior", "waves": "the wave priors"}
+        named = {"exact": "the exact toy prior", "waves": "the wave priors", "harmonic": "the harmonic priors"}
         whose = named.get(self.judge.kind, "the flow priors")
         return f"{whose} (score priors give none)"
 
@@ -512,30 +543,36 @@ class LangevinExplorer(pn.viewable.Viewer):
             return ""
         config = self.config()
         chains = len({r.chain for r in self.runner.history() if r.chain >= 0})
+        how = ("the second from a greedy placement of the sources, the later ones from the best state with two "
+               "sources exchanged" if config.init == "pursuit" else
+               "from the best state with two sources exchanged")  # fmt: skip
         why = (f"a chain that ends with an RMS mix error above {100 * config.accept:g} % of the mix's RMS is "
-               "followed by another, from the best state with two sources exchanged")  # fmt: skip
+               f"followed by another, {how}")  # fmt: skip
         if chains == 1:
             return f"The first chain explained the mix in {it.step} steps, so no restart ran ({why}). "
         return (f"{chains} chains ran ({why}); the one that explains the mix best is shown (mix error "
                 f"{it.mix_error:.2g}). ")  # fmt: skip
 
     def _pitch_table(self, sources: torch.Tensor | None) -> str:
-        """Each estimate's pitch against the truth's (toy mixes only): the key nearest its strongest partial."""
+        """Each estimate's pitch against the truth's (toy mixes only): the frequency of its strongest partial,
+        as the nearest key and how many cents off it; an estimate within 50 cents of the truth is right."""
         if self.truth is None:
             return ""
-        truth_keys = toy.dominant_key(self.truth, self.priors.sample_rate).tolist()
-        est_keys = None if sources is None else toy.dominant_key(sources, self.priors.sample_rate).tolist()
+        rate = self.priors.sample_rate
+        truth_hz = toy.dominant_hz(self.truth, rate)
+        est_hz = None if sources is None else toy.dominant_hz(sources, rate)
         rows = ["| source | true pitch | estimate's pitch | |", "| --- | --- | --- | --- |"]
+        right = 0
         for k, name in enumerate(self.priors.names):
-            truth = f"{toy.key_name(truth_keys[k])} (key {truth_keys[k]})"
-            if est_keys is None:
+            truth = _pitch_name(float(truth_hz[k]))
+            if est_hz is None:
                 rows.append(f"| {name} | {truth} | not started | |")
                 continue
-            est = f"{toy.key_name(est_keys[k])} (key {est_keys[k]})"
-            rows.append(f"| {name} | {truth} | {est} | {'right' if est_keys[k] == truth_keys[k] else 'WRONG'} |")
-        right = 0 if est_keys is None else sum(a == b for a, b in zip(truth_keys, est_keys, strict=True))
-        head = "**Pitch of each estimate** (piano key of its strongest partial)" + (
-            "" if est_keys is None else f": {right} of {len(truth_keys)} on the right key"
+            ok = abs(1200 * math.log2(max(float(est_hz[k]), 1.0) / max(float(truth_hz[k]), 1.0))) < 50
+            right += ok
+            rows.append(f"| {name} | {truth} | {_pitch_name(float(est_hz[k]))} | {'right' if ok else 'WRONG'} |")
+        head = "**Pitch of each estimate** (its strongest partial: the nearest piano key, cents off it, Hz)" + (
+            "" if est_hz is None else f": {right} of {len(rows) - 2} within 50 cents of the truth"
         )
         return head + "\n\n" + "\n".join(rows)
 
@@ -563,6 +600,7 @@ class LangevinExplorer(pn.viewable.Viewer):
             self.new_mix_button,
             pn.widgets.IntInput.from_param(self.param.seed, name="Seed"),
             pn.widgets.FloatSlider.from_param(self.param.seconds, name="Seconds"),
+            pn.widgets.Select.from_param(self.param.notes, name="Notes"),
             pn.pane.Markdown("or upload a WAV (mono or stereo, any rate, up to 10 s):"),
             self.upload,
             "### Sampler",

@@ -151,6 +151,15 @@ def describe(priors: PriorSet) -> str:
             f"amplitude integrated as the exact prior does; {_count(priors.parameters_count())} numbers; sample "
             f"rate {priors.sample_rate} Hz."
         )
+    if priors.kind == "harmonic":
+        bands = ", ".join(f"{n} {'steady' if m == 0 else f'{m:g} Hz'}"
+                          for n, m in zip(priors.names, priors.motion.tolist(), strict=True))  # fmt: skip
+        return (
+            "Harmonic priors: each source a learned periodic shape played along a continuous pitch that may move "
+            f"(vibrato, glides) with a moving envelope (bands: {bands}); pitch density, bands and the share of "
+            "moving notes fitted to solo clips of the richer toy (sepmodels fit-harmonic); posterior means over a "
+            f"few pitch candidates, each followed through the clip; sample rate {priors.sample_rate} Hz."
+        )
     kind = f"{'noise-conditional' if priors.noise_conditional else 'plain'} {priors.kind}"
     step = priors.meta.get("step", "?")
     rf = priors.receptive_field()

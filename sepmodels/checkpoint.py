@@ -22,7 +22,8 @@ VERSION = 1
 DEFAULT_PRIORS = "toy_default.pt"
 # The samplers' default: the shipped priors that separate best within the CPU speed target (README).
 DEFAULT_WAVE_PRIORS = "toy_waves.pt"  # the learned wave priors (sepmodels fit-waves)
-DEFAULT_SAMPLER_PRIORS = DEFAULT_WAVE_PRIORS
+DEFAULT_HARMONIC_PRIORS = "toy_harmonic.pt"  # the harmonic priors (sepmodels fit-harmonic)
+DEFAULT_SAMPLER_PRIORS = DEFAULT_HARMONIC_PRIORS
 PITCH_PRIORS = "toy_pitch.pt"  # the single-pitch score priors, the samplers' default before the wave priors
 
 
@@ -95,10 +96,16 @@ def default_priors_path() -> Path:
 
 def default_sampler_priors_path() -> Path:
     """The learned priors that ``separate``, ``evaluate`` and the Langevin app use when none are named: the
-    learned wave priors, which separate best of the learned priors (README)."""
+    harmonic priors, the only shipped priors that separate the toy off the piano keys and with moving notes
+    as well as on them (README, bench/harmonic.py)."""
     return Path(str(resources.files("sepmodels") / "checkpoints" / DEFAULT_SAMPLER_PRIORS))
 
 
 def default_wave_priors_path() -> Path:
     """The learned wave priors shipped with the package (``sepmodels fit-waves``)."""
     return Path(str(resources.files("sepmodels") / "checkpoints" / DEFAULT_WAVE_PRIORS))
+
+
+def default_harmonic_priors_path() -> Path:
+    """The harmonic priors shipped with the package (``sepmodels fit-harmonic``)."""
+    return Path(str(resources.files("sepmodels") / "checkpoints" / DEFAULT_HARMONIC_PRIORS))

@@ -249,6 +249,29 @@ def build_parser() -> argparse.ArgumentParser:
                     "sine")  # fmt: skip
     fw.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    fh = sub.add_parser(
+        "fit-harmonic",
+        help="fit harmonic priors (learned shapes on a continuous, moving pitch) to solo clips of the richer toy",
+    )
+    fh.add_argument("--out", required=True, type=Path, help="the harmonic priors file to write (.pt)")
+    fh.add_argument("--clips", type=_positive_int, default=32,
+                    help="solo clips per source and toy variant (default: 32)")  # fmt: skip
+    fh.add_argument(
+        "--variants",
+        nargs="+",
+        choices=["keys", "continuous", "moving"],
+        default=["keys", "continuous", "moving"],
+        help="toy variants the clips come from, the same number from each (default: all three)",
+    )
+    fh.add_argument("--seconds", type=_positive_float, default=1.0, help="seconds per clip (default: 1)")
+    fh.add_argument(
+        "--shapes",
+        type=Path,
+        help="wave priors whose learned shapes the sources keep (default: the shipped toy_waves.pt)",
+    )
+    fh.add_argument("--seed", type=int, default=0, help="seed of the training clips (default: 0)")
+    fh.add_argument("--quiet", action="store_true", help="no progress bar")
+
     st = sub.add_parser("study", help="run a study of the priors and write its results file (for apps/priors.py)")
     st.add_argument(
         "study",
@@ -291,7 +314,8 @@ def _sampler_arguments(p: argparse.ArgumentParser, oracle: bool = False) -> None
     p.add_argument(
         "--priors",
         type=Path,
-        help=f"priors checkpoint, 'exact' for the exact toy prior, or 'stems' for the best shipped music model "
+        help=f"priors checkpoint, 'harmonic' or 'waves' for the shipped harmonic or on-key wave priors, 'exact' "
+        f"for the exact toy prior, or 'stems' for the best shipped music model "
         f"(drums, bass, other, vocals; chosen on the stems benchmark's validation split); with --method nmf or "
         f"supervised, that model's file (default: the shipped {DEFAULT_SAMPLER_PRIORS})",
     )
@@ -462,7 +486,7 @@ def _cmd_separate(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from None
     # the wrong priors for the clip: toy priors on music, music models on a toy mix (said before any work)
     if tuple(names) == tuple(toy.SOURCES):
-        wrong = heldout.toy_priors_note(audio.samples, sample_rate)
+        wrong = heldout.toy_priors_note(audio.samples, sample_rate, variants=heldout.toy_variants(priors))
     else:
         wrong = heldout.stems_priors_note(audio.samples, sample_rate) if tuple(names) == STEMS else None
     if wrong:
@@ -995,6 +1019,39 @@ def _cmd_fit_waves(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fit_harmonic(args: argparse.Namespace) -> int:
+    import time
+
+    import torch
+
+    from sepmodels.data import toy
+    from sepmodels.nn.waves import WavePriors
+    from sepmodels.sources.harmonic import fit_harmonic_priors
+
+    if args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a folder; give a file name ending in .pt")
+    shapes = WavePriors.load(args.shapes)
+    length = int(args.seconds * toy.SAMPLE_RATE)
+    # Training clips: each source's own solo clips from the training stream of each variant (never test seeds).
+    generator = torch.Generator().manual_seed(args.seed)
+    clips = torch.cat([toy.toy_batch(args.clips, length, generator, options=v) for v in args.variants])
+    start = time.perf_counter()
+    try:
+        priors = fit_harmonic_priors(clips, toy.SOURCES, toy.SAMPLE_RATE, shapes, progress=not args.quiet)
+    except ValueError as err:
+        raise UsageError(f"--seconds {args.seconds}: {err}") from None
+    minutes = (time.perf_counter() - start) / 60
+    priors.meta.update(seed=args.seed, variants=list(args.variants), minutes=round(minutes, 2),
+                       command=f"sepmodels fit-harmonic --clips {args.clips} --variants {' '.join(args.variants)} "
+                       f"--seconds {args.seconds:g} --seed {args.seed}")  # fmt: skip
+    priors.save(args.out)
+    print(f"wrote harmonic priors to {args.out} in {minutes:.1f} min; per source: "
+          + ", ".join(f"{n} {'steady' if m == 0 else f'moving within {m:g} Hz in {q:.0%} of notes'}"
+                      for n, m, q in zip(toy.SOURCES, priors.motion.tolist(), priors.moving.tolist(), strict=True))
+          + "; fit of the solo clips (dB): " + ", ".join(f"{v:.1f}" for v in priors.meta["fit_db"]))  # fmt: skip
+    return 0
+
+
 def _cmd_study(args: argparse.Namespace) -> int:
     from sepmodels.data.testsets import TOY, MusdbTestData
     from sepmodels.studies import STUDIES, describe_priors, run_study, save_study
@@ -1050,6 +1107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "make-drums": _cmd_make_drums,
         "fit-codes": _cmd_fit_codes,
         "fit-waves": _cmd_fit_waves,
+        "fit-harmonic": _cmd_fit_harmonic,
     }
     try:
         return commands[args.command](args)

@@ -114,45 +114,91 @@ def verdict(scores: dict[str, float], ranges: dict[str, HeldoutRange]) -> str:
             f"their ranges: {', '.join(inside)}.")  # fmt: skip
 
 
-def unsteadiness(x: torch.Tensor, sample_rate: int, n_fft: int = 2048) -> float:
+def unsteadiness(x: torch.Tensor, sample_rate: int, n_fft: int = 2048, detrend: bool = False) -> float:
     """How much a clip's sound changes over time: the mean absolute deviation of its semitone band energies
     (from 50 Hz) across frames of ``n_fft`` samples (half overlapping), relative to their mean, weighted by
     energy. Steady oscillators score near 0 (two partials beating within one band add some); music, with
-    notes that start, move and stop, scores several tenths or more."""
+    notes that start, move and stop, scores several tenths or more.
+
+    ``detrend``: for notes that may decay and waver (the moving toy), what is left once each band's log-energy
+    loses its own straight line over time (a decay), in bands of 4 semitones (a vibrato stays inside), the line
+    and the mean weighted by energy: nats, near 0 for decaying and vibrating oscillators, several tenths for
+    notes that start and stop."""
     x = torch.as_tensor(x, dtype=torch.float32).reshape(-1)
     if x.numel() < 2 * n_fft:
         x = torch.nn.functional.pad(x, (0, 2 * n_fft - x.numel()))
     power = torch.stft(x, n_fft, n_fft // 2, window=torch.hann_window(n_fft), center=False,
                        return_complex=True).abs().square()  # fmt: skip
     freq = torch.arange(power.shape[0]) * sample_rate / n_fft
-    edges = 50.0 * 2.0 ** (torch.arange(0, 192) / 12)
+    edges = 50.0 * 2.0 ** (torch.arange(0, 192, 4 if detrend else 1) / 12)
     edges = edges[edges < sample_rate / 2]
     bands = torch.stack(
         [power[(freq >= lo) & (freq < hi)].sum(0) for lo, hi in itertools.pairwise(edges.tolist())]
     )
-    mean = bands.mean(1, keepdim=True)
-    return float((bands - mean).abs().mean(1).sum() / mean.sum().clamp_min(1e-20))
+    if not detrend:
+        mean = bands.mean(1, keepdim=True)
+        return float((bands - mean).abs().mean(1).sum() / mean.sum().clamp_min(1e-20))
+    bands = bands.double()
+    log = (bands + bands.max().clamp_min(1e-30) * 1e-8).log()
+    t = torch.arange(bands.shape[1], dtype=torch.float64)[None]
+    w = bands / bands.sum(1, keepdim=True).clamp_min(1e-300)  # each band's line weighted by its energy
+    tm, ym = (w * t).sum(1, keepdim=True), (w * log).sum(1, keepdim=True)
+    slope = (w * (t - tm) * (log - ym)).sum(1, keepdim=True) / (w * (t - tm).square()).sum(1, keepdim=True)
+    left = (log - ym - slope * (t - tm)).abs()
+    return float((bands * left).sum() / bands.sum().clamp_min(1e-300))
 
 
 @functools.lru_cache(maxsize=16)
-def toy_mix_unsteadiness(length: int, sample_rate: int = toy.SAMPLE_RATE, clips: int = CLIPS) -> float:
-    """The most :func:`unsteadiness` among ``clips`` held-out toy mixes of ``length`` samples (at most 10 s);
-    computed once per length and rate (every upload and every ``separate`` asks)."""
+def toy_mix_unsteadiness(
+    length: int, sample_rate: int = toy.SAMPLE_RATE, clips: int = CLIPS, variants: tuple[str, ...] = ("keys",)
+) -> float:
+    """The most :func:`unsteadiness` among ``clips`` held-out toy mixes of ``length`` samples (at most 10 s) of
+    each toy variant in ``variants``; computed once per length, rate and variants (every upload and every
+    ``separate`` asks)."""
     length = max(1, min(length, 10 * sample_rate))
-    mixes = toy.toy_test_set(clips, length, seed=HELDOUT_SEED, sample_rate=sample_rate)
-    return max(unsteadiness(mixing.mix(c), sample_rate) for c in mixes)
+    most = 0.0
+    for variant in variants:
+        mixes = toy.toy_test_set(clips, length, seed=HELDOUT_SEED, sample_rate=sample_rate, options=variant)
+        most = max(
+            most, max(unsteadiness(mixing.mix(c), sample_rate, detrend=variants_move(variants)) for c in mixes)
+        )
+    return most
+
+
+def variants_move(variants: tuple[str, ...]) -> bool:
+    """Whether any of the toy variants has notes that move (then :func:`unsteadiness` detrends)."""
+    return any(toy.toy_options(v).moves for v in variants)
+
+
+def toy_variants(priors: object) -> tuple[str, ...]:
+    """The toy variants priors were fitted on (``meta["variants"]`` of the harmonic priors), else the on-key
+    toy."""
+    variants = getattr(priors, "meta", {}).get("variants") if hasattr(priors, "meta") else None
+    return tuple(sorted(variants)) if variants else ("keys",)
 
 
 def toy_priors_note(
-    mix: torch.Tensor, sample_rate: int, advice: str = "for music use --priors stems"
+    mix: torch.Tensor,
+    sample_rate: int,
+    advice: str = "for music use --priors stems",
+    variants: tuple[str, ...] = ("keys",),
 ) -> str | None:
-    """A sentence when ``mix`` is unlike every toy mix (priors of the toy sources cannot model it), else None.
-    The clip is called unlike when its :func:`unsteadiness` is more than 1.5 times the most of the held-out
-    toy mixes of its length; ``python bench/wrong_priors.py`` measures how often that is right."""
-    value = unsteadiness(mix, sample_rate)
-    most = toy_mix_unsteadiness(int(torch.as_tensor(mix).numel()), sample_rate)
+    """A sentence when ``mix`` is unlike every toy mix of ``variants`` (the toy the priors were fitted on, see
+    :func:`toy_variants`), else None. The clip is called unlike when its :func:`unsteadiness` is more than 1.5
+    times the most of the held-out toy mixes of its length; ``python bench/wrong_priors.py`` measures how often
+    that is right."""
+    moves = variants_move(tuple(variants))
+    value = unsteadiness(mix, sample_rate, detrend=moves)
+    most = toy_mix_unsteadiness(int(torch.as_tensor(mix).numel()), sample_rate, variants=tuple(variants))
     if value <= 1.5 * most:
         return None
+    if moves:
+        return (
+            f"this clip's sound changes over time ({value:.2f}, the deviation of its band energies from each "
+            f"band's own decay, nats) far more than any toy mix (at most {most:.2f} on {CLIPS} held-out "
+            "mixes of each toy variant): the toy priors model four oscillators, steady or with the toy's "
+            f"vibrato and decays, and will name whatever they find sin, square, saw and triangle; {advice}"
+        )
     return (f"this clip's sound changes over time ({value:.2f}, the relative deviation of its band energies "
             f"across frames) far more than any toy mix (at most {most:.2f} on {CLIPS} held-out mixes): the toy "
             f"priors model four steady oscillators and will name whatever they find sin, square, saw and "
@@ -182,6 +228,8 @@ __all__ = [
     "stems_priors_note",
     "toy_mix_unsteadiness",
     "toy_priors_note",
+    "toy_variants",
     "unsteadiness",
+    "variants_move",
     "verdict",
 ]

@@ -17,8 +17,6 @@ from sepmodels import mixing
 from sepmodels.checkpoint import CheckpointError, default_priors_path, first_line, load_checkpoint, save_checkpoint
 from sepmodels.nn.contract import GroupedModel
 from sepmodels.nn.exact import ExactToyPriors
-from sepmodels.nn.waves import CLASS as WAVE_CLASS
-from sepmodels.nn.waves import WavePriors
 
 EXACT = "exact"  # the name that selects the exact toy prior wherever priors are chosen
 
@@ -291,18 +289,26 @@ def load_priors(
     spec: str | os.PathLike[str] | None,
     default: str | os.PathLike[str] | None = None,
     device: str | torch.device = "cpu",
-) -> PriorSet | ExactToyPriors:
-    """Priors by name or path: ``"exact"`` is :class:`ExactToyPriors` (CPU only; it needs no file), any other
-    value a checkpoint (learned wave priors, CPU only, or a set of flow or score priors), None ``default`` (a
-    path; None there means the shipped flow priors)."""
-    if spec is not None and str(spec) == EXACT:
-        return ExactToyPriors()
+) -> Prior:
+    """Priors by name or path.
+
+    A name of :data:`sepmodels.registry.SOURCE_MODELS` selects that source model: ``exact`` (no file),
+    ``waves`` or ``harmonic`` (the shipped file); a path is a checkpoint, whose ``class`` entry picks the source
+    model that reads it, else a set of flow or score priors; None is ``default`` (a path; None there means the
+    shipped flow priors). Source models run on the CPU.
+    """
+    from sepmodels.registry import SOURCE_MODELS, source_model_of_class
+
+    if spec is not None and str(spec) in SOURCE_MODELS and not os.path.exists(spec):
+        model = SOURCE_MODELS[str(spec)]
+        return model() if model is ExactToyPriors else model.load(None)
     path = spec if spec is not None else default
     if path is None:
         return PriorSet.load(None, device)
     ckpt = load_checkpoint(path)
-    if ckpt.get("class") == WAVE_CLASS:
-        return WavePriors.from_checkpoint(ckpt, str(path))
+    model = source_model_of_class(str(ckpt.get("class")))
+    if model is not None and model is not ExactToyPriors:
+        return model.from_checkpoint(ckpt, str(path))
     return PriorSet.from_checkpoint(ckpt, str(path)).to(device)
 
 

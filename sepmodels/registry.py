@@ -3,6 +3,10 @@
 Each kind's file defines its :class:`~sepmodels.nn.contract.ModelKind` (config class, presets, training
 objective, what training produces) beside the model class; this module only lists them. Adding a kind is its
 own file, one line here, and its tests (``tests/test_contract.py`` runs the common checks over every kind).
+
+Source models that are fitted rather than trained by gradient (the exact toy prior, the wave priors, the
+harmonic priors) are listed in :data:`SOURCE_MODELS`: the class a checkpoint names, and the name that selects
+the shipped one (``--priors waves``). :func:`sepmodels.priors.load_priors` reads both tables.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ from sepmodels.inference import posterior
 from sepmodels.inpaint import vqvae
 from sepmodels.nn import ar, flows, score
 from sepmodels.nn.contract import ModelKind
+from sepmodels.nn.exact import ExactToyPriors
+from sepmodels.nn.waves import WavePriors
+from sepmodels.sources.harmonic import HarmonicPriors
 
 KINDS: dict[str, ModelKind] = {
     kind.name: kind
@@ -27,6 +34,18 @@ KINDS: dict[str, ModelKind] = {
         mcnn.KIND,  # a multi-head convolutional mel-to-waveform inverter for drum hits
     )
 }
+
+
+SOURCE_MODELS: dict[str, type] = {
+    "exact": ExactToyPriors,  # the toy generator's own density, exact (no file)
+    "waves": WavePriors,  # learned shapes on the toy's key grid (fit-waves)
+    "harmonic": HarmonicPriors,  # learned shapes on a continuous, moving pitch (fit-harmonic)
+}
+
+
+def source_model_of_class(class_name: str) -> type | None:
+    """The source-model class a checkpoint names (its ``class`` entry), or None."""
+    return next((c for c in SOURCE_MODELS.values() if c.__name__ == class_name), None)
 
 
 def kind_named(name: str) -> ModelKind:
@@ -55,4 +74,12 @@ def preset_names() -> list[str]:
     return sorted({name for kind in KINDS.values() for name in kind.presets})
 
 
-__all__ = ["KINDS", "kind_named", "kind_of_class", "kind_of_config", "preset_names"]
+__all__ = [
+    "KINDS",
+    "SOURCE_MODELS",
+    "kind_named",
+    "kind_of_class",
+    "kind_of_config",
+    "preset_names",
+    "source_model_of_class",
+]

@@ -21,6 +21,7 @@ from sepmodels.nn.exact import ExactToyPriors
 from sepmodels.nn.waves import WavePriors
 from sepmodels.priors import GaussianPriors, NoiseLadder, PriorSet
 from sepmodels.registry import KINDS
+from sepmodels.sources.harmonic import HarmonicPriors
 from tests.conftest import make_tiny_priors
 
 PRIOR_KINDS = [name for name, kind in KINDS.items() if kind.priors]
@@ -53,14 +54,20 @@ def _prior(name: str, dtype=torch.float32):
         return ExactToyPriors()
     if name == "waves":
         return WavePriors.load()  # the shipped ones: fitted, not built
+    if name == "harmonic":
+        return HarmonicPriors.load()
     return _grouped(name, dtype)
 
 
-ALL = [*PRIOR_KINDS, "gaussian", "exact", "waves"]
+ALL = [*PRIOR_KINDS, "gaussian", "exact", "waves", "harmonic"]
+# The harmonic priors' density and posterior mean are a Laplace approximation over a few followed candidates
+# (sepmodels/sources/harmonic.py): their denoiser is not the exact gradient of their log-density, so the two
+# finite-difference checks below leave them out; tests/test_harmonic.py checks them against known answers.
+EXACT_SCORE = [n for n in ALL if n not in ("score", "harmonic")]
 
 
 def _clip(priors, batch: int = 2) -> torch.Tensor:
-    T = priors.valid_length(600)  # the exact prior needs at least 535 samples
+    T = priors.valid_length(max(600, getattr(priors, "min_length", 0)))  # exact: 535 samples, harmonic: 1131
     return toy.toy_test_set(batch, T, seed=3) + 0.1 * torch.randn(
         batch, N, T, generator=torch.Generator().manual_seed(4)
     )
@@ -81,11 +88,11 @@ def test_every_prior_answers_with_the_right_shapes(name):
         assert log_prob is None
         with pytest.raises(TypeError, match="no likelihood"):
             priors.log_prob(x, 0.1)
-    T = priors.valid_length(560)
+    T = priors.valid_length(max(560, getattr(priors, "min_length", 0)))
     assert priors.sample(2, T, 0.1, generator=torch.Generator().manual_seed(0)).shape == (2, N, T)
 
 
-@pytest.mark.parametrize("name", [n for n in ALL if n != "score"])
+@pytest.mark.parametrize("name", EXACT_SCORE)
 def test_the_score_is_the_gradient_of_the_log_density(name):
     """Against central finite differences of the summed log-density along a random direction."""
     priors = _prior(name, torch.float64)
@@ -98,7 +105,7 @@ def test_the_score_is_the_gradient_of_the_log_density(name):
     assert float((score * v).sum()) == pytest.approx(float(slope), rel=1e-3, abs=1e-3)
 
 
-@pytest.mark.parametrize("name", [n for n in ALL if n != "score"])
+@pytest.mark.parametrize("name", EXACT_SCORE)
 def test_the_denoiser_moves_along_the_log_densitys_slope(name):
     """Tweedie: ``denoise(x) - x = sigma^2 * grad log p_sigma(x)``, checked against central finite differences of
     the summed log-density along a random direction (not against the score the denoiser may be built from)."""

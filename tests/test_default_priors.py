@@ -23,13 +23,14 @@ def test_shipped_priors_know_where_they_came_from():
     assert priors.receptive_field() >= 4096
 
 
-def test_the_samplers_default_is_the_wave_priors_over_the_flows_sources_and_score_priors_are_judged():
+def test_the_samplers_default_is_the_harmonic_priors_and_score_priors_are_judged():
     path = default_sampler_priors_path()
     assert path.exists() and path.stat().st_size < 4_000_000
-    waves, flows = load_priors(str(path)), PriorSet.load()
-    assert waves.kind == "waves" and waves.has_likelihood and judge_for(waves) is None
-    assert waves.names == flows.names and waves.sample_rate == flows.sample_rate
-    assert len(waves.meta["rounds"]) >= 8 and waves.meta["census_clips"] >= 1000
+    harmonic, flows = load_priors(str(path)), PriorSet.load()
+    assert harmonic.kind == "harmonic" and harmonic.has_likelihood and judge_for(harmonic) is None
+    assert harmonic.names == flows.names and harmonic.sample_rate == flows.sample_rate
+    waves = load_priors("waves")  # the on-key wave priors stay a labelled choice
+    assert waves.kind == "waves" and len(waves.meta["rounds"]) >= 8 and waves.meta["census_clips"] >= 1000
     score = PriorSet.load(path.parent / PITCH_PRIORS)
     assert score.kind == "score" and not score.has_likelihood and score.meta["step"] > 0
     assert judge_for(score) is not None and judge_for(flows) is None

@@ -6,9 +6,17 @@ import math
 import pytest
 import torch
 
-from sepmodels.checkpoint import default_sampler_priors_path
+from sepmodels import mixing
 from sepmodels.data import toy
-from sepmodels.heldout import HeldoutRange, gain, heldout_ranges, outside, verdict
+from sepmodels.heldout import (
+    HeldoutRange,
+    gain,
+    heldout_ranges,
+    outside,
+    toy_priors_note,
+    toy_variants,
+    verdict,
+)
 from sepmodels.priors import GaussianPriors, load_priors
 
 
@@ -45,7 +53,7 @@ def test_the_verdict_reads_the_ranges():
 
 @pytest.fixture(scope="module")
 def waves():
-    return load_priors(str(default_sampler_priors_path()))
+    return load_priors("waves")
 
 
 def test_own_fresh_clips_fall_inside_and_noise_outside(waves):
@@ -68,3 +76,16 @@ def test_own_fresh_clips_fall_inside_and_noise_outside(waves):
 def test_held_out_ranges_need_toy_sources_and_a_likelihood():
     with pytest.raises(ValueError, match="toy clips"):
         heldout_ranges(GaussianPriors(torch.zeros(2), torch.ones(2)), 0.1)
+
+
+def test_priors_that_know_moving_notes_judge_a_clip_by_what_its_bands_do_beyond_a_decay():
+    from tests.conftest import song_like
+
+    variants = toy_variants(load_priors("harmonic"))
+    assert variants == ("continuous", "keys", "moving") and toy_variants(load_priors("waves")) == ("keys",)
+    moving = mixing.mix(toy.toy_test_set(8, 14_700, seed=9, options="moving"))
+    # the on-key toy's statistic takes a decaying note for music; the detrended one does not
+    assert any(toy_priors_note(m, 14_700) for m in moving)
+    assert not any(toy_priors_note(m, 14_700, variants=variants) for m in moving)
+    note = toy_priors_note(torch.as_tensor(song_like()), 14_700, variants=variants)
+    assert note is not None and "vibrato and decays" in note

@@ -186,7 +186,7 @@ def test_choosing_the_exact_prior_and_the_residual_sweep_shows_every_pitch_right
         view.sigma_max, view.levels, view.steps = 20.0, 15, 2
         view.start()
         assert _wait(view, lambda: "finished" in view.status, timeout=120)
-        assert "4 of 4 on the right key" in view._pitch.object and "WRONG" not in view._pitch.object
+        assert "4 of 4 within 50 cents" in view._pitch.object and "WRONG" not in view._pitch.object
         assert view._lp_src.data["step"]  # the exact prior judged the sweep's iterates
     finally:
         view.close()

@@ -184,10 +184,9 @@ def test_the_header_says_whose_each_shipped_study_is():
 
 
 def test_clip_view_reads_the_likelihood_against_each_priors_held_out_clips():
-    from sepmodels.checkpoint import default_sampler_priors_path
     from sepmodels.priors import load_priors
 
-    view = ClipView(load_priors(str(default_sampler_priors_path())), seconds=0.2)  # toy sin, seed 0
+    view = ClipView(load_priors("waves"), seconds=0.2)  # toy sin, seed 0
     assert "Gain over a Gaussian of the clip's own loudness" in view._means.object
     assert "Like the sin prior's own clips" in view._means.object
     noise = 0.2 * torch.randn(2940, generator=torch.Generator().manual_seed(1))
