@@ -47,7 +47,7 @@ _CHUNK_BYTES = 8 << 20  # the largest FFT product computed at once (see _analyse
 _CHUNK_VALUES = 1 << 17  # trial-wave samples computed at once in the refinement (1 MB temporaries)
 
 
-def _fast_size(n: int) -> int:
+def fast_size(n: int) -> int:
     """The smallest 2^a 3^b 5^c at least ``n`` (sizes the FFT does fastest)."""
     best = 1 << (n - 1).bit_length()
     p5 = 1
@@ -255,7 +255,7 @@ class ExactToyPriors:
             self._cache.move_to_end(key)
             return self._cache[key]
         M = self.lags
-        nfft = _fast_size(length + M - 1)
+        nfft = fast_size(length + M - 1)
         frequency = self._frequencies(kind)  # [K] Hz, float64
         t = torch.arange(length + M - 1, dtype=torch.float64)
         render = self._long_render(kind, frequency, t)  # [K, T+M-1]

@@ -31,30 +31,16 @@ from dataclasses import dataclass
 
 import torch
 
+from sepmodels.nn.exact import fast_size
+
 TRACK_HARMONICS = 16  # partials used to refine the phase
 STEADY_PASSES = (1, 4, 16, 16)  # partials used by each Gauss-Newton pass of a steady note
-
-
-def _fast(n: int) -> int:
-    """The smallest 2^a 3^b 5^c at least ``n`` (FFT-friendly)."""
-    best = 1 << max(0, (n - 1).bit_length())
-    p5 = 1
-    while p5 < best:
-        p35 = p5
-        while p35 < best:
-            m = p35
-            while m < n:
-                m *= 2
-            best = min(best, m)
-            p35 *= 3
-        p5 *= 5
-    return best
 
 
 @functools.lru_cache(maxsize=16)
 def _band(T: int, band: float, sample_rate: int) -> tuple[int, torch.Tensor, torch.Tensor]:
     """FFT size, gain and the normaliser (the filtered ones) of :func:`lowpass`."""
-    n = _fast(T + int(2 * sample_rate / band) + 1)  # a couple of periods of the band's edge beyond each end
+    n = fast_size(T + int(2 * sample_rate / band) + 1)  # a couple of periods of the band's edge beyond each end
     nu = torch.fft.fftfreq(n, d=1.0 / sample_rate, dtype=torch.float64).abs()
     gain = torch.where(nu <= band, 1.0, torch.where(nu >= 2 * band, 0.0,
                        0.5 * (1 + torch.cos(math.pi * (nu - band) / band))))  # fmt: skip
