@@ -192,6 +192,25 @@ def test_choosing_the_exact_prior_and_the_residual_sweep_shows_every_pitch_right
         view.close()
 
 
+def test_harmonic_priors_bring_their_own_sweep_and_separate_an_off_key_mix(tiny_priors):
+    from sepmodels.priors import load_priors
+
+    harmonic = load_priors("harmonic")
+    view = LangevinExplorer(tiny_priors, choices={"flow (tiny)": tiny_priors, "harmonic": lambda: harmonic},
+                            seconds=0.25, method="constrained", steps=2, levels=2)  # fmt: skip
+    try:
+        view.prior = "harmonic"
+        view.method = "residual"
+        assert (view.levels, view.steps) == (10, 2) and view.config().init == "pursuit"  # the priors' own
+        view.notes = "continuous"
+        assert "continuous notes" in view._label and " c (" in view._pitch.object  # cents off the nearest key
+        view.start()
+        assert _wait(view, lambda: "finished" in view.status, timeout=180)
+        assert "4 of 4 within 50 cents" in view._pitch.object
+    finally:
+        view.close()
+
+
 def test_a_ladder_above_the_priors_training_range_is_said_before_start(tiny_priors):
     view = LangevinExplorer(tiny_priors, seconds=0.1, method="residual", levels=3, steps=1)  # from sigma 45
     try:
