@@ -173,7 +173,7 @@ def variants_move(variants: tuple[str, ...]) -> bool:
 def toy_variants(priors: object) -> tuple[str, ...]:
     """The toy variants priors were fitted on (``meta["variants"]`` of the harmonic priors), else the on-key
     toy."""
-    variants = getattr(priors, "meta", {}).get("variants") if hasattr(priors, "meta") else None
+    variants = (getattr(priors, "meta", None) or {}).get("variants")
     return tuple(sorted(variants)) if variants else ("keys",)
 
 

@@ -208,19 +208,24 @@ class HarmonicPriors:
         return torch.where(inside, value, torch.full_like(value, -math.inf))
 
     def candidate_pitches(
-        self, k: int, x: torch.Tensor, count: int | None = None, spread_cents: float = 0.0
+        self,
+        k: int,
+        x: torch.Tensor,
+        count: int | None = None,
+        spread_cents: float = 0.0,
+        magnitude: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The ``count`` strongest pitch candidates (Hz) of source ``k`` in the clip ``x [T]``: peaks of the
         harmonic salience (partial magnitudes weighted by the shape's), within the pitch density's range.
 
         With ``spread_cents``, each partial's magnitude is the root of the power within that many cents of it
         (a note whose pitch moves spreads its partials over that band, and its peak sinks below a steady note's
-        of less energy); peaks closer than the spread count as one.
+        of less energy); peaks closer than the spread count as one. ``magnitude``: ``x``'s spectrum as
+        :func:`_magnitude` gives it, where the caller has it already.
         """
         count = count or self.candidates
-        T = x.shape[-1]
-        n = 1 << (4 * T - 1).bit_length()
-        spectrum = torch.fft.rfft(x.double() * torch.hann_window(T, dtype=torch.float64), n).abs()
+        spectrum = magnitude if magnitude is not None else _magnitude(x)
+        n = 2 * (spectrum.numel() - 1)
         if spread_cents > 0:  # the power within +-spread of every bin, by a running sum
             ratio = 2.0 ** (spread_cents / 1200) - 1
             half = (torch.arange(spectrum.numel(), dtype=torch.float64) * ratio).round().long().clamp_min(2)
@@ -242,14 +247,12 @@ class HarmonicPriors:
             peak = torch.nn.functional.max_pool1d(spectrum[None, None], width, 1, width // 2)[0, 0]
             salience[keep] += weight[h - 1] * peak[idx[keep]]
         hz = bins.double() * bin_hz
-        found: list[float] = []
-        order = torch.argsort(salience, descending=True)
         local = torch.ones_like(salience, dtype=torch.bool)
         local[1:-1] = (salience[1:-1] >= salience[:-2]) & (salience[1:-1] >= salience[2:])
+        peaks = local.nonzero()[:, 0]
+        found: list[float] = []
         apart = max(SUPPRESS_CENTS, spread_cents)
-        for i in order.tolist():
-            if not local[i]:
-                continue
+        for i in peaks[torch.argsort(salience[peaks], descending=True)].tolist():
             f = float(hz[i])
             if all(abs(1200 * math.log2(f / g)) > apart for g in found):
                 found.append(f)
@@ -262,17 +265,17 @@ class HarmonicPriors:
         :data:`MOVING_CANDIDATES` strongest candidates of a salience spread over the learned deviation followed
         as moving ones; with each fit's log prior (pitch density, the share of moving notes) less half its
         degrees of freedom times log T (:func:`degrees_of_freedom`)."""
-        pitches = self.candidate_pitches(k, x)
+        magnitude = _magnitude(x)
+        pitches = self.candidate_pitches(k, x, magnitude=magnitude)
         if len(pitches) == 0:
             raise ValueError("no pitch candidate within the priors' range")
         T = x.shape[-1]
         q = float(self.moving[k])
-        fits = [follow(x, float(f), self._shape(k), self._coefs[k], self.sample_rate, 0.0, 0.0) for f in pitches]
+        fits = [self.follow(k, x, float(f)) for f in pitches]
         if q > 0 and float(self.motion[k]) > 0:
             spread = float(self.deviation[k])
-            for f in self.candidate_pitches(k, x, MOVING_CANDIDATES, spread_cents=spread):
-                fits.append(follow(x, float(f), self._shape(k), self._coefs[k], self.sample_rate,
-                                   float(self.motion[k]), spread))  # fmt: skip
+            moving = self.candidate_pitches(k, x, MOVING_CANDIDATES, spread_cents=spread, magnitude=magnitude)
+            fits += [self.follow(k, x, float(f), moving=True) for f in moving]
         log_t = math.log(T)
         prior = []
         for fit in fits:
@@ -476,6 +479,14 @@ class HarmonicPriors:
         priors, _ = load_model_file(where, CLASS, "a set of harmonic priors (sepmodels fit-harmonic)",
                                     lambda ckpt: cls.from_checkpoint(ckpt, str(where)))  # fmt: skip
         return priors
+
+
+def _magnitude(x: torch.Tensor) -> torch.Tensor:
+    """The magnitude spectrum of the clip ``x [T]`` that the salience reads: Hann-windowed, zero-padded to a
+    power of two at least 4 T."""
+    T = x.shape[-1]
+    n = 1 << (4 * T - 1).bit_length()
+    return torch.fft.rfft(x.double() * torch.hann_window(T, dtype=torch.float64), n).abs()
 
 
 def degrees_of_freedom(motion: float, length: int, sample_rate: int) -> float:
