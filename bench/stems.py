@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import time
 from dataclasses import asdict, replace
@@ -29,6 +28,7 @@ from pathlib import Path
 import torch
 
 from sepmodels.data.stems import (
+    BENCHMARK_ROOT,
     STEMS,
     StemsBenchmark,
     benchmark_clips,
@@ -46,7 +46,7 @@ from sepmodels.nmf import shipped_path as nmf_path
 from sepmodels.spectral import STFTConfig, oracle_estimates
 from sepmodels.stems_choice import write_choice
 
-DEFAULT_ROOT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sepmodels" / "stems-bench"
+DEFAULT_ROOT = BENCHMARK_ROOT
 
 
 def _dictionaries(root: Path, cache: Path, config: NMFConfig, rate: int) -> StemDictionaries:

@@ -130,6 +130,13 @@ class PriorSet:
         return self.ladder.sigma_min
 
     @property
+    def sampler_defaults(self) -> dict[str, dict[str, Any]]:
+        """Sampler settings chosen for these priors on a validation split, by method (``meta``'s
+        ``sampler_defaults``, written by the bench that chose them); :func:`~sepmodels.inference.separator.
+        make_separator` applies them unless the caller overrides. Empty when nothing was chosen."""
+        return {m: dict(v) for m, v in self.meta.get("sampler_defaults", {}).items()}
+
+    @property
     def has_likelihood(self) -> bool:
         """Whether these priors give log-densities (flows, autoregressive) or only their gradient (score)."""
         return self.model.has_likelihood

@@ -227,3 +227,56 @@ def test_time_estimate_announces_once_from_the_timed_steps(monkeypatch):
     assert len(lines) == 1 and lines[0].startswith("10 steps at most")
     rate = float(lines[0].split(", ")[1].split(" steps/s")[0])
     assert rate == pytest.approx(20.0)  # not dragged down by the slow first step
+
+
+def test_masked_output_filters_the_sum_mix_by_the_sweeps_sources():
+    from sepmodels.inference.separator import make_separator
+
+    # Zero-mean Gaussian priors: the sweep's posterior mean gives source k the share v_k / sum(v) of the sum of
+    # the sources (N times the mean mix); masks of those shares filter the sum into the same shares.
+    priors = GaussianPriors(torch.zeros(3), torch.tensor([0.04, 0.09, 0.01]))
+    mix = torch.randn(6000, generator=torch.Generator().manual_seed(0)) * 0.1
+    share = priors.variances.float() / priors.variances.float().sum()
+    for power in (1.0, 2.0):
+        sep = make_separator("residual", priors, sigma_max=1.0, sigma_min=1e-3, levels=40, steps=30, chains=1,
+                             mask_power=power)  # fmt: skip
+        estimates = sep.separate(mix)
+        expected = (share**power / (share**power).sum())[:, None] * 3 * mix
+        torch.testing.assert_close(estimates, expected, atol=3e-3, rtol=0)  # the sweep is within 2e-3
+        torch.testing.assert_close(estimates.sum(0), 3 * mix, atol=2e-4, rtol=1e-3)  # they add up to the mix
+        assert "masks" in sep.describe()
+    with pytest.raises(ValueError, match="mask_power must be positive"):
+        make_separator("residual", priors, mask_power=0.0)
+    with pytest.raises(ValueError, match="the STFT needs at least one window"):
+        make_separator("residual", priors, levels=2, steps=1, chains=1, mask_power=1.0).separate(mix[:1000])
+
+
+def test_priors_carry_the_sweep_a_bench_chose_and_the_caller_wins():
+    from sepmodels.inference.separator import make_separator
+    from sepmodels.priors import PriorSet
+    from tests.conftest import make_tiny_priors
+
+    plain = make_tiny_priors()
+    assert plain.sampler_defaults == {} and make_separator("residual", plain).mask_power is None
+    chosen = {"residual": {"sigma_max": 0.3, "levels": 4, "steps": 1, "chains": 1, "mask_power": 2.0}}
+    priors = PriorSet(plain.model, plain.names, plain.sample_rate, plain.ladder, {"sampler_defaults": chosen})
+    sep = make_separator("residual", priors)
+    assert (sep.config.sigma_max, sep.config.levels, sep.config.chains, sep.mask_power) == (0.3, 4, 1, 2.0)
+    sep = make_separator("residual", priors, levels=2, mask_power=1.0)
+    assert (sep.config.sigma_max, sep.config.levels, sep.mask_power) == (0.3, 2, 1.0)
+    assert make_separator("annealed", priors).config.sigma_max == 1.0  # chosen for the residual sweep only
+    priors.sampler_defaults["residual"]["levels"] = 99  # a copy: the priors' meta stays as saved
+    assert priors.meta["sampler_defaults"]["residual"]["levels"] == 4
+
+
+def test_a_separator_started_at_the_posterior_mean_stays_there():
+    from sepmodels.inference.separator import make_separator
+
+    priors = GaussianPriors(torch.zeros(3), torch.tensor([0.04, 0.09, 0.01]))
+    mix = torch.randn(500, generator=torch.Generator().manual_seed(1)) * 0.1
+    share = priors.variances.float() / priors.variances.float().sum()
+    posterior_mean = share[:, None] * 3 * mix  # zero-mean Gaussians split the sum of the sources by variance
+    sep = make_separator("residual", priors, sigma_max=1e-3, sigma_min=1e-3, levels=1, steps=1, chains=1)
+    torch.testing.assert_close(sep.separate(mix, start=posterior_mean), posterior_mean, atol=1e-3, rtol=0)
+    from_zero = sep.separate(mix)  # one sweep from nothing: the first source takes nearly all of the mix
+    assert (from_zero - posterior_mean).abs().max() > 0.05

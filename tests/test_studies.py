@@ -57,9 +57,15 @@ def test_test_data_rebuilds_from_its_description():
     assert test_data_from(TOY.describe() | {"n": 2, "length": 64}) == TOY
     assert TOY.describe() == {"name": "toy", "split": "test"}  # what results files have always said
     musdb = MusdbTestData("/data/musdb")
-    assert musdb.describe() == {"name": "musdb", "split": "test", "root": "/data/musdb"}
+    assert musdb.describe() == {"name": "musdb", "split": "test", "root": "/data/musdb", "mono": "left"}
     assert test_data_from(musdb.describe()) == musdb and musdb.sources == ("drums", "bass", "other", "vocals")
-    assert musdb.train_options() == {"data": "musdb", "root": "/data/musdb"}
+    assert musdb.train_options() == {"data": "musdb", "root": "/data/musdb", "mono": "left"}
+    downmix = MusdbTestData("/data/musdb", mono="mean")  # the stems benchmark's clips are downmixes
+    assert test_data_from(downmix.describe()) == downmix != musdb
+    # a results file from before the downmix option read the left channel
+    assert test_data_from({"name": "musdb", "root": "/data/musdb"}) == musdb
+    with pytest.raises(ValueError, match="mono must be 'left' or 'mean'"):
+        MusdbTestData("/data/musdb", mono="right")
     assert TOY.train_options() == {"data": "toy"}
     with pytest.raises(ValueError, match="unknown test data 'nsynth'"):
         test_data_from({"name": "nsynth"})

@@ -17,6 +17,7 @@ Needs Debian's ``fluidsynth`` and a soundfont: ``apt-get install fluidsynth timg
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import subprocess
@@ -275,6 +276,10 @@ def read_stems(folder: str | Path, sample_rate: int) -> torch.Tensor:
     if rate != sample_rate:
         mono = AF.resample(mono, int(rate), int(sample_rate))
     return mono.contiguous()
+
+
+# Where the benchmark's benches render it unless told (1.3 GB of float WAV).
+BENCHMARK_ROOT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sepmodels" / "stems-bench"
 
 
 @dataclass(frozen=True)

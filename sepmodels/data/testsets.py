@@ -89,9 +89,15 @@ class MusdbTestData:
 
     Arguments:
         root: the musdb18 or musdb18-HQ folder (or ``make-stems`` output).
+        mono: ``left`` (the thesis) or ``mean`` (a downmix, as the stems benchmark's clips).
     """
 
     root: str
+    mono: str = "left"
+
+    def __post_init__(self) -> None:
+        if self.mono not in ("left", "mean"):
+            raise ValueError(f"mono must be 'left' or 'mean', got {self.mono!r}")
 
     @property
     def name(self) -> str:
@@ -116,13 +122,13 @@ class MusdbTestData:
     def _read(self, n: int, length: int, seed: int) -> torch.Tensor:
         from sepmodels.data.musdb import MusdbConfig, MusdbData  # the musdb package loads only when read
 
-        return MusdbData(MusdbConfig(self.root), "test").aligned(n, length, seed)
+        return MusdbData(MusdbConfig(self.root, mono=self.mono), "test").aligned(n, length, seed)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "split": "test", "root": self.root}
+        return {"name": self.name, "split": "test", "root": self.root, "mono": self.mono}
 
     def train_options(self) -> dict[str, Any]:
-        return {"data": "musdb", "root": self.root}
+        return {"data": "musdb", "root": self.root, "mono": self.mono}
 
 
 TOY = ToyTestData()
@@ -137,7 +143,7 @@ def test_data_from(description: dict[str, Any] | None) -> TestData:
     if name == "musdb":
         if not description.get("root"):
             raise ValueError("musdb test data needs its root folder; the description names none")
-        return MusdbTestData(str(description["root"]))
+        return MusdbTestData(str(description["root"]), str(description.get("mono", "left")))
     raise ValueError(f"unknown test data {name!r}; expected toy or musdb")
 
 

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from sepmodels.inference.langevin import METHODS, Iterate, LangevinConfig, langevin, time_estimate
 from sepmodels.priors import Prior
+from sepmodels.spectral import STFTConfig, mask_mixture, stft
 
 
 class SeparationError(RuntimeError):
@@ -65,6 +66,10 @@ class LangevinSeparator:
         config: the sampler's settings.
         progress: a tqdm bar per mix.
         announce: receives one sentence with the expected time of each run, once its first steps are timed.
+        mask_power: None returns the sampler's sources as they are; a number ``p`` returns the mix filtered by
+            soft masks of the sources' STFT magnitudes to the power ``p`` (1: ratio masks, 2: Wiener filters;
+            :func:`~sepmodels.spectral.mask_mixture`), so the estimates add up to the mix: the usual last step
+            of a music separator.
 
     After :meth:`separate`, :attr:`last` is the run's last :class:`Iterate` and :attr:`steps_run` how many
     steps it took (a residual sweep stops early once the mix is explained).
@@ -76,8 +81,11 @@ class LangevinSeparator:
         config: LangevinConfig,
         progress: bool = False,
         announce: Callable[[str], None] | None = None,
+        mask_power: float | None = None,
     ) -> None:
-        self.priors = priors
+        if mask_power is not None and not mask_power > 0:
+            raise ValueError(f"mask_power must be positive (or None), got {mask_power}")
+        self.priors, self.mask_power = priors, mask_power
         self.config, self.progress, self.announce = config, progress, announce
         self.names, self.sample_rate = tuple(priors.names), int(priors.sample_rate)
         self.max_steps, self.mix = config.total_steps, config.mix
@@ -85,12 +93,17 @@ class LangevinSeparator:
         self.steps_run = 0
 
     def describe(self) -> str:
-        return f"{self.config.method}, {self.config.total_steps} steps at most"
+        masks = "" if self.mask_power is None else f", then {'ratio' if self.mask_power == 1 else 'soft'} masks"
+        return f"{self.config.method}, {self.config.total_steps} steps at most{masks}"
 
     def valid_length(self, length: int) -> int:
         return self.priors.valid_length(length)
 
-    def separate(self, mixture: torch.Tensor, truth: torch.Tensor | None = None) -> torch.Tensor:
+    def separate(
+        self, mixture: torch.Tensor, truth: torch.Tensor | None = None, start: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """As :meth:`Separator.separate`; ``start [N, T]`` is a state to start the sampler from instead of its
+        own (a reference run: started at the truth, does the search stay there?)."""
         if mixture.dim() != 1:
             raise ValueError(f"mixture must be mono [T], got shape {tuple(mixture.shape)}")
         T = mixture.shape[-1]
@@ -98,7 +111,8 @@ class LangevinSeparator:
         device = self.priors.device
         padded = F.pad(mixture, (0, pad)).to(device)
         truth = None if truth is None else F.pad(truth, (0, pad)).to(device)
-        iterates = langevin(padded, self.priors, self.config, truth)
+        start = None if start is None else F.pad(start, (0, pad)).to(device)
+        iterates = langevin(padded, self.priors, self.config, truth, start)
         if self.announce is not None:
             iterates = time_estimate(iterates, self.announce)
         if self.progress:
@@ -113,6 +127,11 @@ class LangevinSeparator:
                 f"the {self.config.method} run diverged (non-finite estimates) with these priors; try a smaller "
                 "sigma_max (learned priors know sigma up to 1) or another method"
             )
+        if self.mask_power is not None:
+            spec = STFTConfig()
+            spec.check_length(T)
+            total = mixture.cpu() * (len(self.names) if self.mix == "mean" else 1)  # the sum of the sources
+            estimates = mask_mixture(total, stft(estimates, spec).abs(), spec, self.mask_power)
         return estimates
 
 
@@ -136,10 +155,13 @@ def make_separator(
         raise ValueError(f"unknown method {method!r}; choose vae or one of {', '.join(METHODS)}")
     if priors is None:
         raise ValueError(f"method {method} needs priors")
-    # Priors may carry their own ladder for a method (fewer, costlier steps); the caller's settings win.
+    # Priors may carry their own ladder for a method (fewer, costlier steps, or the settings a bench chose on
+    # validation, output masks included); the caller's settings win.
     own = dict(getattr(priors, "sampler_defaults", {}).get(method, {}))
     settings = {**own, **{k: v for k, v in config.items() if v is not None}}
-    return LangevinSeparator(priors, LangevinConfig(method=method, **settings), progress, announce)
+    mask_power = settings.pop("mask_power", None)
+    config = LangevinConfig(method=method, **settings)
+    return LangevinSeparator(priors, config, progress, announce, mask_power=mask_power)
 
 
 __all__ = ["LangevinSeparator", "SeparationError", "Separator", "make_separator"]
