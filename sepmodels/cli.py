@@ -290,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--seed", type=int, default=0, help="seed of the test clips (default: 0)")
     st.add_argument("--data", choices=["toy", "musdb"], default="toy", help="test data (default: toy)")
     st.add_argument("--root", type=Path, help="--data musdb: the musdb folder; clips come from its test split")
+    st.add_argument("--mono", choices=["left", "mean"], default="left",
+                    help="--data musdb: left channel (the thesis) or downmix (as the stems bench)")  # fmt: skip
     st.add_argument(
         "--base-steps",
         type=_positive_int,
@@ -501,6 +503,9 @@ def _cmd_separate(args: argparse.Namespace) -> int:
     how = separator.describe()
     if priors is not None:
         how = f"{args.method}, {separator.steps_run} steps, final mix error {separator.last.mix_error:.2e}"
+        mask_power = getattr(separator, "mask_power", None)
+        if mask_power is not None:  # music priors: the mix shared out by masks of the sweep's sources
+            how += f", then {'ratio masks' if mask_power == 1 else f'soft masks (power {mask_power:g})'}"
     whole = audio.samples * (len(names) if getattr(separator, "mix", "mean") == "mean" else 1)
     for line in _loudness_notes(estimates, whole, names):
         print(f"note: {line}", file=sys.stderr)
@@ -1069,7 +1074,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
             raise UsageError(
                 "--data musdb needs --root PATH (a musdb18 or musdb18-HQ folder, or make-stems output)"
             )
-        data = MusdbTestData(str(args.root.resolve()))
+        data = MusdbTestData(str(args.root.resolve()), args.mono)
     say = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
     args.out.mkdir(parents=True, exist_ok=True)
     for name in names:

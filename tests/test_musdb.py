@@ -161,6 +161,10 @@ def test_studies_and_the_priors_app_take_musdb_priors(tmp_path, capsys):
     study = load_study(studies / "cross.pt")
     assert study.results.sources == musdb.SOURCES and study.data["name"] == "musdb"
     assert study.test_data == MusdbTestData(str(root.resolve()))
+    assert main(["study", "cross", "--data", "musdb", "--root", str(root), "--mono", "mean", "--priors",
+                 str(out / "priors.pt"), "--n", "2", "--seconds", "0.1", "--out", str(studies),
+                 "--quiet"]) == 0  # fmt: skip
+    assert load_study(studies / "cross.pt").test_data == MusdbTestData(str(root.resolve()), "mean")
     view = CrossView(PriorSet.load(out / "priors.pt"), study)
     view.select("bass", "vocals")
     assert view.summary.startswith("bass clip 0 under the vocals prior")

@@ -271,3 +271,31 @@ def test_the_mask_networks_validation_keeps_the_best_step(tones_root):
     first = train_masknet(tracks, STEMS, RATE, MaskNetConfig.tiny(), steps=1, batch=2, seconds=0.5, progress=False)
     for key, value in first.net.state_dict().items():
         torch.testing.assert_close(net.net.state_dict()[key], value)  # the step that scored 3.0 was kept
+
+
+def test_shipped_stems_priors_separate_a_song_as_the_table_measured(tmp_path, capsys):
+    from sepmodels.checkpoint import default_priors_path
+    from sepmodels.priors import load_priors
+    from tests.conftest import song_like
+
+    measured = {"sigma_max": 0.1, "levels": 6, "steps": 1, "chains": 1, "mix": "sum", "mask_power": 1.0}
+    for family in ("score", "flow"):
+        path = default_priors_path().parent / f"stems_{family}.pt"
+        assert path.stat().st_size < 4_000_000
+        priors = load_priors(str(path))
+        assert (priors.kind, priors.names, priors.sample_rate) == (family, STEMS, RATE)
+        assert priors.sampler_defaults == {"residual": measured}  # what bench/stems_priors.py chose on valid
+        assert priors.meta["data"] == "musdb" and priors.meta["stems_benchmark"]["test_si_sdri"]
+    # A song is the sum of its stems: the priors take it as it is and return stems that add up to it.
+    song = song_like(RATE) * 0.5
+    mix = tmp_path / "song.wav"
+    sf.write(mix, np.stack([song, song], 1), 44_100 // 3, subtype="FLOAT")  # stereo at the priors' rate
+    out = tmp_path / "stems"
+    path = default_priors_path().parent / "stems_score.pt"
+    assert main(["separate", str(mix), "--priors", str(path), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr()
+    assert "then ratio masks" in printed.out and "wrote drums.wav, bass.wav, other.wav, vocals.wav" in printed.out
+    estimates = np.stack([sf.read(out / f"{n}.wav")[0] for n in STEMS])
+    assert estimates.shape == (4, len(song)) and np.isfinite(estimates).all()
+    np.testing.assert_allclose(estimates.sum(0), song, atol=1e-4)  # ratio masks share the mix out
+    assert not (estimates**2).sum(1).max() > (song**2).sum()  # no stem louder than the song
