@@ -28,7 +28,8 @@ of every stem under every stem's prior (the cross-likelihood: does the bass prio
 
 Unless --no-ship, the priors are exported to ``sepmodels/checkpoints/stems_<family>.pt`` with the chosen
 settings in their meta (``sampler_defaults``), so ``separate --priors sepmodels/checkpoints/stems_flow.pt``
-runs what was measured. Writes docs/bench/stems_priors.json (or --out).
+runs what was measured. Writes docs/bench/stems_priors.json (or --out); a run of some ``--families`` keeps the
+other families' figures there.
 """
 
 from __future__ import annotations
@@ -68,9 +69,9 @@ TRUTH_LADDER = {"sigma_max": 0.1, "levels": 3, **SWEEP}  # the last levels of ev
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "sepmodels" / "checkpoints"
 
 
-def train_command(family: str, train_root: Path, out: Path) -> list[str]:
-    """The one command that trains ``family``'s stems priors."""
-    opts = [f"--{k}={v}" for k, v in TRAINING[family].items()]
+def train_command(family: str, train_root: Path, out: Path, steps: int | None = None) -> list[str]:
+    """The one command that trains ``family``'s stems priors (``steps`` instead of :data:`TRAINING`'s)."""
+    opts = [f"--{k}={v}" for k, v in {**TRAINING[family], **({"steps": steps} if steps else {})}.items()]
     return [sys.executable, "-m", "sepmodels", "train", "--data", "musdb", "--root", str(train_root), "--mono",
             "mean", "--model", family, "--config", "default", "--out", str(out), *opts, "--energy", "estimate",
             "--quiet"]  # fmt: skip
@@ -156,6 +157,8 @@ def references(args: argparse.Namespace, work: Path, test: dict[str, list], trai
     of families with a likelihood), written into it."""
     report = json.loads(args.out.read_text())
     for family, entry in report["families"].items():
+        if family not in args.families:
+            continue
         priors = load_priors(work / family / "priors.pt")
         if priors.has_likelihood:
             print(f"{family}: cross-likelihood of solo test clips ...", flush=True)
@@ -184,6 +187,8 @@ def main() -> None:
                         help=f"rendered data (default: {BENCHMARK_ROOT})")  # fmt: skip
     parser.add_argument("--work", type=Path, default=None, help="training runs (default: ROOT/priors)")
     parser.add_argument("--families", nargs="+", choices=list(TRAINING), default=list(TRAINING))
+    parser.add_argument("--train-steps", type=int, default=None,
+                        help="training steps of the families trained here (default: TRAINING's)")  # fmt: skip
     parser.add_argument("--sigma-max", type=float, nargs="+", default=[1.0, 0.1],
                         help="tops of the ladders tried on valid")  # fmt: skip
     parser.add_argument("--levels", type=int, default=6, help="levels of the ladder, one sweep each")
@@ -209,14 +214,19 @@ def main() -> None:
     report: dict = {"command": "python bench/stems_priors.py" + (" --quick" if args.quick else ""),
                     "benchmark": asdict(bench), "test_clips": {c: len(v) for c, v in test.items()},
                     "families": {}}  # fmt: skip
+    if args.out.is_file():  # a rerun of some families keeps the others' figures (same benchmark, same clips)
+        before = json.loads(args.out.read_text())
+        if before.get("benchmark") == report["benchmark"] and before.get("test_clips") == report["test_clips"]:
+            report["families"] = {f: e for f, e in before["families"].items() if f not in args.families}
     for family in args.families:
         folder = work / family
-        command = train_command(family, train_root, folder)
+        command = train_command(family, train_root, folder, args.train_steps)
         if not (folder / "priors.pt").is_file():
             print(f"training the {family} priors: {' '.join(command[1:])}", flush=True)
             subprocess.run(command, check=True)
         priors = load_priors(folder / "priors.pt")
-        entry: dict = {"training": {"command": "sepmodels " + " ".join(command[3:]), **TRAINING[family],
+        steps = {"steps": priors.meta.get("step", TRAINING[family]["steps"])}  # what the priors were trained for
+        entry: dict = {"training": {"command": "sepmodels " + " ".join(command[3:]), **TRAINING[family], **steps,
                                     "minutes": training_minutes(folder),
                                     "parameters": priors.parameters_count()}}  # fmt: skip
         print(f"{family}: denoising solo test clips at sigma {args.denoise_sigmas} ...", flush=True)
