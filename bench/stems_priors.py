@@ -92,7 +92,8 @@ def all_outputs(separator, stems: torch.Tensor, from_truth: bool = False) -> dic
     mixture = stems.sum(0)
     start = stems if from_truth else None  # the sweep's state: the sources at their own scale
     raw = separator.separate(mixture, start=start)  # music mixes are sums (SWEEP's mix)
-    spec, config = stft(raw, STFTConfig()).abs(), STFTConfig()
+    config = STFTConfig()
+    spec = stft(raw, config).abs()
     mix_spec = stft(mixture, config)
     return {name: raw if power is None else mask_mixture(mixture, spec, config, power, mix_spec=mix_spec)
             for name, power in OUTPUTS.items()}  # fmt: skip

@@ -502,10 +502,8 @@ def _cmd_separate(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from None
     how = separator.describe()
     if priors is not None:
-        how = f"{args.method}, {separator.steps_run} steps, final mix error {separator.last.mix_error:.2e}"
-        mask_power = getattr(separator, "mask_power", None)
-        if mask_power is not None:  # music priors: the mix shared out by masks of the sweep's sources
-            how += f", then {'ratio masks' if mask_power == 1 else f'soft masks (power {mask_power:g})'}"
+        how = (f"{args.method}, {separator.steps_run} steps, final mix error {separator.last.mix_error:.2e}"
+               f"{separator.output}")  # fmt: skip
     whole = audio.samples * (len(names) if getattr(separator, "mix", "mean") == "mean" else 1)
     for line in _loudness_notes(estimates, whole, names):
         print(f"note: {line}", file=sys.stderr)

@@ -92,9 +92,15 @@ class LangevinSeparator:
         self.last: Iterate | None = None
         self.steps_run = 0
 
+    @property
+    def output(self) -> str:
+        """What is done to the sampler's sources before they are returned, as the tail of a report line."""
+        if self.mask_power is None:
+            return ""
+        return ", then ratio masks" if self.mask_power == 1 else f", then soft masks (power {self.mask_power:g})"
+
     def describe(self) -> str:
-        masks = "" if self.mask_power is None else f", then {'ratio' if self.mask_power == 1 else 'soft'} masks"
-        return f"{self.config.method}, {self.config.total_steps} steps at most{masks}"
+        return f"{self.config.method}, {self.config.total_steps} steps at most{self.output}"
 
     def valid_length(self, length: int) -> int:
         return self.priors.valid_length(length)
