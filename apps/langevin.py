@@ -8,8 +8,8 @@ A selector switches between those priors, the shipped flow priors and the exact 
 no likelihood; the likelihood views then show that of the priors named by SEPMODELS_JUDGE (a flow checkpoint
 or ``exact``; default: the shipped flow priors), when they model the same sources.
 
-The "Music" tab separates a song's clip into drums, bass, other and vocals with the shipped music models
-(explorer/music_view.py): clips from SEPMODELS_STEMS (a make-stems folder or a bench/stems.py render), else
+The "Music" tab separates a song's clip into drums, bass, other and vocals with the shipped music models,
+the stems priors' sweep among them, watched step by step (explorer/music_view.py): clips from SEPMODELS_STEMS (a make-stems folder or a bench/stems.py render), else
 two short tracks rendered on the spot with FluidSynth, or an upload. It is built when first opened.
 """
 
@@ -22,9 +22,10 @@ from explorer.music_view import MusicExplorer, example_clips, shipped_dictionari
 
 MUSIC_HEADER = (
     "Separate a song's clip into drums, bass, other and vocals with the shipped music models: the KL-NMF "
-    "baseline (one dictionary per stem) and a supervised mask network, placed between the floor (the mix "
-    "itself) and the ceiling (the oracle ratio mask). Each stem's estimate is drawn beside its truth, with "
-    "players for all of them and for what the estimates leave of the mix."
+    "baseline (one dictionary per stem), a supervised mask network, and the thesis's approach (score or flow "
+    "priors per stem, trained on solo stems only, searched by the residual sweep, which you watch step by step), "
+    "placed between the floor (the mix itself) and the ceiling (the oracle ratio mask). Each stem's estimate is "
+    "drawn beside its truth, with players for all of them and for what the estimates leave of the mix."
 )
 
 HEADER = (
@@ -49,6 +50,7 @@ def build() -> pn.viewable.Viewable:
         note = "" if clips else ("No clips here (no SEPMODELS_STEMS folder, no FluidSynth to render one): upload "
                                  "a song's clip.")  # fmt: skip
         view = MusicExplorer(clips, shipped_methods(), dictionaries=shipped_dictionaries())
+        view.attach()  # the sweep's steps are drawn as they arrive
         header = pn.pane.Markdown(" ".join(filter(None, [MUSIC_HEADER, note])))
         return pn.Column(header, view, sizing_mode="stretch_width")
 

@@ -3,14 +3,19 @@
 :class:`MusicExplorer` (a :class:`panel.viewable.Viewer`, driven by params so tests need no browser) takes clips
 with their true stems (the stems benchmark's, see :func:`example_clips`) or an upload, and the shipped music
 methods (:func:`shipped_methods`: the KL-NMF baseline with one dictionary per stem, the supervised mask
-network, and the oracle ratio mask, which reads the true stems and is the ceiling of every mask). It shows
+network, the thesis's approach (score or flow priors per stem, the residual sweep, ratio masks), and the oracle
+ratio mask, which reads the true stems and is the ceiling of every mask). It shows
 
 - the mix's spectrogram and, per stem, the estimate's beside the truth's, on one colour scale (dB below the
   mix's peak) and a log-frequency axis labelled with notes and Hz;
 - per stem a 60 ms window of the estimate over the truth (the zoom slider moves it);
 - SI-SDR improvement over the mix itself per stem, with the floor (the mix, 0 dB) and the ceiling (the oracle
   ratio mask on the same clip) drawn, and a sentence placing the method between them;
-- players for the mix, every estimate, every truth and the residual (the mix minus the estimates' sum).
+- players for the mix, every estimate, every truth and the residual (the mix minus the estimates' sum);
+- for the priors' sweep, which runs on a background thread step by step: each stem's SI-SDR improvement at
+  every step (of what the run would return if it stopped there, and of the sweep's own sources before the
+  masks) with the floor and each stem's ceiling, steps per second and the time left; the spectrograms follow
+  the run.
 
 Clips come from ``SEPMODELS_STEMS`` (a ``make-stems`` folder or a ``bench/stems.py`` render: its test split),
 else two short tracks rendered on the spot like the benchmark's test split when FluidSynth is installed.
@@ -22,7 +27,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
 
@@ -36,10 +41,13 @@ from bokeh.palettes import Magma256
 from explorer.audio import load_audio_bytes, new_figure, playable
 from explorer.mixview import PALETTE
 from explorer.priors_view import busy
+from explorer.runner import SamplerRunner
 from sepmodels import heldout
 from sepmodels.data.audio import AudioError
 from sepmodels.data.stems import STEMS, StemsBenchmark, StemsError, benchmark_clips, make_stems
 from sepmodels.evaluation import SILENT_DB
+from sepmodels.inference.langevin import Iterate
+from sepmodels.inference.separator import LangevinSeparator
 from sepmodels.metrics import si_sdr
 from sepmodels.spectral import STFTConfig, oracle_estimates, stft
 
@@ -51,14 +59,33 @@ _ZOOM_S = 0.06
 _NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 
-def shipped_methods() -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
-    """Method name -> ``separate(mixture [T]) -> [4, T]``: the shipped KL-NMF dictionaries and mask network."""
+Method = Callable[[torch.Tensor], torch.Tensor] | LangevinSeparator
+
+
+def shipped_methods() -> dict[str, Method]:
+    """Method name -> ``separate(mixture [T]) -> [4, T]`` (the shipped KL-NMF dictionaries and mask network) or
+    a :class:`~sepmodels.inference.separator.LangevinSeparator` whose steps the view shows as they run (the
+    shipped score and flow priors per stem, with the sweep and masks chosen on validation)."""
     from sepmodels.masknet import MaskNetSeparator
     from sepmodels.nmf import NMFSeparator
 
     nmf = NMFSeparator(shipped_dictionaries())
     net = MaskNetSeparator.load()
-    return {f"NMF baseline ({nmf.describe()})": nmf.separate, net.describe(): net.separate}
+    methods: dict[str, Method] = {f"NMF baseline ({nmf.describe()})": nmf.separate, net.describe(): net.separate}
+    for family in ("score", "flow"):
+        sweep = shipped_sweep(family)
+        methods[f"{family} priors per stem, the thesis's approach ({sweep.describe()})"] = sweep
+    return methods
+
+
+def shipped_sweep(family: str) -> LangevinSeparator:
+    """The residual sweep under the shipped stems priors of ``family`` (score or flow), with the settings their
+    bench chose on validation (:attr:`~sepmodels.priors.PriorSet.sampler_defaults`)."""
+    from sepmodels.checkpoint import stems_priors_path
+    from sepmodels.inference.separator import make_separator
+    from sepmodels.priors import load_priors
+
+    return make_separator("residual", load_priors(stems_priors_path(family)))
 
 
 @lru_cache(maxsize=1)
@@ -132,11 +159,16 @@ class MusicExplorer(pn.viewable.Viewer):
     zoom = param.Number(default=2.0, bounds=(0.0, None), step=0.05, doc="Seconds: where the waveform window sits.")
     status = param.String(default="", doc="What the last run did and how long it took (read-only).")
     message = param.String(default="", doc="Notices about the clip (read-only).")
+    refresh_ms = param.Integer(default=400, bounds=(50, None), doc="Live refresh period (ms) of a sweep.")
 
-    def __init__(self, clips: dict[str, torch.Tensor], methods: dict[str, Callable[[torch.Tensor], torch.Tensor]],
-                 sample_rate: int = RATE, dictionaries=None, **params) -> None:  # fmt: skip
+    def __init__(self, clips: dict[str, torch.Tensor], methods: dict[str, Method], sample_rate: int = RATE,
+                 dictionaries=None, **params) -> None:  # fmt: skip
         super().__init__(**params)
         self.clips, self.methods, self.sample_rate = dict(clips), dict(methods), sample_rate
+        self.runner = SamplerRunner(lambda: iter(()))
+        self._trace: list[tuple[int, float, list[float], list[float]]] = []  # step, seconds, output, sources
+        self._sweep: dict | None = None  # the sweep on screen: its separator, mixture, truth, floor, latest
+        self._callback = None
         self.dictionaries = dictionaries  # StemDictionaries, for "which dictionary explains each stem"
         self.cross: torch.Tensor | None = None
         self._uploads: set[str] = set()  # clips that are uploads: one mixture, no true stems
@@ -144,6 +176,7 @@ class MusicExplorer(pn.viewable.Viewer):
         self._weights, self._low, self._top = _log_rows(self.config, sample_rate)
         self.estimates: torch.Tensor | None = None
         self.scores: dict[str, torch.Tensor] = {}
+        self._seconds = 0.0
         self._build()
         self._set_choices()
         if self.param.clip.objects:
@@ -193,6 +226,35 @@ class MusicExplorer(pn.viewable.Viewer):
         self._bars.legend.orientation = "horizontal"
         self._bars.add_layout(self._bars.legend[0], "below")
         self._verdict = pn.pane.Markdown(sizing_mode="stretch_width")
+        self._curve = new_figure("SI-SDR improvement per stem at each step of the sweep", "step", "dB", 260,
+                                 y_range=Range1d(-1, 20))  # fmt: skip
+        self._curve_src = ColumnDataSource({"step": [], **{f"out {n}": [] for n in STEMS},
+                                            **{f"raw {n}": [] for n in STEMS}})  # fmt: skip
+        self._ceilings = {}
+        for k, name in enumerate(STEMS):
+            colour = PALETTE[k % len(PALETTE)]
+            self._curve.line("step", f"out {name}", source=self._curve_src, color=colour, line_width=2.5,
+                             legend_label=name)  # fmt: skip
+            self._curve.scatter("step", f"out {name}", source=self._curve_src, color=colour, size=6)
+            self._curve.line("step", f"raw {name}", source=self._curve_src, color=colour, line_dash="dotted",
+                             line_width=1.5)  # fmt: skip
+            self._ceilings[name] = Span(location=0, dimension="width", line_color=colour, line_dash="dashed",
+                                        line_width=1.5, visible=False)  # fmt: skip
+            self._curve.add_layout(self._ceilings[name])
+        self._curve.add_layout(Span(location=0, dimension="width", line_color="#333333", line_dash="dashed"))
+        self._curve.legend.orientation = "horizontal"
+        self._curve.add_layout(self._curve.legend[0], "below")
+        self._curve_md = pn.pane.Markdown(
+            "Solid: what the run returns if it stops at that step (the mix through ratio masks of the sweep's "
+            "sources). Dotted: the sweep's own sources, before the masks. Dashed in a stem's colour: its ceiling "
+            "(the oracle ratio mask); black dashed: the floor (the mix itself, 0 dB).",
+            sizing_mode="stretch_width",
+        )
+        self._curve_panel = pn.Column(pn.pane.Bokeh(self._curve, height=self._curve.height,
+                                                    sizing_mode="stretch_width"),
+                                      self._curve_md, visible=False, sizing_mode="stretch_width")  # fmt: skip
+        self._stop_button = pn.widgets.Button(label="Stop", disabled=True)
+        self._stop_button.on_click(lambda _e: self.stop())
         names = ["mix", "residual", *(f"{s} estimate" for s in STEMS), *(f"{s} truth" for s in STEMS)]
         self._players = {n: pn.pane.Audio(None, sample_rate=self.sample_rate, name=n, sizing_mode="stretch_width")
                          for n in names}  # fmt: skip
@@ -229,7 +291,7 @@ class MusicExplorer(pn.viewable.Viewer):
             pn.widgets.Select.from_param(self.param.clip, name="Clip"),
             "or upload a song's clip (WAV, FLAC, OGG; up to 10 s):", self._upload,
             pn.widgets.Select.from_param(self.param.method, name="Method"),
-            self._run_button,
+            pn.Row(self._run_button, self._stop_button),
             pn.widgets.FloatSlider.from_param(self.param.zoom, name="Zoom at (seconds)", end=10.0),
             pn.pane.Markdown(self.param.message, sizing_mode="stretch_width"),
             *([self._cross_button] if self.dictionaries is not None else []),
@@ -250,7 +312,7 @@ class MusicExplorer(pn.viewable.Viewer):
                    pn.Column(pn.pane.Bokeh(self._bars, height=self._bars.height, sizing_mode="stretch_width"),
                              self._verdict,
                              sizing_mode="stretch_width"), sizing_mode="stretch_width"),
-            players, *stems, self._cross_panel,
+            self._curve_panel, players, *stems, self._cross_panel,
         ]  # fmt: skip
         return pn.Row(controls, self._results, sizing_mode="stretch_width")
 
@@ -271,32 +333,192 @@ class MusicExplorer(pn.viewable.Viewer):
         busy(self._results, self.run)
 
     def run(self) -> None:
-        """Separate the clip with the method, score it against the floor and the ceiling, draw and play it."""
+        """Separate the clip with the method, score it against the floor and the ceiling, draw and play it. A
+        sweep runs on the background thread; :meth:`refresh` draws its steps and, at its end, its result."""
+        self.runner.reset()
+        self._sweep = None
+        self._stop_button.disabled = True
         if self.clip is None or self.method is None:
             return
         mixture, truth = self.mixture(), self.truth()
         if self.method == ORACLE and truth is None:
             self.status = "The oracle needs the true stems; an upload has none. Pick a method."
             return
+        method = self.methods.get(self.method)
+        self._curve_panel.visible = isinstance(method, LangevinSeparator)
+        if isinstance(method, LangevinSeparator):
+            self._start_sweep(method, mixture, truth)
+            return
         start = time.perf_counter()
-        estimates = (
-            oracle_estimates(truth, self.config) if self.method == ORACLE else self.methods[self.method](mixture)
-        )
-        seconds = time.perf_counter() - start
+        estimates = oracle_estimates(truth, self.config) if self.method == ORACLE else method(mixture)
+        self._seconds = time.perf_counter() - start
+        self._show(estimates, mixture, truth)
+        length = mixture.shape[-1] / self.sample_rate
+        self.status = (f"**{self.method}** on {self.clip}: {length:.1f} s separated in {self._seconds:.2f} s "
+                       f"({length / max(self._seconds, 1e-9):.0f} x real time on this machine).")  # fmt: skip
+
+    def _show(self, estimates: torch.Tensor, mixture: torch.Tensor, truth: torch.Tensor | None,
+              players: bool = True) -> None:  # fmt: skip
+        """Score ``estimates`` against the floor and the ceiling, and draw them (and play them if ``players``)."""
         self.estimates = estimates.float()
         self.scores = {}
         if truth is not None:
-            # a stem silent in this clip has no SI-SDR: left out (NaN), as the benchmark does
-            silent = truth.pow(2).sum(-1) < mixture.pow(2).sum() * 10 ** (SILENT_DB / 10)
-            nan = torch.full((len(STEMS),), float("nan"))
-            floor = torch.where(silent, nan, si_sdr(mixture.expand_as(truth), truth))
+            floor, silent = self._floor(mixture, truth)
             ceiling = si_sdr(oracle_estimates(truth, self.config), truth) - floor
             self.scores = {"si_sdri": si_sdr(self.estimates, truth) - floor, "ceiling": ceiling, "floor": floor,
                            "silent": silent}  # fmt: skip
-        self._draw(mixture, truth)
-        length = mixture.shape[-1] / self.sample_rate
-        self.status = (f"**{self.method}** on {self.clip}: {length:.1f} s separated in {seconds:.2f} s "
-                       f"({length / max(seconds, 1e-9):.0f} x real time on this machine).")  # fmt: skip
+        self._draw(mixture, truth, players)
+
+    @staticmethod
+    def _floor(mixture: torch.Tensor, truth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each stem's SI-SDR of the mix itself (NaN for a stem silent in the clip, left out as the benchmark
+        does) and which stems are silent."""
+        silent = truth.pow(2).sum(-1) < mixture.pow(2).sum() * 10 ** (SILENT_DB / 10)
+        nan = torch.full((len(STEMS),), float("nan"))
+        return torch.where(silent, nan, si_sdr(mixture.expand_as(truth), truth)), silent
+
+    # -- the sweep, step by step ----------------------------------------------------------------------------
+    def _start_sweep(self, sweep: LangevinSeparator, mixture: torch.Tensor, truth: torch.Tensor | None) -> None:
+        state = {"sweep": sweep, "name": self.method, "clip": self.clip, "mixture": mixture, "truth": truth,
+                 "trace": [], "latest": None, "drawn": 0, "done": False, "t0": time.perf_counter()}  # fmt: skip
+        if truth is not None:
+            state["floor"], state["silent"] = self._floor(mixture, truth)
+            ceiling = si_sdr(oracle_estimates(truth, self.config), truth) - state["floor"]
+            state["ceiling"] = ceiling
+        self._sweep = state
+        self.estimates, self.scores = None, {}
+        self._draw_pending(mixture, truth, state.get("ceiling"))
+        self.runner.reset(lambda: self._watch(state))
+        self.runner.start()
+        self._stop_button.disabled = False
+        self.status = f"**{self.method}** on {self.clip}: starting ({sweep.config.total_steps} steps at most)."
+
+    def _watch(self, state: dict) -> Iterator[Iterate]:
+        """The sweep's iterates (on the runner's thread), each step's estimates and scores kept in ``state``: a
+        state of its own per run, so a step of a run that was replaced lands nowhere visible."""
+        sweep, mixture, truth = state["sweep"], state["mixture"], state["truth"]
+        T = mixture.shape[-1]
+        for it in sweep.iterates(mixture):
+            estimates = sweep.finish(mixture, it.sources)  # raises on a diverged run: the runner reports it
+            out = raw = [float("nan")] * len(STEMS)
+            if truth is not None:
+                out = (si_sdr(estimates, truth) - state["floor"]).tolist()
+                raw = (si_sdr(it.sources[:, :T].cpu().float(), truth) - state["floor"]).tolist()
+            state["latest"] = estimates
+            if it.chain >= 0:  # the residual sweep's closing result repeats a step
+                state["trace"].append((it.step, time.perf_counter() - state["t0"], out, raw))
+            yield it
+
+    def stop(self) -> None:
+        """Stop the sweep where it is; its latest step is shown and played."""
+        self.runner.pause()
+        self._stop_button.disabled = True
+        if self._sweep is not None and not self.runner.finished:
+            self._sweep["stopped"] = True
+        self.refresh()
+
+    def wait(self, timeout: float = 120.0) -> None:
+        """Block until the sweep on screen ends (tests and notebooks; a served page refreshes by itself), then
+        :meth:`refresh`."""
+        deadline = time.perf_counter() + timeout
+        while self._sweep is not None and self.runner.running and not self.runner.finished:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"the sweep did not finish within {timeout:g} s")
+            time.sleep(0.05)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Draw the sweep's new steps, and its result when it ends (the periodic callback calls this)."""
+        state = self._sweep
+        if state is None or state["done"]:
+            return
+        if self.runner.error:
+            state["done"] = True
+            self._stop_button.disabled = True
+            self.status = f"**{state['name']}** stopped: {self.runner.error}."
+            return
+        trace = list(state["trace"])
+        finished, stopped = self.runner.finished, state.get("stopped", False)
+        if len(trace) > state["drawn"] or finished or stopped:
+            state["drawn"] = len(trace)
+            self._draw_curve(trace, state)
+            if state["latest"] is not None:
+                self._show(state["latest"], state["mixture"], state["truth"], players=finished or stopped)
+                if not (finished or stopped) and trace and self.scores:
+                    self._verdict.object = f"At step {trace[-1][0]}: " + self._verdict.object
+        total = state["sweep"].config.total_steps
+        step, seconds = (trace[-1][0], trace[-1][1]) if trace else (0, time.perf_counter() - state["t0"])
+        length = state["mixture"].shape[-1] / self.sample_rate
+        if finished or stopped:
+            state["done"] = True
+            self._stop_button.disabled = True
+            how = "stopped by you at" if stopped else "separated in"
+            if state["truth"] is not None and trace:
+                raw = torch.tensor(trace[-1][3])[~state["silent"]]
+                self._verdict.object += (f" The sweep's own sources, before the masks: {float(raw.mean()):.1f} dB "
+                                         "(dotted in the curves).")  # fmt: skip
+            self.status = (f"**{state['name']}** on {state['clip']}: {length:.1f} s {how} {step} steps, "
+                           f"{seconds:.1f} s ({length / max(seconds, 1e-9):.2f} x real time on this "
+                           "machine).")  # fmt: skip
+            return
+        rate = step / seconds if step and seconds > 0 else 0.0
+        speed = f" · {rate:.2f} steps/s · about {(total - step) / rate:.0f} s left" if rate else ""
+        self.status = f"**{state['name']}** on {state['clip']}: step {step} of {total}{speed}."
+
+    def _draw_curve(self, trace: list, state: dict) -> None:
+        data = {"step": np.array([t[0] for t in trace], dtype=float)}
+        for k, name in enumerate(STEMS):
+            data[f"out {name}"] = np.array([t[2][k] for t in trace], dtype=float)
+            data[f"raw {name}"] = np.array([t[3][k] for t in trace], dtype=float)
+        self._curve_src.data = data
+        total = state["sweep"].config.total_steps
+        self._curve.x_range.start, self._curve.x_range.end = 0.5, max(total, 1) + 0.5
+        values = [v for t in trace for v in (*t[2], *t[3]) if math.isfinite(v)]
+        ceiling = state.get("ceiling")
+        tops = [float(c) for c in ceiling if math.isfinite(float(c))] if ceiling is not None else []
+        self._curve.y_range.start = min([0.0, *values]) - 1
+        self._curve.y_range.end = max([1.0, *values, *tops]) * 1.1 + 0.5
+
+    def _draw_pending(self, mixture: torch.Tensor, truth: torch.Tensor | None, ceiling) -> None:
+        """Before the sweep's first step: the mix, the truths and the ceilings drawn, the estimates empty."""
+        self._curve_src.data = {"step": [], **{f"out {n}": [] for n in STEMS}, **{f"raw {n}": [] for n in STEMS}}
+        for k, name in enumerate(STEMS):
+            value = float("nan") if ceiling is None else float(ceiling[k])
+            self._ceilings[name].location = value if math.isfinite(value) else 0.0
+            self._ceilings[name].visible = math.isfinite(value)
+        self._curve.y_range.start, self._curve.y_range.end = (
+            -1,
+            (
+                max([1.0, *(float(c) for c in ceiling if math.isfinite(float(c)))]) * 1.1 + 0.5
+                if ceiling is not None
+                else 20
+            ),
+        )
+        self._draw_images(mixture, truth, None)
+        for name in STEMS:
+            self._wave_src[name].data = {"t": [], "truth": [], "estimate": []}
+        self._bar_src.data = {"stem": [], "value": [], "colour": []}
+        self._ceiling_src.data = {"stem": [], "value": []}
+        self._verdict.object = "The sweep is running: the figures fill in as its steps arrive."
+        for name in self._players:
+            if name != "mix" and not name.endswith("truth"):
+                self._players[name].object = None
+        self._players["mix"].object = playable(mixture)
+        self._player_labels["residual"].object = "**residual** (mix minus the estimates): when the run ends"
+        for k, name in enumerate(STEMS):
+            self._players[f"{name} truth"].object = None if truth is None else playable(truth[k])
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+    def attach(self) -> None:
+        """Refresh the sweep's figures periodically in a served session, and end the runner with the session."""
+        if self._callback is None:
+            self._callback = pn.state.add_periodic_callback(self.refresh, period=self.refresh_ms)
+            pn.state.on_session_destroyed(lambda _ctx: self.close())
+
+    def close(self) -> None:
+        if self._callback is not None:
+            self._callback.stop()
+        self.runner.close()
 
     def _db_rows(self, x: torch.Tensor, ref: float) -> np.ndarray:
         mag = stft(x.double(), self.config).abs()  # [bins, frames]
@@ -304,7 +526,9 @@ class MusicExplorer(pn.viewable.Viewer):
         db = 20 * torch.log10(rows.clamp_min(1e-10)) - ref
         return db.clamp_min(-80).float().numpy()
 
-    def _draw(self, mixture: torch.Tensor, truth: torch.Tensor | None) -> None:
+    def _draw_images(self, mixture: torch.Tensor, truth: torch.Tensor | None,
+                     estimates: torch.Tensor | None) -> None:  # fmt: skip
+        """The mix's spectrogram and each stem's estimate (empty when None) and truth, on one colour scale."""
         seconds = mixture.shape[-1] / self.sample_rate
         ref = float(
             20 * torch.log10((self._weights @ stft(mixture.double(), self.config).abs()).max().clamp_min(1e-10))
@@ -315,12 +539,20 @@ class MusicExplorer(pn.viewable.Viewer):
         self._mix_fig.x_range.start, self._mix_fig.x_range.end = 0.0, seconds  # shared by every spectrogram
         empty = {"image": [], "x": [], "y": [], "dw": [], "dh": []}
         for k, name in enumerate(STEMS):
-            self._est[name][1].data = image(self.estimates[k])
+            self._est[name][1].data = image(estimates[k]) if estimates is not None else empty
             self._true[name][1].data = image(truth[k]) if truth is not None else empty
             self._true[name][0].title.text = (
                 f"{name}: truth" if truth is not None else f"{name}: truth (none for an upload)"
             )
+
+    def _draw(self, mixture: torch.Tensor, truth: torch.Tensor | None, players: bool = True) -> None:
+        self._draw_images(mixture, truth, self.estimates)
         self._draw_zoom()
+        if players:
+            self._draw_players(mixture, truth)
+        self._draw_scores()
+
+    def _draw_players(self, mixture: torch.Tensor, truth: torch.Tensor | None) -> None:
         residual = mixture - self.estimates.sum(0)
         self._players["mix"].object = playable(mixture)
         quiet = float(residual.abs().max()) <= 1e-4 * max(float(mixture.abs().max()), 1e-12)
@@ -333,6 +565,8 @@ class MusicExplorer(pn.viewable.Viewer):
         for k, name in enumerate(STEMS):
             self._players[f"{name} estimate"].object = playable(self.estimates[k])
             self._players[f"{name} truth"].object = None if truth is None else playable(truth[k])
+
+    def _draw_scores(self) -> None:
         if not self.scores:
             self._bar_src.data = {"stem": [], "value": [], "colour": []}
             self._ceiling_src.data = {"stem": [], "value": []}

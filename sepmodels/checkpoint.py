@@ -101,6 +101,14 @@ def default_sampler_priors_path() -> Path:
     return Path(str(resources.files("sepmodels") / "checkpoints" / DEFAULT_SAMPLER_PRIORS))
 
 
+def stems_priors_path(family: str) -> Path:
+    """The shipped priors per stem of the stems benchmark, ``family`` ``score`` or ``flow``
+    (``python bench/stems_priors.py``), with the sweep chosen on validation in their meta."""
+    if family not in ("score", "flow"):
+        raise ValueError(f"no shipped stems priors of family {family!r}; choose score or flow")
+    return Path(str(resources.files("sepmodels") / "checkpoints" / f"stems_{family}.pt"))
+
+
 def default_wave_priors_path() -> Path:
     """The learned wave priors shipped with the package (``sepmodels fit-waves``)."""
     return Path(str(resources.files("sepmodels") / "checkpoints" / DEFAULT_WAVE_PRIORS))

@@ -92,3 +92,63 @@ def test_the_dictionaries_diagnosis_names_a_stem_another_dictionary_explains_bet
     view.param.clip.objects = list(view.clips)
     view.clip = "again"
     assert not view._cross_panel.visible
+
+
+def _gaussian_sweep(steps: int = 4, var: float = 0.02):
+    from sepmodels.inference.separator import make_separator
+    from sepmodels.priors import GaussianPriors
+
+    priors = GaussianPriors(torch.zeros(4), torch.full((4,), var), names=STEMS, sample_rate=RATE)
+    return make_separator("residual", priors, sigma_max=0.1, sigma_min=0.01, levels=steps, steps=1, chains=1,
+                          mix="sum", mask_power=1.0)  # fmt: skip
+
+
+def test_a_sweep_is_watched_step_by_step_and_ends_as_separate_does():
+    sweep = _gaussian_sweep()
+    view = MusicExplorer({"tones": _stems()}, {"quarter": _quarter, "gaussian sweep": sweep})
+    assert not view._curve_panel.visible  # an instant method has no steps to draw
+    view.method = "gaussian sweep"
+    assert view._curve_panel.visible and "starting (4 steps at most)" in view.status
+    view.wait(60)
+    data = view._curve_src.data
+    assert list(data["step"]) == [1, 2, 3, 4]  # one point per step, each stem's output and raw sources
+    assert all(len(data[f"{c} {s}"]) == 4 for c in ("out", "raw") for s in STEMS)
+    assert "separated in 4 steps" in view.status and "before the masks" in view._verdict.object
+    # the watched run returns what separate returns: the mix through ratio masks of the sweep's sources
+    expected = sweep.separate(view.mixture())
+    assert torch.allclose(view.estimates, expected.float(), atol=1e-5)
+    assert torch.allclose(view.estimates.sum(0), view.mixture(), atol=1e-4)  # masks add up to the mix
+    # the curve's last point is the figure the bars show; every stem's ceiling is drawn where the bars put it
+    assert np.allclose([data[f"out {s}"][-1] for s in STEMS], view._bar_src.data["value"], atol=1e-4)
+    for s, c in zip(STEMS, view._ceiling_src.data["value"], strict=True):
+        assert view._ceilings[s].visible and abs(view._ceilings[s].location - c) < 1e-4
+    assert all(view._players[f"{s} estimate"].object is not None for s in STEMS)
+    view.close()
+
+
+def test_a_sweep_can_be_stopped_and_says_how_fast_it_goes(monkeypatch):
+    import time as clock
+
+    sweep = _gaussian_sweep(steps=40)
+    slow = sweep.iterates
+
+    def paced(*args, **kwargs):  # a step every 20 ms: the run outlives the checks below
+        for it in slow(*args, **kwargs):
+            clock.sleep(0.02)
+            yield it
+
+    monkeypatch.setattr(sweep, "iterates", paced)
+    view = MusicExplorer({"tones": _stems()}, {"gaussian sweep": sweep})
+    deadline = clock.time() + 30
+    while len(view._sweep["trace"]) < 5 and clock.time() < deadline:
+        clock.sleep(0.01)
+    view.refresh()
+    assert "of 40 · " in view.status and "steps/s · about" in view.status and "s left" in view.status
+    view.stop()
+    assert "stopped by you at" in view.status and view.estimates is not None
+    shown = len(view._curve_src.data["step"])
+    assert 5 <= shown < 40 and view._stop_button.disabled
+    clock.sleep(0.1)
+    view.refresh()
+    assert len(view._curve_src.data["step"]) == shown  # nothing moves once stopped
+    view.close()

@@ -21,7 +21,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import torch
@@ -105,11 +105,12 @@ class LangevinSeparator:
     def valid_length(self, length: int) -> int:
         return self.priors.valid_length(length)
 
-    def separate(
+    def iterates(
         self, mixture: torch.Tensor, truth: torch.Tensor | None = None, start: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """As :meth:`Separator.separate`; ``start [N, T]`` is a state to start the sampler from instead of its
-        own (a reference run: started at the truth, does the search stay there?)."""
+    ) -> Iterator[Iterate]:
+        """The sampler's iterates on ``mixture [T]``, padded to a length the priors take (``truth`` and ``start``
+        likewise; the iterates' ``si_sdr`` is then of the padded sources): what :meth:`separate` runs, for a
+        caller that watches every step (the apps). :meth:`finish` turns an iterate's sources into estimates."""
         if mixture.dim() != 1:
             raise ValueError(f"mixture must be mono [T], got shape {tuple(mixture.shape)}")
         T = mixture.shape[-1]
@@ -118,16 +119,14 @@ class LangevinSeparator:
         padded = F.pad(mixture, (0, pad)).to(device)
         truth = None if truth is None else F.pad(truth, (0, pad)).to(device)
         start = None if start is None else F.pad(start, (0, pad)).to(device)
-        iterates = langevin(padded, self.priors, self.config, truth, start)
-        if self.announce is not None:
-            iterates = time_estimate(iterates, self.announce)
-        if self.progress:
-            iterates = tqdm(iterates, total=self.config.total_steps, desc="separating", unit="step", leave=False)
-        self.steps_run = 0
-        for it in iterates:
-            self.steps_run += it.chain >= 0  # the residual sweep's closing "best chain" iterate is no step
-            self.last = it
-        estimates = self.last.sources[:, :T].cpu()
+        return langevin(padded, self.priors, self.config, truth, start)
+
+    def finish(self, mixture: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
+        """Estimates ``[N, T]`` from an iterate's ``sources`` on ``mixture [T]``: cropped to the mix's length and,
+        with ``mask_power``, the mix filtered by their soft masks. Raises :class:`SeparationError` when the
+        sources are not finite (a diverged run)."""
+        T = mixture.shape[-1]
+        estimates = sources[:, :T].cpu()
         if not torch.isfinite(estimates).all():
             raise SeparationError(
                 f"the {self.config.method} run diverged (non-finite estimates) with these priors; try a smaller "
@@ -139,6 +138,22 @@ class LangevinSeparator:
             total = mixture.cpu() * (len(self.names) if self.mix == "mean" else 1)  # the sum of the sources
             estimates = mask_mixture(total, stft(estimates, spec).abs(), spec, self.mask_power)
         return estimates
+
+    def separate(
+        self, mixture: torch.Tensor, truth: torch.Tensor | None = None, start: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """As :meth:`Separator.separate`; ``start [N, T]`` is a state to start the sampler from instead of its
+        own (a reference run: started at the truth, does the search stay there?)."""
+        iterates = self.iterates(mixture, truth, start)
+        if self.announce is not None:
+            iterates = time_estimate(iterates, self.announce)
+        if self.progress:
+            iterates = tqdm(iterates, total=self.config.total_steps, desc="separating", unit="step", leave=False)
+        self.steps_run = 0
+        for it in iterates:
+            self.steps_run += it.chain >= 0  # the residual sweep's closing "best chain" iterate is no step
+            self.last = it
+        return self.finish(mixture, self.last.sources)
 
 
 def make_separator(

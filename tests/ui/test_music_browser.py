@@ -1,5 +1,6 @@
 """The Langevin app on music in a real browser: an upload of music is told the toy priors cannot model it, and
-the Music tab, built when first opened, separates a clip and places it between the floor and the ceiling."""
+the Music tab, built when first opened, separates a clip and places it between the floor and the ceiling, and
+the stems priors' sweep is watched step by step (time left while it runs, a verdict and players at its end)."""
 
 import importlib.util
 import re
@@ -40,3 +41,15 @@ def test_music_is_told_the_toy_priors_and_the_music_tab_separates_it(monkeypatch
         share = int(re.search(r"(-?\d+) % of the way", verdict).group(1))
         assert 0 < share < 100  # the shipped NMF baseline: above the mix, below the oracle mask
         assert page.locator("audio[src]").count() >= 9  # the mix, four estimates, four truths
+        select = page.locator("select").filter(has_text="NMF baseline").first
+        options = select.locator("option").all_inner_texts()
+        sweep = next(o for o in options if o.startswith("score priors per stem"))
+        select.select_option(label=sweep)
+        running = page.get_by_text(re.compile(r"step \d+ of 6 · [\d.]+ steps/s · about \d+ s left"))
+        assert wait_for(lambda: running.count() > 0, timeout=60), "no steps/s and time left while the sweep runs"
+        end = page.get_by_text(re.compile(r"separated in 6 steps"))
+        assert wait_for(lambda: end.count() > 0, timeout=120), "the sweep did not finish"
+        verdict = page.get_by_text(re.compile(r"before the masks")).first.inner_text()
+        assert 0 < int(re.search(r"(-?\d+) % of the way", verdict).group(1)) < 100
+        assert page.get_by_text(re.compile("Dashed in a stem's colour: its ceiling")).count() == 1
+        assert page.locator("audio[src]").count() >= 9  # the sweep's estimates are playable
