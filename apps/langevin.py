@@ -9,8 +9,9 @@ no likelihood; the likelihood views then show that of the priors named by SEPMOD
 or ``exact``; default: the shipped flow priors), when they model the same sources.
 
 The "Music" tab separates a song's clip into drums, bass, other and vocals with the shipped music models,
-the stems priors' sweep among them, watched step by step (explorer/music_view.py): clips from SEPMODELS_STEMS (a make-stems folder or a bench/stems.py render), else
-two short tracks rendered on the spot with FluidSynth, or an upload. It is built when first opened.
+the stems priors' sweep among them, watched step by step (explorer/music_view.py): clips from SEPMODELS_STEMS
+(a make-stems folder or a bench/stems.py render), else two short tracks rendered on the spot with FluidSynth,
+or an upload. It is built when first opened.
 """
 
 import panel as pn

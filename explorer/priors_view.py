@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -29,12 +30,13 @@ import panel as pn
 import param
 import torch
 import torch.nn.functional as F
-from bokeh.models import BasicTicker, ColorBar, ColumnDataSource, LinearColorMapper, Span
+from bokeh.models import BasicTicker, ColorBar, ColumnDataSource, LinearColorMapper, Range1d, Span
 from bokeh.palettes import Viridis256
 
 from explorer.audio import load_audio_bytes, new_figure, playable, smooth, wave_data
 from explorer.mixview import PALETTE
 from sepmodels import heldout, mixing
+from sepmodels.checkpoint import first_line
 from sepmodels.data import toy
 from sepmodels.data.audio import AudioError
 from sepmodels.priors import PriorSet
@@ -108,6 +110,30 @@ def busy(target: pn.viewable.Viewable, work: Callable[[], None]) -> None:
             target.loading = False
 
     pn.state.execute(run, schedule=True)
+
+
+def stems_studies_dir() -> Path:
+    """Results of the studies of the shipped stems flow priors (``python bench/stems_studies.py``)."""
+    from sepmodels.checkpoint import stems_priors_path
+
+    return stems_priors_path("flow").parent / "studies_stems"
+
+
+def study_data(study: StudyRecord):
+    """The test data a study read, to rebuild its clips: a music study's render is looked for where the study
+    found it, else in ``SEPMODELS_STEMS`` and in the stems benchmark's own folder (``bench/stems.py``'s), each
+    either the render itself or a folder of renders named as the study's."""
+    data = study.test_data
+    if data.name != "musdb" or (Path(data.root) / "test").is_dir():
+        return data
+    from sepmodels.data.stems import BENCHMARK_ROOT
+
+    places = [Path(p) for p in (os.environ.get("SEPMODELS_STEMS"), BENCHMARK_ROOT) if p]
+    for place in places:
+        for candidate in (place / Path(data.root).name, place):
+            if (candidate / "test").is_dir():
+                return replace(data, root=str(candidate))
+    raise OSError(f"the study's clips were read from {data.root}, which is not here")
 
 
 def _missing(study: str) -> pn.pane.Markdown:
@@ -248,7 +274,7 @@ class CrossView(pn.viewable.Viewer):
     def clip_audio(self) -> torch.Tensor:
         """The selected test clip, exactly as the study scored it: ``[T]``."""
         d = self.study.data
-        clips = study_clips(int(d["n"]), int(d["length"]), self.level, int(d["seed"]), self.study.test_data)
+        clips = study_clips(int(d["n"]), int(d["length"]), self.level, int(d["seed"]), study_data(self.study))
         return clips[self.clip, self.sources.index(self.source)]
 
     def listening_audio(self, seconds: float = 1.0) -> torch.Tensor:
@@ -258,7 +284,7 @@ class CrossView(pn.viewable.Viewer):
         played as scored."""
         d, x = self.study.data, self.clip_audio()
         want = int(seconds * int(d["sample_rate"]))
-        data = self.study.test_data
+        data = study_data(self.study)
         if data.name != "toy" or want <= x.shape[-1]:
             return x
         k = self.sources.index(self.source)
@@ -268,7 +294,17 @@ class CrossView(pn.viewable.Viewer):
 
     @param.depends("source", "prior", "clip", "level", "smoothing", watch=True)
     def _open_clip(self) -> None:
-        x = self.clip_audio()
+        try:
+            x = self.clip_audio()
+        except (OSError, ValueError, RuntimeError) as err:  # a music study whose render is not on this machine
+            self._player.object = None
+            self._strip_src.data = {"t": [], "y": [], "own": []}
+            self._note.object = (
+                f"The heatmap is the study's; the clip itself cannot be read here ({first_line(err)[:160]}). "
+                "Render the stems benchmark with `python bench/stems.py` (or set SEPMODELS_STEMS to a render) "
+                "to hear and score it."
+            )
+            return
         self._player.object = playable(self.listening_audio())
         names = list(self.priors.names)
         if self.prior not in names or not self.priors.has_likelihood:
@@ -287,9 +323,10 @@ class CrossView(pn.viewable.Viewer):
         )
         self.summary = (
             f"{self.source} clip {self.clip} under the {self.prior} prior: {float(y.mean()):.3f} nats/sample "
-            f"(under its own {self.source} prior: {float(own.mean()):.3f}). The player plays it lengthened to "
-            f"1 s, the same tone; the score is of the first {len(y)} samples."
-        )
+            f"(under its own {self.source} prior: {float(own.mean()):.3f})."
+            + (f" The player plays it lengthened to 1 s, the same tone; the score is of the first {len(y)} "
+               "samples." if self.study.test_data.name == "toy" else "")
+        )  # fmt: skip
         self._note.object = self.summary
 
     def __panel__(self) -> pn.viewable.Viewable:
@@ -528,7 +565,11 @@ class DenoiseView(pn.viewable.Viewer):
         self.study, self.r = study, r
         self.has_exact = r.has_exact
         self.param.sigma.objects = list(r.sigmas)
-        params.setdefault("sigma", min(r.sigmas, key=lambda s: abs(np.log(s))))  # nearest to 1
+        if r.has_exact:  # the toy: nearest to 1, where separation assigns pitches
+            params.setdefault("sigma", min(r.sigmas, key=lambda s: abs(np.log(s))))
+        else:  # music: where the noisy input scores nearest 0 dB (at sigma 1 a stem is buried in the noise)
+            noisy = r.noisy.mean(dim=(1, 2))
+            params.setdefault("sigma", r.sigmas[int(noisy.abs().argmin())])
         super().__init__(**params)
         sr = int(r.sample_rate)
         names = r.sources
@@ -711,9 +752,17 @@ def heldout_ranges_of(priors, sigma: float) -> dict[str, heldout.HeldoutRange] |
 
 
 class ClipView(pn.viewable.Viewer):
-    """Your clip: which parts does each prior find unlikely? Waveform, likelihood strip, playhead."""
+    """Your clip: which parts does each prior find unlikely? Waveform, likelihood strip, the prior that finds each
+    moment most likely, playhead.
+
+    Priors of the toy sources offer toy clips; priors of other sources (the stems priors) offer ``examples``, a
+    function returning ``{name: sources [N, T]}`` (a song's clips with their stems, see
+    :func:`explorer.music_view.example_clips`), whose mix or any one stem can be scored.
+    """
 
     toy_source = param.Selector(default=toy.SOURCES[0], objects=[*toy.SOURCES, "mix"], doc="Toy clip to score.")
+    example = param.Selector(default=None, objects=[], doc="A song's clip to score (priors of music stems).")
+    part = param.Selector(default="mix", objects=["mix"], doc="The clip's mix, or one of its stems alone.")
     seed = param.Integer(default=0, bounds=(0, None), doc="Seed of the toy clip.")
     seconds = param.Number(default=1.0, bounds=(0.1, 10.0), doc="Length of the toy clip.")
     sigma = param.Number(default=0.01, bounds=(1e-4, 2.0), doc="Noise level the priors score at.")
@@ -721,10 +770,15 @@ class ClipView(pn.viewable.Viewer):
     message = param.String(default="", doc="The last notice or error (read-only).")
     showing = param.String(default="", doc="Which clip is shown: the toy clip or the upload (read-only).")
 
-    def __init__(self, priors: PriorSet, **params) -> None:
+    def __init__(self, priors: PriorSet, examples: Callable[[], dict[str, torch.Tensor]] | None = None,
+                 **params) -> None:  # fmt: skip
         params.setdefault("sigma", priors.default_sigma)
         super().__init__(**params)
         self.priors = priors
+        self.toy = tuple(priors.names) == tuple(toy.SOURCES)
+        self.examples: dict[str, torch.Tensor] = {} if self.toy or examples is None else dict(examples())
+        self.param.example.objects = list(self.examples)
+        self.param.part.objects = ["mix", *priors.names]
         self.label = ""
         self.audio = torch.zeros(0)
         self.loglik: torch.Tensor | None = None
@@ -746,11 +800,37 @@ class ClipView(pn.viewable.Viewer):
         self._heads = [Span(location=0, dimension="height", line_color="#ff7f0e", line_width=2) for _ in range(2)]
         self._wave.add_layout(self._heads[0])
         self._strip.add_layout(self._heads[1])
+        self._best_srcs = {n: ColumnDataSource({"left": [], "right": []}) for n in names}
+        self._best = new_figure("The prior that finds each moment most likely", "seconds", "", 170,
+                                x_range=self._wave.x_range, y_range=Range1d(0, 1))  # fmt: skip
+        for k, name in enumerate(names):
+            self._best.quad(left="left", right="right", bottom=0, top=1, source=self._best_srcs[name],
+                            color=PALETTE[k % len(PALETTE)], legend_label=name)  # fmt: skip
+        self._best.yaxis.visible = False
+        self._best.legend.orientation = "horizontal"
+        self._best.add_layout(self._best.legend[0], "below")
+        self._heads.append(Span(location=0, dimension="height", line_color="#ff7f0e", line_width=2))
+        self._best.add_layout(self._heads[-1])
         self._means = pn.pane.Markdown()
-        self._toy_clip()
+        if self.toy:
+            self._toy_clip()
+        elif self.examples:
+            self.example = next(iter(self.examples))  # the watcher scores its mix
+        else:
+            self.showing = "**Showing:** nothing yet: upload a song's clip (no example clips here)"
+
+    @param.depends("example", "part", watch=True)
+    def _example_clip(self) -> None:
+        if self.toy or self.example is None:
+            return
+        stems = self.examples[self.example]
+        x = stems.sum(0) if self.part == "mix" else stems[list(self.priors.names).index(self.part)]
+        self.set_clip(x, f"{self.example}: {'the mix' if self.part == 'mix' else f'the {self.part} stem alone'}")
 
     @param.depends("toy_source", "seed", "seconds", watch=True)
     def _toy_clip(self) -> None:
+        if not self.toy:
+            return
         length = max(1, int(self.seconds * self.priors.sample_rate))
         clips = toy.toy_batch(1, length, torch.Generator().manual_seed(self.seed), self.priors.sample_rate)[0]
         x = mixing.mix(clips) if self.toy_source == "mix" else clips[toy.SOURCES.index(self.toy_source)]
@@ -771,8 +851,9 @@ class ClipView(pn.viewable.Viewer):
     def set_clip(self, x: torch.Tensor, label: str) -> None:
         self.audio, self.label = x.float(), label
         seconds = x.shape[-1] / self.priors.sample_rate
+        example = label.startswith("toy ") or (not self.toy and label.startswith(f"{self.example}: "))
         self.showing = f"**Showing:** {label} ({seconds:.2f} s)" + (
-            "" if label.startswith("toy ") else "; the toy settings below apply when changed"
+            "" if example else f"; the {'toy' if self.toy else 'clip'} settings below apply when changed"
         )
         self.player.object = playable(x)
         self.playhead = 0.0
@@ -781,11 +862,15 @@ class ClipView(pn.viewable.Viewer):
     @param.depends("sigma", watch=True)
     def _score(self) -> None:
         sr = self.priors.sample_rate
+        if self.audio.numel() == 0:
+            return
         self._wave_src.data = wave_data(self.audio, sr)
         self._wave.title.text = self.label
         if not self.priors.has_likelihood:
             self.loglik = None
             self._strip_src.data = {"image": [], "x": [], "dw": []}
+            for src in self._best_srcs.values():
+                src.data = {"left": [], "right": []}
             self._means.object = "Score priors give no likelihood: load flow priors to see the strips."
             return
         self.loglik = self.priors.cross_log_prob(self.audio[None], self.sigma)[0]  # [priors, T]
@@ -795,11 +880,22 @@ class ClipView(pn.viewable.Viewer):
         lo, hi = np.quantile(binned, 0.05), binned.max()
         self._mapper.low, self._mapper.high = float(lo), float(max(hi, lo + 1e-6))
         self._strip_src.data = {"image": [binned[::-1].copy()], "x": [0.0], "dw": [T / sr]}
+        edges = np.linspace(0, T / sr, bins + 1)
+        names = list(self.priors.names)
+        winner = binned.argmax(0)
+        for k, name in enumerate(names):
+            self._best_srcs[name].data = {"left": edges[:-1][winner == k], "right": edges[1:][winner == k]}
+        shares = np.bincount(winner, minlength=len(names)) / bins
         means = self.loglik.mean(dim=1)
         best = int(means.argmax())
         text = "Mean nats/sample: " + ", ".join(
             f"**{n} {float(v):.3f}**" if k == best else f"{n} {float(v):.3f}"
             for k, (n, v) in enumerate(zip(self.priors.names, means, strict=True))
+        )
+        text += (
+            "  \nMost likely over time: "
+            + ", ".join(f"{n} {100 * float(v):.0f} %" for n, v in zip(names, shares, strict=True) if v > 0)
+            + " of the clip (each moment's prior of highest mean log-likelihood, on the strip's bins)."
         )
         ranges = heldout_ranges_of(self.priors, self.sigma)
         if ranges is not None:
@@ -808,7 +904,7 @@ class ClipView(pn.viewable.Viewer):
             off = heldout.outside(scores, ranges)
             text += (
                 "  \nGain over a Gaussian of the clip's own loudness, against each prior's range on "
-                f"{heldout.CLIPS} held-out clips of its own source: "
+                f"{min(r.clips for r in ranges.values())} held-out clips of its own source: "
                 + ", ".join(
                     f"{n} {v:.2f} ({'**outside**' if n in off else 'within'} {ranges[n].describe()})"
                     for n, v in scores.items()
@@ -823,12 +919,18 @@ class ClipView(pn.viewable.Viewer):
             span.location = self.playhead
 
     def __panel__(self) -> pn.viewable.Viewable:
+        if self.toy:
+            pick = ["#### A toy clip", pn.widgets.Select.from_param(self.param.toy_source, name="Source"),
+                    pn.widgets.IntInput.from_param(self.param.seed, name="Seed"),
+                    pn.widgets.FloatInput.from_param(self.param.seconds, name="Seconds")]  # fmt: skip
+        elif self.examples:
+            pick = ["#### A song's clip", pn.widgets.Select.from_param(self.param.example, name="Clip"),
+                    pn.widgets.Select.from_param(self.param.part, name="The mix or one stem")]  # fmt: skip
+        else:
+            pick = []
         controls = pn.Column(
             pn.pane.Markdown(self.param.showing, sizing_mode="stretch_width"),
-            "#### A toy clip",
-            pn.widgets.Select.from_param(self.param.toy_source, name="Source"),
-            pn.widgets.IntInput.from_param(self.param.seed, name="Seed"),
-            pn.widgets.FloatInput.from_param(self.param.seconds, name="Seconds"),
+            *pick,
             "#### Or your own (WAV, FLAC, OGG; up to 10 s)",
             self.upload,
             pn.widgets.FloatInput.from_param(self.param.sigma, name="Sigma (noise level)"),
@@ -841,6 +943,7 @@ class ClipView(pn.viewable.Viewer):
                 self.player,
                 pn.pane.Bokeh(self._wave, sizing_mode="stretch_width"),
                 pn.pane.Bokeh(self._strip, sizing_mode="stretch_width"),
+                pn.pane.Bokeh(self._best, height=self._best.height, sizing_mode="stretch_width"),
                 self._means,
                 sizing_mode="stretch_width",
             ),
@@ -864,9 +967,10 @@ class PriorsExplorer(pn.viewable.Viewer):
         "Your clip": "clip",
     }
 
-    def __init__(self, priors: PriorSet, studies: dict[str, StudyRecord], problems: list[str] = ()) -> None:
+    def __init__(self, priors: PriorSet, studies: dict[str, StudyRecord], problems: list[str] = (),
+                 examples: Callable[[], dict[str, torch.Tensor]] | None = None) -> None:  # fmt: skip
         super().__init__()
-        self.priors, self.studies = priors, studies
+        self.priors, self.studies, self.examples = priors, studies, examples
         self._views: dict[str, pn.viewable.Viewable] = {}
         self.problems = list(problems)
         mismatch = [n for n, s in studies.items() if list(s.priors["sources"]) != list(priors.names)]
@@ -889,7 +993,7 @@ class PriorsExplorer(pn.viewable.Viewer):
                 "denoise": DenoiseView,
             }
             if name == "clip":
-                self._views[name] = ClipView(self.priors)
+                self._views[name] = ClipView(self.priors, self.examples)
             elif name not in builders:
                 raise KeyError(f"no view {name!r}; choose one of {', '.join(self.TABS.values())}")
             else:

@@ -11,7 +11,9 @@ simple or smooth input as much as input of the right kind. Two things fix the re
   in either direction, is out of distribution (:func:`outside`, :func:`verdict`).
 
 The held-out clips are toy clips of a seed no benchmark, validation split or training stream uses
-(:data:`HELDOUT_SEED`), each source's clips scored under its own prior at the same noise level. On a music
+(:data:`HELDOUT_SEED`), each source's clips scored under its own prior at the same noise level. Priors of
+music stems carry their ranges in their checkpoint, measured on sounding crops of the stems benchmark's
+validation split (``python bench/stems_studies.py``). On a music
 stem the shipped sine flow scores 2.5 to 2.7 nats per sample, above many toy sines, but gains -0.8 to 1.2
 nats over the Gaussian against 1.9 to 3.9 for its own held-out clips.
 """
@@ -66,22 +68,90 @@ def heldout_ranges(priors, sigma: float, clips: int = CLIPS, seconds: float = SE
     """``{source: HeldoutRange}``: each prior's :func:`gain`, lowest and highest, over ``clips`` held-out toy
     clips of its own source at noise level ``sigma``.
 
-    Only for priors of the toy sources (their names are the toy's); raises ValueError otherwise.
+    Priors of other sources than the toy's give the ranges their checkpoint carries (:func:`stored_ranges`,
+    written by ``python bench/stems_studies.py`` for the stems priors) when measured at ``sigma``; otherwise,
+    and for priors without a likelihood, this raises ValueError.
     """
     names = tuple(priors.names)
     if names != tuple(toy.SOURCES):
-        raise ValueError(f"held-out clips are toy clips; these priors model {', '.join(names)}")
+        stored = stored_ranges(priors, sigma)
+        if stored is None:
+            raise ValueError(f"held-out clips are toy clips; these priors model {', '.join(names)} and carry no "
+                             f"held-out ranges at sigma {sigma:g}")  # fmt: skip
+        return stored
     if not priors.has_likelihood:
         raise ValueError("these priors give no likelihood")
     length = priors.valid_length(max(1, int(seconds * priors.sample_rate)))
     x = toy.toy_test_set(clips, length, seed=HELDOUT_SEED, sample_rate=priors.sample_rate)  # [B, N, T]
+    return measure_ranges(priors, x, sigma)
+
+
+def measure_ranges(
+    priors, x: torch.Tensor, sigma: float, keep: torch.Tensor | None = None
+) -> dict[str, HeldoutRange]:
+    """``{source: HeldoutRange}`` of held-out clips ``x [B, N, T]`` whose column k holds clips of prior k's own
+    source, each scored under its own prior at ``sigma``; ``keep [B, N]`` (bool) leaves out clips that do not
+    count (a silent crop of a stem)."""
+    if not priors.has_likelihood:
+        raise ValueError("these priors give no likelihood")
     with torch.no_grad():
         per_clip = gain(priors.log_prob(x, sigma), x, sigma)  # [B, N]: each clip under its own prior
-    if not torch.isfinite(per_clip).all():
+    keep = torch.ones_like(per_clip, dtype=torch.bool) if keep is None else keep
+    if not torch.isfinite(per_clip[keep]).all():
         raise ValueError("the priors gave a non-finite log-likelihood on their own held-out clips")
-    low, high = per_clip.min(0).values, per_clip.max(0).values
-    return {n: HeldoutRange(float(lo), float(hi), clips, float(sigma))
-            for n, lo, hi in zip(names, low, high, strict=True)}  # fmt: skip
+    ranges = {}
+    for k, name in enumerate(priors.names):
+        values = per_clip[keep[:, k], k]
+        if values.numel() == 0:
+            raise ValueError(f"no held-out clip of {name} counts")
+        ranges[name] = HeldoutRange(float(values.min()), float(values.max()), int(values.numel()), float(sigma))
+    return ranges
+
+
+def sounding_crops(solo: dict[str, torch.Tensor], names: tuple[str, ...], clips: int, length: int, seed: int,
+                   quiet_db: float = -30.0) -> torch.Tensor:  # fmt: skip
+    """``[clips, N, length]``: for each source of ``names`` crops of its solo audio ``solo[name] [T]`` at seeded
+    places, skipping crops quieter than ``quiet_db`` below that audio's mean power (rests are not what a prior
+    is judged on); column k holds source k's crops."""
+    g = torch.Generator().manual_seed(seed)
+    columns = []
+    for name in names:
+        audio = solo[name]
+        if audio.shape[-1] < length:
+            raise ValueError(f"the solo {name} audio is shorter than one clip ({audio.shape[-1]} < {length})")
+        floor = float(audio.pow(2).mean()) * 10 ** (quiet_db / 10)
+        crops = []
+        for _ in range(100 * clips):
+            start = int(torch.randint(audio.shape[-1] - length + 1, (1,), generator=g))
+            crop = audio[start : start + length]
+            if float(crop.pow(2).mean()) >= floor:
+                crops.append(crop)
+                if len(crops) == clips:
+                    break
+        if len(crops) < clips:
+            raise ValueError(f"fewer than {clips} sounding crops of {name} in its solo audio")
+        columns.append(torch.stack(crops))
+    return torch.stack(columns, dim=1)
+
+
+def stored_ranges(priors, sigma: float) -> dict[str, HeldoutRange] | None:
+    """The held-out ranges a checkpoint carries (``meta["heldout"]``, see :func:`ranges_meta`) when they were
+    measured at ``sigma`` for these priors' sources, else None."""
+    stored = (getattr(priors, "meta", None) or {}).get("heldout")
+    if not stored or abs(float(stored["sigma"]) - float(sigma)) > 1e-12 * max(1.0, float(sigma)):
+        return None
+    ranges = stored["ranges"]
+    if set(ranges) != set(priors.names):
+        return None
+    return {n: HeldoutRange(float(ranges[n][0]), float(ranges[n][1]), int(stored["clips"]), float(sigma))
+            for n in priors.names}  # fmt: skip
+
+
+def ranges_meta(ranges: dict[str, HeldoutRange], where: str) -> dict:
+    """What :func:`stored_ranges` reads back, for a checkpoint's meta; ``where`` says which clips they are."""
+    first = next(iter(ranges.values()))
+    return {"sigma": first.sigma, "clips": min(r.clips for r in ranges.values()), "where": where,
+            "ranges": {n: [r.low, r.high] for n, r in ranges.items()}}  # fmt: skip
 
 
 def outside(scores: dict[str, float], ranges: dict[str, HeldoutRange]) -> dict[str, str]:

@@ -89,3 +89,62 @@ def test_priors_that_know_moving_notes_judge_a_clip_by_what_its_bands_do_beyond_
     assert not any(toy_priors_note(m, 14_700, variants=variants) for m in moving)
     note = toy_priors_note(torch.as_tensor(song_like()), 14_700, variants=variants)
     assert note is not None and "vibrato and decays" in note
+
+
+def test_measured_ranges_of_gaussian_clips_under_their_own_gaussian_are_zero_and_keep_leaves_clips_out():
+    from sepmodels.heldout import measure_ranges
+
+    x = torch.randn(5, 2, 4000, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    x = x / x.square().mean(-1, keepdim=True).sqrt() * torch.tensor([0.3, 0.1], dtype=torch.float64)[:, None]
+    priors = GaussianPriors(torch.zeros(2), torch.tensor([0.09, 0.01]), names=("a", "b"))
+    loud = x.clone()
+    loud[0, 1] *= 5  # one clip of b much louder than b's prior expects: its gain is far below 0
+    ranges = measure_ranges(priors, loud, 0.01)
+    assert ranges["b"].low < -1 and abs(ranges["a"].low) < 1e-6 and abs(ranges["a"].high) < 1e-6
+    keep = torch.ones(5, 2, dtype=torch.bool)
+    keep[0, 1] = False
+    kept = measure_ranges(priors, loud, 0.01, keep)
+    assert abs(kept["b"].low) < 1e-6 and abs(kept["b"].high) < 1e-6 and kept["b"].clips == 4
+
+
+def test_sounding_crops_skip_the_rests_and_keep_each_source_in_its_column():
+    from sepmodels.heldout import sounding_crops
+
+    t = torch.arange(20_000) / 14_700
+    half = torch.cat([torch.zeros(10_000), 0.5 * torch.sin(2 * torch.pi * 440 * t[:10_000])])  # a rest, a note
+    loud = 0.1 * torch.randn(20_000, generator=torch.Generator().manual_seed(0))
+    crops = sounding_crops({"note": half, "hiss": loud}, ("hiss", "note"), clips=16, length=1000, seed=1)
+    assert crops.shape == (16, 2, 1000)
+    assert (crops[:, 1].square().mean(-1) > 0.05).all()  # never a crop of the rest (nor one mostly of it)
+    assert torch.allclose(crops[:, 0].square().mean(-1).sqrt(), torch.full((16,), 0.1), atol=0.02)
+    click = torch.zeros(1_000_000)
+    click[500_000] = 1.0  # one click in a minute of silence: a crop that holds it is found too rarely
+    with pytest.raises(ValueError, match="sounding crops"):
+        sounding_crops({"x": click}, ("x",), 8, 1000, 0)
+
+
+def test_ranges_a_checkpoint_carries_are_read_back_only_at_their_sigma_and_for_their_sources():
+    from sepmodels.heldout import ranges_meta, stored_ranges
+
+    ranges = {"drums": HeldoutRange(-0.1, 1.5, 32, 0.01), "bass": HeldoutRange(0.8, 1.4, 30, 0.01)}
+    priors = GaussianPriors(torch.zeros(2), torch.ones(2), names=("drums", "bass"))
+    priors.meta = {"heldout": ranges_meta(ranges, "valid crops")}
+    back = stored_ranges(priors, 0.01)
+    assert back["drums"] == HeldoutRange(-0.1, 1.5, 30, 0.01) and back["bass"].describe() == "0.800 to 1.400"
+    assert heldout_ranges(priors, 0.01) == back  # priors of other sources than the toy's: what they carry
+    assert stored_ranges(priors, 0.03) is None
+    with pytest.raises(ValueError, match=r"carry no held-out ranges at sigma 0\.03"):
+        heldout_ranges(priors, 0.03)
+    priors.names = ("drums", "vocals")
+    assert stored_ranges(priors, 0.01) is None
+
+
+def test_the_shipped_stems_flow_priors_carry_their_held_out_ranges():
+    from sepmodels.checkpoint import stems_priors_path
+    from sepmodels.heldout import stored_ranges
+
+    priors = load_priors(stems_priors_path("flow"))
+    ranges = stored_ranges(priors, priors.default_sigma)
+    assert ranges is not None and set(ranges) == {"drums", "bass", "other", "vocals"}
+    assert all(r.low < r.high and r.clips == 32 for r in ranges.values())
+    assert "valid split" in priors.meta["heldout"]["where"]

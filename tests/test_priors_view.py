@@ -1,6 +1,7 @@
 """The priors app's components, driven through their params (no browser)."""
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -192,3 +193,71 @@ def test_clip_view_reads_the_likelihood_against_each_priors_held_out_clips():
     noise = 0.2 * torch.randn(2940, generator=torch.Generator().manual_seed(1))
     view.set_clip(noise, "hiss")
     assert "Out of distribution" in view._means.object and "does not make it a" in view._means.object
+
+
+def _tones(seconds: float = 1.0) -> torch.Tensor:
+    t = torch.arange(int(seconds * 14_700)) / 14_700
+    return torch.stack([0.2 * torch.sin(2 * torch.pi * f * t) for f in (80.0, 220.0, 1000.0, 3000.0)])
+
+
+def test_clip_view_on_the_stems_priors_scores_a_songs_mix_or_one_stem_and_names_each_moments_prior():
+    from sepmodels.checkpoint import stems_priors_path
+    from sepmodels.priors import load_priors
+
+    priors = load_priors(stems_priors_path("flow"))
+    view = ClipView(priors, examples=lambda: {"tones": _tones()})
+    assert view.param.part.objects == ["mix", "drums", "bass", "other", "vocals"]
+    assert view.example == "tones" and "tones: the mix" in view.showing
+    bins = sum(len(src.data["left"]) for src in view._best_srcs.values())
+    assert bins == 400  # every bin of the strip has its most likely prior, drawn in that prior's colour
+    shares = [float(v) for v in re.findall(r"(\d+) %", view._means.object.split("Most likely over time:")[1])]
+    assert abs(sum(shares) - 100) <= 2  # the shares, rounded, add up to the clip
+    assert "held-out clips of its own source" in view._means.object  # the ranges the checkpoint carries
+    view.part = "bass"
+    assert "the bass stem alone" in view.showing and torch.equal(view.audio, _tones()[1])
+    view.sigma = 0.03  # no held-out ranges at this level: the reading is left out, not made up
+    assert "held-out" not in view._means.object
+
+
+def test_the_priors_apps_music_tab_shows_the_stems_priors_studies(monkeypatch):
+    import explorer.music_view
+    from apps.priors import music_explorer
+
+    monkeypatch.setattr(explorer.music_view, "example_clips", lambda: {"tones": _tones()})
+    header, app = music_explorer()
+    assert "stems priors" in header and app.problems == []
+    assert set(app.studies) == {"cross", "probes", "samples", "denoise"}
+    assert "stems_flow.pt" in app.studies["cross"].priors["path"] and "noise" not in app.studies
+    assert tuple(app.priors.names) == ("drums", "bass", "other", "vocals")
+    denoise = app.view("denoise")
+    assert denoise.sigma == 0.03  # where the noisy input scores nearest 0 dB
+    assert "no exact reference" in denoise.summary()
+    clip = app.view("clip")
+    assert clip.example == "tones" and "Most likely over time" in clip._means.object
+
+
+def test_a_music_study_whose_render_is_elsewhere_shows_its_heatmap_and_says_how_to_hear_its_clips(
+    tiny_priors, studies, tmp_path, monkeypatch
+):
+    from dataclasses import replace
+
+    from explorer.priors_view import stems_studies_dir
+
+    monkeypatch.delenv("SEPMODELS_STEMS", raising=False)
+    monkeypatch.setattr("sepmodels.data.stems.BENCHMARK_ROOT", tmp_path / "no-render")
+    record, _ = load_studies(str(stems_studies_dir()))
+    cross = record["cross"]
+    cross = replace(cross, data={**cross.data, "root": str(tmp_path / "nowhere")})
+    from sepmodels.checkpoint import stems_priors_path
+    from sepmodels.priors import load_priors
+
+    view = CrossView(load_priors(stems_priors_path("flow")), cross)
+    assert view.values().shape == (4, 4)  # the heatmap is the study's own numbers
+    assert "cannot be read here" in view._note.object and "bench/stems.py" in view._note.object
+    assert view._player.object is None
+    # the same render found through SEPMODELS_STEMS
+    monkeypatch.setenv("SEPMODELS_STEMS", str(tmp_path / "renders"))
+    (tmp_path / "renders" / "nowhere" / "test").mkdir(parents=True)
+    from explorer.priors_view import study_data
+
+    assert study_data(cross).root == str(tmp_path / "renders" / "nowhere")
