@@ -81,3 +81,37 @@ def test_an_upload_is_shown_with_its_notice_and_no_text_over_another(page, tmp_p
     clashes = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :] if _overlap(texts[a], texts[b])]
     clashes += [(a, b) for a in texts for b in plots if _overlap(texts[a], plots[b])]
     assert not clashes, clashes
+
+
+def test_the_music_tab_scores_a_songs_clip_under_each_stems_prior(monkeypatch, tmp_path):
+    """The served app: the Music tab, built when opened, shows the stems priors' studies, and "Your clip" says
+    which stem's prior finds which moment most likely and reads the clip against the held-out ranges."""
+    import importlib.util
+    from pathlib import Path
+
+    import soundfile as sf
+
+    from tests.conftest import song_like
+
+    for name in ("SEPMODELS_PRIORS", "SEPMODELS_STUDIES", "SEPMODELS_STEMS"):
+        monkeypatch.delenv(name, raising=False)
+    import explorer.music_view
+
+    monkeypatch.setattr(explorer.music_view, "example_clips", lambda: {})  # no render: the upload path
+    spec = importlib.util.spec_from_file_location("priors_app", Path(__file__).resolve().parents[2] / "apps" /
+                                                  "priors.py")  # fmt: skip
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sf.write(tmp_path / "song.wav", song_like(), 14_700)
+    with serve("priors", module.build) as url, open_page(url, viewport={"width": 1500, "height": 2400}) as page:
+        page.get_by_text("Music: stems priors", exact=True).first.click()
+        study = page.get_by_text(re.compile(r"cross study of flow priors .*stems_flow\.pt"))
+        assert wait_for(lambda: study.count() > 0, timeout=60), "the music tab's cross-likelihood did not show"
+        page.get_by_text("Your clip", exact=True).last.click()
+        upload = page.get_by_text(re.compile("upload a song's clip"))
+        assert wait_for(lambda: upload.count() > 0, timeout=30)
+        page.locator("input[type=file]").last.set_input_files(str(tmp_path / "song.wav"))
+        likely = page.get_by_text(re.compile(r"Most likely over time: .* of the clip"))
+        assert wait_for(lambda: likely.count() > 0, timeout=60), "no prior named per moment"
+        reading = page.get_by_text(re.compile(r"held-out clips of its own source"))
+        assert reading.count() > 0 and page.locator("audio[src]").count() >= 1
