@@ -209,8 +209,8 @@ class PriorSet:
         self, x: torch.Tensor, sigma: torch.Tensor | float | None = None, sources: list[int] | None = None
     ) -> torch.Tensor:
         """Tweedie's denoiser ``x + sigma^2 * score``: each source's posterior mean given ``x`` seen through
-        noise of level sigma, ``[B, N, T]``. A spectral score network computes only ``sources`` when given (the
-        others come back as ``x``); other grouped models evaluate every source whatever ``sources`` asks."""
+        noise of level sigma, ``[B, N, T]``. Flows and score networks compute only ``sources`` when given (the
+        others come back as ``x``); an autoregressive prior evaluates every source whatever ``sources`` asks."""
         level = self.default_sigma if sigma is None else float(sigma)
         with torch.no_grad():
             return self.model.denoise(x, level, sources)

@@ -65,6 +65,9 @@ class LikelihoodModel:
     forward and backward pass gives both) and the denoiser is Tweedie's ``x + sigma^2 * score``."""
 
     has_likelihood: ClassVar[bool] = True
+    # Whether ``log_prob`` takes ``groups`` (indices of priors; ``x`` then holds only those priors' clips), so
+    # that the denoiser computes only the sources asked for: the residual sweep asks for one at a time.
+    selects_groups: ClassVar[bool] = False
 
     def log_prob(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
         raise NotImplementedError
@@ -86,10 +89,19 @@ class LikelihoodModel:
     def denoise(
         self, x: torch.Tensor, sigma: torch.Tensor | float, sources: list[int] | None = None
     ) -> torch.Tensor:
-        """Tweedie's posterior mean ``x + sigma^2 * score`` of every group (``sources`` is not used: one pass
-        gives all of them)."""
+        """Tweedie's posterior mean ``x + sigma^2 * score`` of every group; with ``sources``, a model that
+        :attr:`selects_groups` computes only those (the others come back as ``x``), any other every group."""
         level = float(sigma)
-        return x + level**2 * self.score(x, level)
+        if sources is None or not self.selects_groups:
+            return x + level**2 * self.score(x, level)
+        groups = list(sources)
+        with torch.enable_grad():
+            part = x[:, groups].detach().requires_grad_(True)
+            log_prob = self.log_prob(part, level, groups=groups)
+            (grad,) = torch.autograd.grad(log_prob.sum(), part)
+        out = x.clone()
+        out[:, groups] = part.detach() + level**2 * grad
+        return out
 
 
 @dataclass

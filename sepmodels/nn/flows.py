@@ -87,11 +87,14 @@ class ActNorm(FlowLayer):
         self.logs.copy_(-torch.log(std.clamp_min(1e-6))[..., None])
         self.initialized.fill_(True)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, cond: torch.Tensor | None = None, groups: list[int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.training and not bool(self.initialized):
             self._initialize(x)
-        y = (x + self.bias) * torch.exp(self.logs)
-        return y, self.logs.expand_as(y)
+        bias, logs = (self.bias, self.logs) if groups is None else (self.bias[groups], self.logs[groups])
+        y = (x + bias) * torch.exp(logs)
+        return y, logs.expand_as(y)
 
     def inverse(self, y: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         x = y * torch.exp(-self.logs) - self.bias
@@ -135,13 +138,17 @@ class AffineCoupling(FlowLayer):
             zero_init_out=True,
         )
 
-    def _scale_shift(self, xa: torch.Tensor, cond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        raw_s, t = self.net(xa, cond).chunk(2, dim=2)
+    def _scale_shift(
+        self, xa: torch.Tensor, cond: torch.Tensor | None, groups: list[int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        raw_s, t = self.net(xa, cond, groups).chunk(2, dim=2)
         return self.clamp * torch.tanh(raw_s / self.clamp), t
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, cond: torch.Tensor | None = None, groups: list[int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         xa, xb = x.split(self.half, dim=2)
-        s, t = self._scale_shift(xa, cond)
+        s, t = self._scale_shift(xa, cond, groups)
         y = torch.cat([xa, xb * torch.exp(s) + t], dim=2)
         return y, torch.cat([torch.zeros_like(s), s], dim=2)
 
@@ -213,6 +220,7 @@ class FlowPrior(LikelihoodModel, nn.Module):
     """
 
     kind = "flow"
+    selects_groups = True  # log_prob(x, sigma, groups): the sweep's denoiser computes one prior at a time
 
     def __init__(self, groups: int, config: FlowConfig) -> None:
         super().__init__()
@@ -290,21 +298,25 @@ class FlowPrior(LikelihoodModel, nn.Module):
 
     # -- the flow ------------------------------------------------------------------------------------------
     def forward(
-        self, x: torch.Tensor, sigma: torch.Tensor | float | None = None
+        self, x: torch.Tensor, sigma: torch.Tensor | float | None = None, groups: list[int] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Map ``x: [B, G, T]`` to the latent and the per-element log-scales, both ``[B, G, 2**nb, T/2**nb]``."""
+        """Map ``x: [B, G, T]`` to the latent and the per-element log-scales, both ``[B, G, 2**nb, T/2**nb]``.
+        With ``groups`` (indices of priors), ``x`` holds only those priors' clips, ``[B, len(groups), T]``, and
+        only they are computed."""
         B, G, T = x.shape
-        if self.groups != G:
-            raise ValueError(f"expected {self.groups} groups (priors) in dim 1, got {G}")
+        expected = self.groups if groups is None else len(groups)
+        if expected != G:
+            raise ValueError(f"expected {expected} groups (priors) in dim 1, got {G}")
         self.check_length(T)
         cond = self.condition(sigma, B, x)
         h = x.view(B, G, 1, T)
         acc = torch.zeros_like(h)  # log-scales received by each element, moved along with it
         for layer in self.layers:
-            h, ld = layer(h, cond)
             if isinstance(layer, (Squeeze, Flip)):
+                h, _ = layer(h, cond)
                 acc, _ = layer(acc)
             else:
+                h, ld = layer(h, cond, groups)
                 acc = acc + ld
         return h, acc
 
@@ -325,13 +337,16 @@ class FlowPrior(LikelihoodModel, nn.Module):
         B, G, _, T = m.shape
         return m.view(B, G, T)
 
-    def log_prob(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
-        """Per-sample log-density of ``x: [B, G, T]`` under each group's prior, in nats: ``[B, G, T]``.
+    def log_prob(
+        self, x: torch.Tensor, sigma: torch.Tensor | float | None = None, groups: list[int] | None = None
+    ) -> torch.Tensor:
+        """Per-sample log-density of ``x: [B, G, T]`` under each group's prior, in nats: ``[B, G, T]`` (with
+        ``groups``, ``x`` holds only those priors' clips and only they are computed).
 
         Each latent element's standard-normal log-density plus the log-scales it received on its way,
         placed at the time index it came from; the sum over T is exactly ``log p(x)`` of the clip.
         """
-        z, logdet = self.forward(x, sigma)
+        z, logdet = self.forward(x, sigma, groups)
         return self.to_time(-0.5 * (z * z + _LOG_2PI) + logdet)
 
     @torch.no_grad()

@@ -210,11 +210,17 @@ class ScoreNet(nn.Module):
         """Input samples one output sample can depend on (``inf`` with global context)."""
         return self.config.fold * self.net.receptive_field()
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
-        """Predicted noise ``eps_hat`` of ``x: [B, G, T]`` at noise level ``sigma`` (scalar or ``[B]``)."""
+    def forward(
+        self, x: torch.Tensor, sigma: torch.Tensor | float, groups: list[int] | None = None
+    ) -> torch.Tensor:
+        """Predicted noise ``eps_hat`` of ``x: [B, G, T]`` at noise level ``sigma`` (scalar or ``[B]``); with
+        ``groups`` (WaveNet only), ``x`` holds only those priors' clips and only they are computed."""
         B, G, T = x.shape
-        if self.groups != G:
-            raise ValueError(f"expected {self.groups} groups (priors) in dim 1, got {G}")
+        expected = self.groups if groups is None else len(groups)
+        if expected != G:
+            raise ValueError(f"expected {expected} groups (priors) in dim 1, got {G}")
+        if groups is not None and self.config.arch != "wavenet":
+            raise ValueError(f"only the WaveNet score network computes chosen groups, not {self.config.arch!r}")
         f = self.config.fold
         if T % f:
             raise ValueError(f"clip length must be a multiple of {f} samples, got {T}")
@@ -224,23 +230,28 @@ class ScoreNet(nn.Module):
             return (x - self.net(x, s)) / s.view(B, 1, 1)
         cond = sigma_features(s, self.config.cond_features)
         folded = x.view(B, G, T // f, f).transpose(2, 3)  # [B, G, fold, T/fold]: channel j = sample f*t + j
-        out = self.net(folded, cond)
+        out = self.net(folded, cond, groups)
         return out.transpose(2, 3).reshape(B, G, T)
 
     def denoise(
         self, x: torch.Tensor, sigma: torch.Tensor | float, sources: list[int] | None = None
     ) -> torch.Tensor:
         """Each prior's posterior mean of ``x: [B, G, T]`` at noise level sigma (Tweedie: ``x - sigma * eps_hat``).
-        A spectral network computes only ``sources`` when given (the others are returned as ``x``); a WaveNet
-        computes every group."""
+        With ``sources``, only those are computed (the others are returned as ``x``)."""
         B = x.shape[0]
         s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
         s = s.expand(B) if s.dim() == 0 else s
-        if self.config.arch != "wavenet" and sources is not None:
-            out = x.clone()
-            out[:, sources] = self.net(x[:, sources], s, groups=list(sources))
-            return out
-        return x - s.view(B, 1, 1) * self(x, s)
+        if sources is None:
+            return x - s.view(B, 1, 1) * self(x, s)
+        groups = list(sources)
+        out = x.clone()
+        if self.config.arch == "wavenet":
+            out[:, groups] = x[:, groups] - s.view(B, 1, 1) * self(x[:, groups], s, groups)
+        elif self.config.arch == "spectral":
+            out[:, groups] = self.net(x[:, groups], s, groups=groups)
+        else:  # the pitch denoiser has no per-group path: all of it, the asked ones kept
+            out[:, groups] = (x - s.view(B, 1, 1) * self(x, s))[:, groups]
+        return out
 
     def score(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
         """Estimated gradient of ``log p_sigma(x)``: ``-eps_hat / sigma``, ``[B, G, T]``."""

@@ -38,11 +38,17 @@ class GroupConv(nn.Module):
         else:
             nn.init.kaiming_uniform_(self.weight, a=5**0.5)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, groups: list[int] | None = None) -> torch.Tensor:
+        """``x``: ``[B, G * C_in, T]``; with ``groups``, ``x`` holds only those groups' channels,
+        ``[B, len(groups) * C_in, T]``, and only their convolutions run (the same numbers, fewer of them)."""
         if self.pad:
             left = self.pad if self.causal else self.pad // 2
             x = F.pad(x, (left, self.pad - left))
-        return F.conv1d(x, self.weight, self.bias, dilation=self.dilation, groups=self.groups)
+        if groups is None:
+            return F.conv1d(x, self.weight, self.bias, dilation=self.dilation, groups=self.groups)
+        weight = self.weight.view(self.groups, -1, *self.weight.shape[1:])[groups].flatten(0, 1)
+        bias = self.bias.view(self.groups, -1)[groups].flatten()
+        return F.conv1d(x, weight, bias, dilation=self.dilation, groups=len(groups))
 
 
 class WaveNet(nn.Module):
@@ -109,27 +115,33 @@ class WaveNet(nn.Module):
             return math.inf
         return 1 + (self.kernel - 1) * sum(self.dilations)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """``x``: ``[B, G, C_in, T]``; ``cond``: ``[B, cond_dim]`` or None. Returns ``[B, G, C_out, T]``."""
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None, groups: list[int] | None = None
+                ) -> torch.Tensor:  # fmt: skip
+        """``x``: ``[B, G, C_in, T]``; ``cond``: ``[B, cond_dim]`` or None. Returns ``[B, G, C_out, T]``. With
+        ``groups`` (indices of the network's groups), ``x`` holds only those groups, ``[B, len(groups), C_in,
+        T]``, and only they are computed: the same outputs as theirs in a pass over every group."""
         B, G, C, T = x.shape
+        expected = self.groups if groups is None else len(groups)
+        if expected != G:
+            raise ValueError(f"expected {expected} groups in dim 1, got {G}")
         W = self.width
-        h = self.start(x.reshape(B, G * C, T))  # [B, G*W, T]
+        h = self.start(x.reshape(B, G * C, T), groups)  # [B, G*W, T]
         biases = None
         if self.cond is not None:
             if cond is None:
                 raise ValueError("this WaveNet is conditioned: pass cond of shape [B, cond_dim]")
             c = cond[:, None, :].expand(B, G, cond.shape[-1]).reshape(B, -1, 1)
-            biases = self.cond(c).view(B, G, self.layers, 2 * W)
+            biases = self.cond(c, groups).view(B, G, self.layers, 2 * W)
         skip = None
         for i, (gate, mix) in enumerate(zip(self.gates, self.mixes, strict=True)):
-            a = gate(h)
+            a = gate(h, groups)
             if biases is not None:
                 a = a + biases[:, :, i].reshape(B, G * 2 * W, 1)
             if self.context is not None:
-                a = a + self.context[i](h.mean(dim=-1, keepdim=True))
+                a = a + self.context[i](h.mean(dim=-1, keepdim=True), groups)
             filt, gate_ = a.view(B, G, 2, W, T).unbind(2)
             z = (torch.tanh(filt) * torch.sigmoid(gate_)).reshape(B, G * W, T)
-            m = mix(z)
+            m = mix(z, groups)
             if i < self.layers - 1:
                 res, sk = m.view(B, G, 2, W, T).unbind(2)
                 h = h + res.reshape(B, G * W, T)
@@ -137,7 +149,7 @@ class WaveNet(nn.Module):
             else:
                 sk = m
             skip = sk if skip is None else skip + sk
-        y = self.out(F.relu(self.head(F.relu(skip))))
+        y = self.out(F.relu(self.head(F.relu(skip), groups)), groups)
         return y.view(B, G, self.c_out, T)
 
 
