@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from sepmodels.data import toy
+from sepmodels.sources.base import SourceModel
 
 KEYS = 88
 AMP_LOW, AMP_HIGH = 0.8, 1.0
@@ -124,7 +125,7 @@ class _LogDensityMap(torch.autograd.Function):
         return per_clip * score, None, None
 
 
-class ExactToyPriors:
+class ExactToyPriors(SourceModel):
     """The exact noise-smoothed prior of each toy source (``sin``, ``square``, ``saw``, ``triangle``).
 
     Same contract as :class:`sepmodels.priors.PriorSet`; it has no parameters and needs no checkpoint, and it
@@ -152,7 +153,6 @@ class ExactToyPriors:
     names: tuple[str, ...] = toy.SOURCES
     sample_rate: int = toy.SAMPLE_RATE
     default_sigma = 0.01
-    device = torch.device("cpu")
 
     def __init__(
         self, lags: int = 1024, prune: float = 40.0, refine: int | tuple[int, ...] = 32, refine_cells: int = 2
@@ -166,9 +166,6 @@ class ExactToyPriors:
         self._cache: OrderedDict[tuple[str, int], _Templates] = OrderedDict()
 
     # -- facts ----------------------------------------------------------------------------------------------
-    def __len__(self) -> int:
-        return len(self.names)
-
     def valid_length(self, length: int) -> int:
         """Any length in range is valid; one out of range raises ``ValueError``."""
         self._check_length(length)
@@ -181,22 +178,6 @@ class ExactToyPriors:
         """Class and settings, for results files."""
         return {"class": type(self).__name__, "config": {"lags": self.lags, "prune": self.prune,
                 "refine": list(self.refine), "refine_cells": self.refine_cells}}  # fmt: skip
-
-    def to(self, device: str | torch.device) -> ExactToyPriors:
-        if torch.device(device).type != "cpu":
-            raise ValueError("the exact toy prior runs on the CPU (float64 FFTs)")
-        return self
-
-    def freeze(self) -> ExactToyPriors:
-        """Nothing to freeze (no parameters); for the trainer, as :meth:`PriorSet.freeze`."""
-        return self
-
-    def can_judge(self, other: object) -> bool:
-        """Whether this prior can stand in for ``other``'s missing likelihood: same sources and rate."""
-        return (
-            tuple(getattr(other, "names", ())) == self.names
-            and getattr(other, "sample_rate", 0) == self.sample_rate
-        )
 
     def _check_length(self, length: int) -> None:
         low = self.min_length

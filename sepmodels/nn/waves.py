@@ -34,14 +34,13 @@ fits converge in a few rounds; each round's fit quality is printed and kept in t
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from sepmodels.checkpoint import CheckpointError, load_model_file, save_checkpoint
+from sepmodels.checkpoint import CheckpointError
 from sepmodels.nn.exact import KEYS, MAX_LENGTH, ExactToyPriors
 from sepmodels.nn.pitch import candidate_hz
 
@@ -111,6 +110,8 @@ class WavePriors(ExactToyPriors):
     """
 
     kind = "waves"
+    checkpoint_class = CLASS
+    checkpoint_what = "a set of learned wave priors (sepmodels fit-waves)"
 
     def __init__(
         self,
@@ -200,29 +201,21 @@ class WavePriors(ExactToyPriors):
             "meta": self.meta,
         }
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        save_checkpoint(path, self.payload())
+    @classmethod
+    def shipped_path(cls) -> Path:
+        from sepmodels.checkpoint import default_wave_priors_path
+
+        return default_wave_priors_path()
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict[str, Any], where: str = "checkpoint") -> WavePriors:
-        if ckpt.get("class") != CLASS:
-            raise CheckpointError(f"{where} holds a {ckpt.get('class')!r}, not learned wave priors (fit-waves)")
+        cls.check_class(ckpt, where)
         try:
             return cls(tuple(str(n) for n in ckpt["sources"]), int(ckpt["sample_rate"]), ckpt["knots"],
                        ckpt["jumps"], ckpt["offsets"], list(ckpt["pitch_hz"]), list(ckpt["pitch_log_prior"]),
                        ckpt["amplitude"], ckpt.get("meta"))  # fmt: skip
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise CheckpointError(f"{where} does not match its own description ({str(err)[:120]})") from None
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str] | None = None) -> WavePriors:
-        """Load wave priors from ``path``, or the shipped ones (``toy_waves.pt``) when None."""
-        from sepmodels.checkpoint import default_wave_priors_path
-
-        where = Path(path) if path is not None else default_wave_priors_path()
-        priors, _ = load_model_file(where, CLASS, "a set of learned wave priors (sepmodels fit-waves)",
-                                    lambda ckpt: cls.from_checkpoint(ckpt, str(where)))  # fmt: skip
-        return priors
 
     # -- drawing -------------------------------------------------------------------------------------------
     def sample(

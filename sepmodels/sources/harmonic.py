@@ -33,15 +33,15 @@ step follows every candidate, so 10 levels of 2 sweeps, and a second chain from 
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from tqdm.auto import tqdm
 
-from sepmodels.checkpoint import CheckpointError, load_model_file, save_checkpoint
+from sepmodels.checkpoint import CheckpointError
 from sepmodels.nn.waves import JUMPS, KNOTS, WavePriors, wave_values
+from sepmodels.sources.base import SourceModel
 from sepmodels.sources.track import Followed, follow
 
 CLASS = "HarmonicPriors"
@@ -58,7 +58,7 @@ FRAME = 147  # samples per frame of a kept track
 _SERIES = 4096  # points of the period at which the shape's Fourier series is taken
 
 
-class HarmonicPriors:
+class HarmonicPriors(SourceModel):
     """Harmonic priors, one per source (see the module docstring); the Prior contract of the exact toy prior.
 
     Arguments:
@@ -96,7 +96,8 @@ class HarmonicPriors:
     has_likelihood = True
     noise_conditional = True
     default_sigma = 0.01
-    device = torch.device("cpu")
+    checkpoint_class = CLASS
+    checkpoint_what = "harmonic priors (sepmodels fit-harmonic)"
 
     def __init__(
         self,
@@ -146,9 +147,6 @@ class HarmonicPriors:
         self.min_length = math.ceil(2 * self.sample_rate / 2 ** float(self.pitch_edges[0]))
 
     # -- facts ----------------------------------------------------------------------------------------------
-    def __len__(self) -> int:
-        return len(self.names)
-
     def valid_length(self, length: int) -> int:
         """Any length of at least two periods of the lowest pitch; a shorter one raises ``ValueError``."""
         if length < self.min_length:
@@ -179,20 +177,6 @@ class HarmonicPriors:
         return {"class": CLASS, "config": {"candidates": self.candidates, "motion": self.motion.tolist(),
                 "deviation": [round(d, 1) for d in self.deviation.tolist()],
                 "moving": [round(q, 3) for q in self.moving.tolist()]}}  # fmt: skip
-
-    def to(self, device: str | torch.device) -> HarmonicPriors:
-        if torch.device(device).type != "cpu":
-            raise ValueError("the harmonic priors run on the CPU (float64 FFTs)")
-        return self
-
-    def freeze(self) -> HarmonicPriors:
-        return self
-
-    def can_judge(self, other: object) -> bool:
-        return (
-            tuple(getattr(other, "names", ())) == self.names
-            and getattr(other, "sample_rate", 0) == self.sample_rate
-        )
 
     # -- the model's parts ----------------------------------------------------------------------------------
     def _wave(self, k: int, cycle: torch.Tensor) -> torch.Tensor:
@@ -455,13 +439,15 @@ class HarmonicPriors:
             "meta": self.meta,
         }
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        save_checkpoint(path, self.payload())
+    @classmethod
+    def shipped_path(cls) -> Path:
+        from sepmodels.checkpoint import default_harmonic_priors_path
+
+        return default_harmonic_priors_path()
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict[str, Any], where: str = "checkpoint") -> HarmonicPriors:
-        if ckpt.get("class") != CLASS:
-            raise CheckpointError(f"{where} holds a {ckpt.get('class')!r}, not harmonic priors (fit-harmonic)")
+        cls.check_class(ckpt, where)
         try:
             return cls(tuple(str(n) for n in ckpt["sources"]), int(ckpt["sample_rate"]), ckpt["knots"],
                        ckpt["jumps"], ckpt["offsets"], ckpt["pitch_edges"], ckpt["pitch_log_prob"],
@@ -469,16 +455,6 @@ class HarmonicPriors:
                        ckpt["bank_envelope"], ckpt.get("meta"))  # fmt: skip
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise CheckpointError(f"{where} does not match its own description ({str(err)[:120]})") from None
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str] | None = None) -> HarmonicPriors:
-        """Load harmonic priors from ``path``, or the shipped ones (``toy_harmonic.pt``) when None."""
-        from sepmodels.checkpoint import default_harmonic_priors_path
-
-        where = Path(path) if path is not None else default_harmonic_priors_path()
-        priors, _ = load_model_file(where, CLASS, "a set of harmonic priors (sepmodels fit-harmonic)",
-                                    lambda ckpt: cls.from_checkpoint(ckpt, str(where)))  # fmt: skip
-        return priors
 
 
 def _magnitude(x: torch.Tensor) -> torch.Tensor:
