@@ -22,8 +22,7 @@ MUSIC_HEADER = (
     "The studies of the **stems priors**: one noise-conditional flow per stem (drums, bass, other, vocals), "
     "trained on the stems benchmark's solo training stems only. Does the bass prior prefer bass? Which moments of "
     "a song does each prior find likely, and is a clip like anything the priors saw (each prior's range on "
-    "held-out stems of the validation split)? The thesis's studies on music; the noise-conditioning study is not "
-    "shipped for these priors (it fine-tunes a flow per noise level)."
+    "held-out stems of the validation split)? The thesis's studies on music, noise conditioning included."
 )
 
 

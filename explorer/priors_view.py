@@ -707,6 +707,20 @@ class DenoiseView(pn.viewable.Viewer):
                      "fine: at small sigma, where the posterior over the phase is narrower than a grid cell, a "
                      "prior that searches the phase more finely can score higher (the wave priors do on sine and "
                      "triangle below sigma 0.03)." if self.has_exact else "")  # fmt: skip
+        what = (
+            "; these priors / the exact prior): a prior that takes a foreign source's sound scores near 0 dB or "
+            "below here. The exact prior does so only where the added clip's fundamental is itself a likely clip "
+            "of this prior (a sine prior takes a square's fundamental); a prior"
+            if self.has_exact
+            else "): a prior that takes a foreign source's sound scores near 0 dB or below here, and far below "
+            "its own solo figure in the table above; a prior"
+        )
+        interference = (
+            "**With another source added** (each prior's own clip plus another source's clip plus noise, SI-SDR "
+            f"of its denoised clip against its own{what} that scores near 0 dB everywhere passes whatever it is "
+            "given, and a separation sweep cannot explain a source away with it. Denoising a solo clip cannot "
+            "show this."
+        )
         return pn.Column(
             pn.pane.Markdown(
                 _provenance(self.study) + " Each clip plus noise of level sigma is replaced by each prior's "
@@ -720,15 +734,7 @@ class DenoiseView(pn.viewable.Viewer):
             ),
             self._summary,
             self._table,
-            pn.pane.Markdown(
-                "**With another source added** (each prior's own clip plus another source's clip plus noise, "
-                "SI-SDR of its denoised clip against its own; these priors / the exact prior): a prior that "
-                "takes a foreign source's sound scores near 0 dB or below here. The exact prior does so only "
-                "where the added clip's fundamental is itself a likely clip of this prior (a sine prior takes a "
-                "square's fundamental); a prior that scores near 0 dB everywhere passes whatever it is given, "
-                "and a separation sweep cannot explain a source away with it. Denoising a solo clip cannot "
-                "show this."
-            ),
+            pn.pane.Markdown(interference),
             self._interference,
             pn.GridBox(*cells, ncols=2, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",

@@ -226,8 +226,8 @@ def test_the_priors_apps_music_tab_shows_the_stems_priors_studies(monkeypatch):
     monkeypatch.setattr(explorer.music_view, "example_clips", lambda: {"tones": _tones()})
     header, app = music_explorer()
     assert "stems priors" in header and app.problems == []
-    assert set(app.studies) == {"cross", "probes", "samples", "denoise"}
-    assert "stems_flow.pt" in app.studies["cross"].priors["path"] and "noise" not in app.studies
+    assert set(app.studies) == {"cross", "noise", "probes", "samples", "denoise"}
+    assert all("stems_flow.pt" in r.priors["path"] for r in app.studies.values())
     assert tuple(app.priors.names) == ("drums", "bass", "other", "vocals")
     denoise = app.view("denoise")
     assert denoise.sigma == 0.03  # where the noisy input scores nearest 0 dB
