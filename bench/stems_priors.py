@@ -15,8 +15,9 @@ Per family (``--families``):
 2. Denoising (``sepmodels.studies.denoise_study``) on 2 s solo clips of the test split at a few noise levels:
    each stem's posterior mean against its clean clip (does the prior know its stem?), and with another stem
    added (does it leave a foreign stem alone? what the residual sweep needs).
-3. The sampler's ladder (``--sigma-max`` choices, ``--levels`` levels of one sweep, one chain) and its output
-   (the sweep's sources as they are, or the mix through ratio masks or Wiener filters of their spectrograms)
+3. The sampler's ladder (each ``--sigma-max`` top with each ``--levels`` length, one sweep per level, one chain)
+   and its output (the sweep's sources as they are, or the mix through ratio masks or Wiener filters of their
+   spectrograms)
    chosen by mean SI-SDRi over both validation conditions; one run gives all three outputs.
 4. The chosen setting on the test clips of both conditions: SI-SDR, SI-SDRi, museval SDR, seconds per clip.
 
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import platform
 import subprocess
@@ -192,7 +194,13 @@ def main() -> None:
                         help="training steps of the families trained here (default: TRAINING's)")  # fmt: skip
     parser.add_argument("--sigma-max", type=float, nargs="+", default=[1.0, 0.1, 0.03],
                         help="tops of the ladders tried on valid")  # fmt: skip
-    parser.add_argument("--levels", type=int, default=6, help="levels of the ladder, one sweep each")
+    parser.add_argument(
+        "--levels",
+        type=int,
+        nargs="+",
+        default=[6],
+        help="lengths of the ladder tried on valid, one sweep per level (default: 6)",
+    )
     parser.add_argument("--denoise-sigmas", type=float, nargs="+", default=[0.01, 0.03, 0.1])
     parser.add_argument("--quick", action="store_true", help="2 test clips per condition, no museval SDR")
     parser.add_argument("--references", action="store_true",
@@ -239,8 +247,8 @@ def main() -> None:
                 for s, v in stems.items()), flush=True)  # fmt: skip
 
         choices = []
-        for top in args.sigma_max:
-            settings = {"sigma_max": top, "levels": args.levels, **SWEEP}
+        for top, levels in itertools.product(args.sigma_max, args.levels):
+            settings = {"sigma_max": top, "levels": levels, **SWEEP}
             print(f"{family}: valid, ladder {settings} ...", flush=True)
             sep = make_separator("residual", priors, **settings)
             figures = score_outputs(sep, valid, bss=False)
