@@ -16,7 +16,7 @@ from bokeh.models import ColorBar, ColumnDataSource, LinearColorMapper, Span
 
 from explorer.audio import load_audio_bytes, new_figure, playable, smooth, wave_data
 from explorer.mixview import PALETTE
-from explorer.runner import SamplerRunner
+from explorer.runner import LiveView, SamplerRunner
 from sepmodels import heldout, mixing
 from sepmodels.data import toy
 from sepmodels.data.audio import AudioError
@@ -71,7 +71,7 @@ _MUSIC_ADVICE = (
 )
 
 
-class LangevinExplorer(pn.viewable.Viewer):
+class LangevinExplorer(LiveView, pn.viewable.Viewer):
     """Separate a toy mix (or an uploaded one) live under the priors.
 
     A per-session :class:`SamplerRunner` advances the sampler on its own thread; a periodic callback
@@ -160,7 +160,6 @@ class LangevinExplorer(pn.viewable.Viewer):
         self.new_mix_button.on_click(lambda _e: setattr(self, "seed", self.seed + 1))
         self.upload.param.watch(self._on_upload, "value")
         self.runner = SamplerRunner(self._make_generator)
-        self._callback = None
         self._toy_mix()
 
     def _use(self, priors: Prior, judge: Prior | None) -> None:
@@ -575,17 +574,6 @@ class LangevinExplorer(pn.viewable.Viewer):
             "" if est_hz is None else f": {right} of {len(rows) - 2} within 50 cents of the truth"
         )
         return head + "\n\n" + "\n".join(rows)
-
-    # -- lifecycle -----------------------------------------------------------------------------------------
-    def attach(self) -> None:
-        """Start the periodic refresh and stop the runner when the browser session closes."""
-        self._callback = pn.state.add_periodic_callback(self.refresh, period=self.refresh_ms)
-        pn.state.on_session_destroyed(lambda _ctx: self.close())
-
-    def close(self) -> None:
-        if self._callback is not None:
-            self._callback.stop()
-        self.runner.close()
 
     def __panel__(self) -> pn.viewable.Viewable:
         counter = pn.pane.Markdown(self.param.status, styles={"font-size": "1.1em", "font-weight": "bold"})

@@ -41,7 +41,7 @@ from bokeh.palettes import Magma256
 from explorer.audio import load_audio_bytes, new_figure, playable
 from explorer.mixview import PALETTE
 from explorer.priors_view import busy
-from explorer.runner import SamplerRunner
+from explorer.runner import LiveView, SamplerRunner
 from sepmodels import heldout
 from sepmodels.data.audio import AudioError
 from sepmodels.data.stems import STEMS, StemsBenchmark, StemsError, benchmark_clips, make_stems
@@ -150,7 +150,7 @@ def _note_ticks(top: float) -> tuple[list[float], dict[float, str]]:
     return ticks, labels
 
 
-class MusicExplorer(pn.viewable.Viewer):
+class MusicExplorer(LiveView, pn.viewable.Viewer):
     """See the module docstring. Arguments: ``clips`` ``{name: stems [4, T]}`` (may be empty: upload only);
     ``methods`` ``{name: separate(mixture [T]) -> [4, T]}``."""
 
@@ -168,7 +168,6 @@ class MusicExplorer(pn.viewable.Viewer):
         self.runner = SamplerRunner(lambda: iter(()))
         self._trace: list[tuple[int, float, list[float], list[float]]] = []  # step, seconds, output, sources
         self._sweep: dict | None = None  # the sweep on screen: its separator, mixture, truth, floor, latest
-        self._callback = None
         self.dictionaries = dictionaries  # StemDictionaries, for "which dictionary explains each stem"
         self.cross: torch.Tensor | None = None
         self._uploads: set[str] = set()  # clips that are uploads: one mixture, no true stems
@@ -507,18 +506,6 @@ class MusicExplorer(pn.viewable.Viewer):
         self._player_labels["residual"].object = "**residual** (mix minus the estimates): when the run ends"
         for k, name in enumerate(STEMS):
             self._players[f"{name} truth"].object = None if truth is None else playable(truth[k])
-
-    # -- lifecycle -----------------------------------------------------------------------------------------
-    def attach(self) -> None:
-        """Refresh the sweep's figures periodically in a served session, and end the runner with the session."""
-        if self._callback is None:
-            self._callback = pn.state.add_periodic_callback(self.refresh, period=self.refresh_ms)
-            pn.state.on_session_destroyed(lambda _ctx: self.close())
-
-    def close(self) -> None:
-        if self._callback is not None:
-            self._callback.stop()
-        self.runner.close()
 
     def _db_rows(self, x: torch.Tensor, ref: float) -> np.ndarray:
         mag = stft(x.double(), self.config).abs()  # [bins, frames]

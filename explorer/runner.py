@@ -1,7 +1,8 @@
 """A background thread that advances a sampler generator, so the UI never waits on a sampling step.
 
 The UI calls :meth:`SamplerRunner.start`, :meth:`pause`, :meth:`step` and :meth:`reset`, and reads
-:attr:`latest` and :meth:`history` whenever it likes (from a periodic callback): the newest iterate wins.
+:attr:`latest` and :meth:`history` whenever it likes (from a periodic callback): the newest iterate wins. A view
+that polls one takes :class:`LiveView` for its periodic refresh and its end with the browser session.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import panel as pn
 import torch
 
 from sepmodels.inference.langevin import Iterate
@@ -157,3 +159,21 @@ class SamplerRunner:
                     self._latest = it
                     self._records.append(record)
                 # finished only when the generator ends: the residual sweep's closing result follows its last step
+
+
+class LiveView:
+    """For a view that shows a :class:`SamplerRunner` (``self.runner``) by polling it: :meth:`attach` starts the
+    periodic ``self.refresh`` every ``self.refresh_ms`` in a served session, once, and ends the runner's thread
+    when the browser session closes."""
+
+    _callback = None
+
+    def attach(self) -> None:
+        if self._callback is None:
+            self._callback = pn.state.add_periodic_callback(self.refresh, period=self.refresh_ms)
+            pn.state.on_session_destroyed(lambda _ctx: self.close())
+
+    def close(self) -> None:
+        if self._callback is not None:
+            self._callback.stop()
+        self.runner.close()
