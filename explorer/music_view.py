@@ -344,7 +344,7 @@ class MusicExplorer(LiveView, pn.viewable.Viewer):
             self.status = "The oracle needs the true stems; an upload has none. Pick a method."
             return
         method = self.methods.get(self.method)
-        self._curve_panel.visible = isinstance(method, LangevinSeparator)
+        self._curve_panel.visible = isinstance(method, LangevinSeparator) and truth is not None
         if isinstance(method, LangevinSeparator):
             self._start_sweep(method, mixture, truth)
             return

@@ -152,3 +152,17 @@ def test_a_sweep_can_be_stopped_and_says_how_fast_it_goes(monkeypatch):
     view.refresh()
     assert len(view._curve_src.data["step"]) == shown  # nothing moves once stopped
     view.close()
+
+
+def test_a_sweep_on_an_upload_runs_without_curves_and_says_there_is_nothing_to_score():
+    view = MusicExplorer({"tones": _stems()}, {"quarter": _quarter, "gaussian sweep": _gaussian_sweep()})
+    buf = io.BytesIO()
+    sf.write(buf, np.asarray(_stems(1.0).sum(0)), RATE, format="WAV")
+    view._upload.filename = "song.wav"
+    view._upload.value = buf.getvalue()
+    view.method = "gaussian sweep"
+    view.wait(60)
+    assert not view._curve_panel.visible  # no truth: no scores to draw over the steps
+    assert "separated in 4 steps" in view.status and "No true stems" in view._verdict.object
+    assert all(view._players[f"{s} estimate"].object is not None for s in STEMS)
+    view.close()
