@@ -71,13 +71,16 @@ def _nmf(X: np.ndarray, atoms: int, iterations: int, seed: int, dictionary: np.n
     from sklearn.decomposition import non_negative_factorization
     from sklearn.exceptions import ConvergenceWarning
 
-    with warnings.catch_warnings():  # "Maximum number of iterations reached": the iteration count is a setting
-        warnings.simplefilter("ignore", category=ConvergenceWarning)
-        A, D, _ = non_negative_factorization(
-            X, H=dictionary, n_components=atoms, init=None if dictionary is not None else "nndsvda",
-            update_H=dictionary is None, solver="mu", beta_loss="kullback-leibler", max_iter=iterations,
-            tol=1e-5, random_state=seed,
-        )  # fmt: skip
+    # "Maximum number of iterations reached": here the iteration count is a setting, not a failure. A filter
+    # for that message of scikit-learn's NMF alone, added once: warnings.catch_warnings swaps the process's
+    # filters and is not thread-safe, so the apps' sessions (threads) let the warning through with it.
+    warnings.filterwarnings("ignore", message="Maximum number of iterations", category=ConvergenceWarning,
+                            module=r"sklearn\.decomposition\._nmf")  # fmt: skip
+    A, D, _ = non_negative_factorization(
+        X, H=dictionary, n_components=atoms, init=None if dictionary is not None else "nndsvda",
+        update_H=dictionary is None, solver="mu", beta_loss="kullback-leibler", max_iter=iterations,
+        tol=1e-5, random_state=seed,
+    )  # fmt: skip
     return A, D
 
 
