@@ -31,7 +31,7 @@ from torch import nn
 
 from sepmodels.nn.contract import ModelKind, TrainBatch
 from sepmodels.nn.pitch import PitchDenoiser
-from sepmodels.nn.wavenet import WaveNet, sigma_features
+from sepmodels.nn.wavenet import WaveNet, group_slices, sigma_features
 
 
 @dataclass(frozen=True)
@@ -137,9 +137,7 @@ class SpectralDenoiser(nn.Module):
         """A grouped convolution, or only the slices of ``groups`` of it (the same numbers, fewer of them)."""
         if groups is None:
             return conv(h)
-        G = self.groups
-        weight = conv.weight.view(G, -1, *conv.weight.shape[1:])[groups].flatten(0, 1)
-        bias = conv.bias.view(G, -1)[groups].flatten()
+        weight, bias = group_slices(conv.weight, conv.bias, self.groups, groups)
         return nn.functional.conv1d(
             h, weight, bias, padding=conv.padding, dilation=conv.dilation, groups=len(groups)
         )

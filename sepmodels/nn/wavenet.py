@@ -46,9 +46,17 @@ class GroupConv(nn.Module):
             x = F.pad(x, (left, self.pad - left))
         if groups is None:
             return F.conv1d(x, self.weight, self.bias, dilation=self.dilation, groups=self.groups)
-        weight = self.weight.view(self.groups, -1, *self.weight.shape[1:])[groups].flatten(0, 1)
-        bias = self.bias.view(self.groups, -1)[groups].flatten()
+        weight, bias = group_slices(self.weight, self.bias, self.groups, groups)
         return F.conv1d(x, weight, bias, dilation=self.dilation, groups=len(groups))
+
+
+def group_slices(
+    weight: torch.Tensor, bias: torch.Tensor, count: int, groups: list[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weight ``[count * C_out, C_in, K]`` and bias ``[count * C_out]`` of a grouped convolution of ``count``
+    groups, cut down to ``groups`` (in that order): a convolution of ``len(groups)`` groups that computes
+    exactly those groups' outputs."""
+    return weight.view(count, -1, *weight.shape[1:])[groups].flatten(0, 1), bias.view(count, -1)[groups].flatten()
 
 
 class WaveNet(nn.Module):
