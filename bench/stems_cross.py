@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sepmodels.data.stems import STEMS, StemsBenchmark, benchmark_clips  # noqa: E402
-from sepmodels.evaluation import SILENT_DB  # noqa: E402
+from sepmodels.evaluation import silent_stems  # noqa: E402
 from sepmodels.fileio import atomic_path  # noqa: E402
 from sepmodels.nmf import StemDictionaries  # noqa: E402
 
@@ -40,7 +40,7 @@ def main() -> None:
         mats = []
         for _name, stems in clips:
             mixture = stems.sum(0)
-            silent = stems.pow(2).sum(-1) < mixture.pow(2).sum() * 10 ** (SILENT_DB / 10)
+            silent = silent_stems(stems, mixture)
             mats.append(dicts.cross_fit(stems, silent))
         m = torch.stack(mats)  # [clips, true stem, dictionary]
         sounding = torch.isfinite(m[:, :, 0])

@@ -45,7 +45,7 @@ from explorer.runner import LiveView, SamplerRunner
 from sepmodels import heldout
 from sepmodels.data.audio import AudioError
 from sepmodels.data.stems import STEMS, StemsBenchmark, StemsError, benchmark_clips, make_stems
-from sepmodels.evaluation import SILENT_DB
+from sepmodels.evaluation import silent_stems
 from sepmodels.inference.langevin import Iterate
 from sepmodels.inference.separator import LangevinSeparator
 from sepmodels.metrics import si_sdr
@@ -372,7 +372,7 @@ class MusicExplorer(LiveView, pn.viewable.Viewer):
     def _floor(mixture: torch.Tensor, truth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each stem's SI-SDR of the mix itself (NaN for a stem silent in the clip, left out as the benchmark
         does) and which stems are silent."""
-        silent = truth.pow(2).sum(-1) < mixture.pow(2).sum() * 10 ** (SILENT_DB / 10)
+        silent = silent_stems(truth, mixture)
         nan = torch.full((len(STEMS),), float("nan"))
         return torch.where(silent, nan, si_sdr(mixture.expand_as(truth), truth)), silent
 
@@ -591,7 +591,7 @@ class MusicExplorer(LiveView, pn.viewable.Viewer):
             self._cross_panel.visible = True
             return
         mixture = truth.sum(0)
-        silent = truth.pow(2).sum(-1) < mixture.pow(2).sum() * 10 ** (SILENT_DB / 10)
+        silent = silent_stems(truth, mixture)
         start = time.perf_counter()
         self.cross = self.dictionaries.cross_fit(truth, silent)
         seconds = time.perf_counter() - start

@@ -44,6 +44,12 @@ def evaluate_separator(
 SILENT_DB = -60.0  # a stem this far below the mix's energy in a clip is silent there: left out and counted
 
 
+def silent_stems(stems: torch.Tensor, mixture: torch.Tensor) -> torch.Tensor:
+    """``[N]`` bool: which of ``stems [N, T]`` lie :data:`SILENT_DB` or more below ``mixture [T]``'s energy (no
+    score is given for them: an SI-SDR of near-silence measures nothing)."""
+    return stems.pow(2).sum(-1) < mixture.pow(2).sum() * 10 ** (SILENT_DB / 10)
+
+
 @dataclass(frozen=True)
 class StemScores:
     """Per clip and stem ``[n_clips, n_stems]``: SI-SDR of the estimates and of the mix itself (the floor),
@@ -107,8 +113,7 @@ def evaluate_stems(estimate: Callable[[torch.Tensor], torch.Tensor], clips: list
         rows["seconds"].append(time.perf_counter() - start)
         if estimates.shape != stems.shape:
             raise ValueError(f"estimates of shape {tuple(estimates.shape)} for stems {tuple(stems.shape)}")
-        energy = stems.pow(2).sum(-1)
-        silent = energy < mixture.pow(2).sum() * 10 ** (SILENT_DB / 10)
+        silent = silent_stems(stems, mixture)
         nan = torch.full((len(names),), float("nan"))
         floor = mixture.expand_as(stems)
         rows["silent"].append(silent)
@@ -127,4 +132,4 @@ def evaluate_stems(estimate: Callable[[torch.Tensor], torch.Tensor], clips: list
                       stack("mix_sdr"), stack("silent"), tuple(rows["seconds"]))  # fmt: skip
 
 
-__all__ = ["SILENT_DB", "SeparationScores", "StemScores", "evaluate_separator", "evaluate_stems"]
+__all__ = ["SILENT_DB", "SeparationScores", "StemScores", "evaluate_separator", "evaluate_stems", "silent_stems"]
