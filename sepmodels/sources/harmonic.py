@@ -33,6 +33,7 @@ step follows every candidate, so 10 levels of 2 sweeps, and a second chain from 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -56,6 +57,16 @@ FIT_SIGMA = 0.2  # noise of the solo clips on which the motion band is chosen
 BANK = 32  # tracks kept per source for drawing
 FRAME = 147  # samples per frame of a kept track
 _SERIES = 4096  # points of the period at which the shape's Fourier series is taken
+
+
+@dataclass
+class Drawn:
+    """Draws of the harmonic priors: ``clips [n, N, T]`` float64 (clean), each note's drawn pitch ``hz [n, N]``
+    (the pitch its motion deviates from) and whether it ``moving [n, N]``."""
+
+    clips: torch.Tensor
+    hz: torch.Tensor
+    moving: torch.Tensor
 
 
 class HarmonicPriors(SourceModel):
@@ -205,31 +216,18 @@ class HarmonicPriors(SourceModel):
         With ``spread_cents``, each partial's magnitude is the root of the power within that many cents of it
         (a note whose pitch moves spreads its partials over that band, and its peak sinks below a steady note's
         of less energy); peaks closer than the spread count as one. ``magnitude``: ``x``'s spectrum as
-        :func:`_magnitude` gives it, where the caller has it already.
+        :func:`magnitude_spectrum` gives it, where the caller has it already.
         """
         count = count or self.candidates
-        spectrum = magnitude if magnitude is not None else _magnitude(x)
+        spectrum = magnitude if magnitude is not None else magnitude_spectrum(x)
         n = 2 * (spectrum.numel() - 1)
-        if spread_cents > 0:  # the power within +-spread of every bin, by a running sum
-            ratio = 2.0 ** (spread_cents / 1200) - 1
-            half = (torch.arange(spectrum.numel(), dtype=torch.float64) * ratio).round().long().clamp_min(2)
-            run = torch.cat([torch.zeros(1, dtype=torch.float64), spectrum.square().cumsum(0)])
-            idx = torch.arange(spectrum.numel())
-            hi = (idx + half + 1).clamp(max=spectrum.numel())
-            lo = (idx - half).clamp_min(0)
-            spectrum = ((run[hi] - run[lo]) / (hi - lo).double()).sqrt()
+        if spread_cents > 0:
+            spectrum = spread_spectrum(spectrum, spread_cents)
         bin_hz = self.sample_rate / n
         low = math.ceil(2 ** float(self.pitch_edges[0]) / bin_hz)
         high = min(int(2 ** float(self.pitch_edges[-1]) / bin_hz), spectrum.numel() - 1)
         bins = torch.arange(low, high + 1)
-        weight = self._coefs[k][1 : SALIENCE_HARMONICS + 1].abs()
-        salience = torch.zeros(len(bins), dtype=torch.float64)
-        for h in range(1, SALIENCE_HARMONICS + 1):
-            idx = h * bins
-            keep = idx < spectrum.numel()
-            width = 2 * (h // 2) + 1  # the h-th partial of a pitch between bins lies up to h/2 bins away
-            peak = torch.nn.functional.max_pool1d(spectrum[None, None], width, 1, width // 2)[0, 0]
-            salience[keep] += weight[h - 1] * peak[idx[keep]]
+        salience = self.salience(k, spectrum, bins)
         hz = bins.double() * bin_hz
         local = torch.ones_like(salience, dtype=torch.bool)
         local[1:-1] = (salience[1:-1] >= salience[:-2]) & (salience[1:-1] >= salience[2:])
@@ -244,12 +242,26 @@ class HarmonicPriors(SourceModel):
                     break
         return torch.tensor(found, dtype=torch.float64)
 
+    def salience(self, k: int, spectrum: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+        """Source ``k``'s harmonic salience at the pitches of the spectrum's bins ``bins`` (integers): the first
+        :data:`SALIENCE_HARMONICS` partials' magnitudes weighted by the shape's, each the largest within the
+        half-bins its partial may fall in (``spectrum``: as :func:`magnitude_spectrum` gives it)."""
+        weight = self._coefs[k][1 : SALIENCE_HARMONICS + 1].abs()
+        salience = torch.zeros(len(bins), dtype=torch.float64)
+        for h in range(1, SALIENCE_HARMONICS + 1):
+            idx = h * bins
+            keep = idx < spectrum.numel()
+            width = 2 * (h // 2) + 1  # the h-th partial of a pitch between bins lies up to h/2 bins away
+            peak = torch.nn.functional.max_pool1d(spectrum[None, None], width, 1, width // 2)[0, 0]
+            salience[keep] += weight[h - 1] * peak[idx[keep]]
+        return salience
+
     def _fits(self, k: int, x: torch.Tensor) -> tuple[list[Followed], torch.Tensor]:
         """The candidates of source ``k`` in the clip ``x [T]`` followed as steady notes, and the
         :data:`MOVING_CANDIDATES` strongest candidates of a salience spread over the learned deviation followed
         as moving ones; with each fit's log prior (pitch density, the share of moving notes) less half its
         degrees of freedom times log T (:func:`degrees_of_freedom`)."""
-        magnitude = _magnitude(x)
+        magnitude = magnitude_spectrum(x)
         pitches = self.candidate_pitches(k, x, magnitude=magnitude)
         if len(pitches) == 0:
             raise ValueError("no pitch candidate within the priors' range")
@@ -260,18 +272,25 @@ class HarmonicPriors(SourceModel):
             spread = float(self.deviation[k])
             moving = self.candidate_pitches(k, x, MOVING_CANDIDATES, spread_cents=spread, magnitude=magnitude)
             fits += [self.follow(k, x, float(f), moving=True) for f in moving]
-        log_t = math.log(T)
-        prior = []
-        for fit in fits:
-            m = fit.motion
-            share = q if m > 0 else 1 - q
-            pitch = float(self.log_pitch_density(k, torch.tensor(fit.mean_pitch(self.sample_rate))))
-            prior.append(
-                max(pitch, -1e4)
-                + math.log(max(share, 1e-300))
-                - 0.5 * degrees_of_freedom(m, T, self.sample_rate) * log_t
-            )
-        return fits, torch.tensor(prior, dtype=torch.float64)
+        return fits, torch.tensor([self.log_prior(k, fit, T) for fit in fits], dtype=torch.float64)
+
+    def log_prior(self, k: int, fit: Followed, length: int) -> float:
+        """A fit's log prior under source ``k``'s priors: the pitch density at its mean pitch, the share of
+        steady or moving notes, less half its degrees of freedom times log T (:func:`degrees_of_freedom`)."""
+        q = float(self.moving[k])
+        share = q if fit.motion > 0 else 1 - q
+        pitch = float(self.log_pitch_density(k, torch.tensor(fit.mean_pitch(self.sample_rate))))
+        return (max(pitch, -1e4) + math.log(max(share, 1e-300))
+                - 0.5 * degrees_of_freedom(fit.motion, length, self.sample_rate) * math.log(length))  # fmt: skip
+
+    def prefer(self, k: int, fits: list[Followed], sigma: float | None = None) -> Followed:
+        """The fit of source ``k`` the priors find likeliest among ``fits`` of one clip: Gaussian term at the
+        noise level ``sigma^2 + e^2`` (``e^2`` what the best leaves per sample, as in the posterior mean) plus
+        :meth:`log_prior`."""
+        T = fits[0].wave.shape[-1]
+        s = self.default_sigma if sigma is None else sigma
+        level = s**2 + min(f.error for f in fits) / T
+        return max(fits, key=lambda f: -f.error / (2 * level) + self.log_prior(k, f, T))
 
     def _shape(self, k: int):
         return lambda c: self._wave(k, c)
@@ -395,12 +414,19 @@ class HarmonicPriors(SourceModel):
         sigma: torch.Tensor | float | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """``n`` draws of every source plus noise of level sigma: ``[n, N, length]``. A pitch from the density
-        (uniform within its bin), a phase, a peak amplitude, and with the share of moving notes one kept solo
-        clip's pitch and envelope motion (else a steady note)."""
+        """``n`` draws of every source plus noise of level sigma: ``[n, N, length]`` (:meth:`draw`)."""
         s = self._sigma(sigma)
         generator = generator or torch.Generator().manual_seed(int(torch.randint(0, 2**31, ())))
+        clean = self.draw(n, length, generator).clips.float()
+        return clean + s * torch.randn(clean.shape, generator=generator)
+
+    def draw(self, n: int, length: int, generator: torch.Generator) -> Drawn:
+        """``n`` clean draws of every source with what was drawn (:class:`Drawn`). A pitch from the density
+        (uniform within its bin), a phase, a peak amplitude, and with the share of moving notes one kept solo
+        clip's pitch and envelope motion (else a steady note)."""
         out = torch.empty(n, len(self), length, dtype=torch.float64)
+        pitches = torch.empty(n, len(self), dtype=torch.float64)
+        moving = torch.zeros(n, len(self), dtype=torch.bool)
         frames = torch.arange(length, dtype=torch.float64) / FRAME
         for k in range(len(self)):
             pick = torch.multinomial(self.pitch_log_prob[k].exp(), n, replacement=True, generator=generator)
@@ -416,8 +442,8 @@ class HarmonicPriors(SourceModel):
             rate = hz[:, None] * torch.pow(2.0, cents / 1200)
             cycle = phase[:, None] + (rate.cumsum(-1) - rate) / self.sample_rate
             out[:, k] = peak[:, None] * envelope * self._wave(k, torch.remainder(cycle, 1.0))
-        clean = out.float()
-        return clean + s * torch.randn(clean.shape, generator=generator)
+            pitches[:, k], moving[:, k] = hz, moves[:, 0]
+        return Drawn(out, pitches, moving)
 
     # -- persistence ----------------------------------------------------------------------------------------
     def payload(self) -> dict[str, Any]:
@@ -457,12 +483,24 @@ class HarmonicPriors(SourceModel):
             raise CheckpointError(f"{where} does not match its own description ({str(err)[:120]})") from None
 
 
-def _magnitude(x: torch.Tensor) -> torch.Tensor:
+def magnitude_spectrum(x: torch.Tensor) -> torch.Tensor:
     """The magnitude spectrum of the clip ``x [T]`` that the salience reads: Hann-windowed, zero-padded to a
     power of two at least 4 T."""
     T = x.shape[-1]
     n = 1 << (4 * T - 1).bit_length()
     return torch.fft.rfft(x.double() * torch.hann_window(T, dtype=torch.float64), n).abs()
+
+
+def spread_spectrum(spectrum: torch.Tensor, cents: float) -> torch.Tensor:
+    """The root of the mean power within +-``cents`` of every bin of a magnitude ``spectrum [F]`` (a running
+    sum): where a moving note's partials spread their energy."""
+    ratio = 2.0 ** (cents / 1200) - 1
+    half = (torch.arange(spectrum.numel(), dtype=torch.float64) * ratio).round().long().clamp_min(2)
+    run = torch.cat([torch.zeros(1, dtype=torch.float64), spectrum.square().cumsum(0)])
+    idx = torch.arange(spectrum.numel())
+    hi = (idx + half + 1).clamp(max=spectrum.numel())
+    lo = (idx - half).clamp_min(0)
+    return ((run[hi] - run[lo]) / (hi - lo).double()).sqrt()
 
 
 def degrees_of_freedom(motion: float, length: int, sample_rate: int) -> float:
