@@ -48,6 +48,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -272,6 +282,32 @@ def build_parser() -> argparse.ArgumentParser:
     fh.add_argument("--seed", type=int, default=0, help="seed of the training clips (default: 0)")
     fh.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    tp = sub.add_parser(
+        "train-posterior",
+        help="train the amortised posterior: an encoder that reads each source's note (harmonic priors' "
+        "parameters) off a toy mix, trained on mixes alone",
+    )
+    tp.add_argument("--out", required=True, type=Path, help="the posterior file to write (.pt)")
+    tp.add_argument("--priors", type=Path,
+                    help="the harmonic priors it reads (default: the shipped toy_harmonic.pt)")  # fmt: skip
+    tp.add_argument("--sleep-steps", type=_non_negative_int, default=2000,
+                    help="steps on mixes drawn from the priors themselves (default: 2000)")  # fmt: skip
+    tp.add_argument("--elbo-steps", type=_non_negative_int, default=0,
+                    help="steps of the ELBO on unlabelled toy mixes after the sleep phase (default: 0; measured "
+                    "not to help, README)")  # fmt: skip
+    tp.add_argument("--mixes", type=_positive_int, default=96,
+                    help="unlabelled mixes per toy variant for the ELBO (default: 96)")  # fmt: skip
+    tp.add_argument("--variants", nargs="+", choices=["keys", "continuous", "moving"],
+                    default=["keys", "continuous", "moving"],
+                    help="toy variants of the ELBO's mixes (default: all three)")  # fmt: skip
+    tp.add_argument("--seconds", type=_positive_float, default=1.0, help="seconds per mix (default: 1)")
+    tp.add_argument("--config", choices=["default", "tiny"], default="default", help="encoder size")
+    tp.add_argument("--init", type=Path,
+                    help="an amortised posterior over the same priors to go on from (e.g. --sleep-steps 0 to add "
+                    "the ELBO phase to a sleep-only one)")  # fmt: skip
+    tp.add_argument("--seed", type=int, default=1, help="seed of the draws and the ELBO's mixes (default: 1)")
+    tp.add_argument("--quiet", action="store_true", help="no progress bar")
+
     st = sub.add_parser("study", help="run a study of the priors and write its results file (for apps/priors.py)")
     st.add_argument(
         "study",
@@ -333,7 +369,8 @@ def _sampler_arguments(p: argparse.ArgumentParser, oracle: bool = False) -> None
         "--posterior",
         type=Path,
         metavar="CKPT",
-        help="--method vae: a VAE posterior (train --model vae; default: the shipped one)",
+        help="--method vae: 'amortised' (the shipped amortised posterior, the default), 'per-sample' (the "
+        "shipped per-sample VAE) or a posterior file (train-posterior, or train --model vae)",
     )
     own = "; ".join(
         f"{m} {v['sigma_max']:g}, {v['levels']} levels, {v['steps']} steps" for m, v in METHOD_DEFAULTS.items()
@@ -493,7 +530,8 @@ def _cmd_separate(args: argparse.Namespace) -> int:
         wrong = heldout.stems_priors_note(audio.samples, sample_rate) if tuple(names) == STEMS else None
     if wrong:
         print(f"note: {wrong}", file=sys.stderr)
-    if priors is not None:
+    sampler = hasattr(separator, "steps_run")  # a sampler under priors (the amortised posterior has priors too)
+    if sampler:
         print(f"separating {audio.samples.shape[0] / sample_rate:.2f} s with {args.method} and {priors.kind} "
               "priors; timing the first steps for an estimate", file=sys.stderr)  # fmt: skip
     try:
@@ -501,7 +539,7 @@ def _cmd_separate(args: argparse.Namespace) -> int:
     except (ValueError, SeparationError) as err:
         raise UsageError(str(err)) from None
     how = separator.describe()
-    if priors is not None:
+    if sampler:
         how = (f"{args.method}, {separator.steps_run} steps, final mix error {separator.last.mix_error:.2e}"
                f"{separator.output}")  # fmt: skip
     whole = audio.samples * (len(names) if getattr(separator, "mix", "mean") == "mean" else 1)
@@ -544,9 +582,9 @@ def _loudness_notes(estimates, mixture, names) -> list[str]:
 
 def _demixer(args: argparse.Namespace):
     from sepmodels.devices import pick_device
-    from sepmodels.inference.posterior import Demixer, default_posterior_path
+    from sepmodels.inference.amortised import load_posterior
 
-    return Demixer.load(args.posterior or default_posterior_path(), device=pick_device(args.device))
+    return load_posterior(args.posterior, device=pick_device(args.device))
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -1055,6 +1093,63 @@ def _cmd_fit_harmonic(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_posterior(args: argparse.Namespace) -> int:
+    import time
+
+    import torch
+
+    from sepmodels import mixing
+    from sepmodels.data import toy
+    from sepmodels.inference.amortised import AmortisedPosterior, EncoderConfig, train_posterior
+    from sepmodels.sources.harmonic import HarmonicPriors
+
+    if args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a folder; give a file name ending in .pt")
+    if args.sleep_steps + args.elbo_steps == 0:
+        raise UsageError("--sleep-steps and --elbo-steps are both 0: nothing to train")
+    priors = HarmonicPriors.load(args.priors)
+    length = int(args.seconds * priors.sample_rate)
+    try:
+        priors.valid_length(length)
+    except ValueError as err:
+        raise UsageError(f"--seconds {args.seconds}: {err}") from None
+    # The ELBO's mixes: the toy's training stream of each variant (never a test seed), mixed; no source reaches
+    # the posterior.
+    generator = torch.Generator().manual_seed(args.seed)
+    mixtures = torch.cat([mixing.mix(toy.toy_batch(args.mixes, length, generator, options=v))
+                          for v in args.variants]) if args.elbo_steps else None  # fmt: skip
+    init = AmortisedPosterior.load(args.init) if args.init is not None else None
+    log: list[dict[str, float]] = []
+    start = time.perf_counter()
+    try:
+        posterior = train_posterior(priors, args.sleep_steps, args.elbo_steps, mixtures,
+                                    EncoderConfig.preset(args.config), length=length, seed=args.seed,
+                                    progress=not args.quiet, log=log, init=init)  # fmt: skip
+    except ValueError as err:
+        raise UsageError(f"--init {args.init}: {err}") from None
+    minutes = (time.perf_counter() - start) / 60
+    sleep = [row["right"] for row in log if row["phase"] == "sleep"][-50:]
+    elbos = [row["elbo"] for row in log if row["phase"] == "elbo"][-20:]
+    posterior.meta.update(
+        sleep_steps=args.sleep_steps, elbo_steps=args.elbo_steps, mixes=args.mixes, variants=list(args.variants),
+        seconds=args.seconds, config=args.config, seed=args.seed, minutes=round(minutes, 2),
+        sleep_right=round(sum(sleep) / len(sleep), 3) if sleep else None,
+        elbo=round(sum(elbos) / len(elbos), 4) if elbos else None,
+        priors=priors.meta.get("command", str(args.priors or "toy_harmonic.pt")),
+        command=f"sepmodels train-posterior --sleep-steps {args.sleep_steps} --elbo-steps {args.elbo_steps} "
+        f"--mixes {args.mixes} --variants {' '.join(args.variants)} --seconds {args.seconds:g} --config "
+        f"{args.config} --seed {args.seed}",
+    )  # fmt: skip
+    posterior.save(args.out)
+    facts = []
+    if sleep:
+        facts.append(f"bins right on the last sleep batches {posterior.meta['sleep_right']:.0%}")
+    if elbos:
+        facts.append(f"ELBO of the last batches {posterior.meta['elbo']:.3f} nats per sample")
+    print(f"wrote an amortised posterior to {args.out} in {minutes:.1f} min; " + "; ".join(facts))
+    return 0
+
+
 def _cmd_study(args: argparse.Namespace) -> int:
     from sepmodels.data.testsets import TOY, MusdbTestData
     from sepmodels.studies import STUDIES, describe_priors, run_study, save_study
@@ -1111,6 +1206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "fit-codes": _cmd_fit_codes,
         "fit-waves": _cmd_fit_waves,
         "fit-harmonic": _cmd_fit_harmonic,
+        "train-posterior": _cmd_train_posterior,
     }
     try:
         return commands[args.command](args)
