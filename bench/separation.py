@@ -26,8 +26,9 @@ from sepmodels import mixing
 from sepmodels.checkpoint import default_sampler_priors_path
 from sepmodels.data import toy
 from sepmodels.fileio import atomic_path
+from sepmodels.inference.amortised import AmortisedPosterior, load_posterior
 from sepmodels.inference.langevin import METHODS, LangevinConfig
-from sepmodels.inference.posterior import Demixer, default_posterior_path
+from sepmodels.inference.posterior import Demixer
 from sepmodels.inference.separator import make_separator
 from sepmodels.metrics import si_sdr
 from sepmodels.priors import load_priors
@@ -36,11 +37,13 @@ VALID_SEED = 100  # the toy validation split: settings are chosen on its mixes, 
 CAP_DB = 60.0  # SI-SDR above this is reported capped beside the raw figure (float32 alone reaches about 140)
 
 
-def _posterior_facts(path: Path, demixer: Demixer | None) -> dict[str, object]:
+def _posterior_facts(path: str, demixer: Demixer | AmortisedPosterior | None) -> dict[str, object]:
     """For the VAE's row: which posterior, the kind of priors it was trained against (not --priors) and the
-    noise level they scored it at."""
+    noise level they scored it at (the amortised posterior: how it was trained)."""
     if demixer is None:
         return {}
+    if isinstance(demixer, AmortisedPosterior):
+        return {"posterior": str(path), "amortised": demixer.meta.get("command")}
     kind = (demixer.meta.get("priors") or {}).get("kind")
     return {"posterior": str(path), "trained_against": kind, "prior_sigma": demixer.encoder.config.prior_sigma}
 
@@ -50,7 +53,8 @@ def main() -> None:
     parser.add_argument("--priors", help="a checkpoint or 'exact' (default: the samplers' default, wave priors)")
     parser.add_argument("--methods", nargs="+", choices=[*METHODS, "vae"], default=["residual", "constrained"])
     parser.add_argument(
-        "--posterior", type=Path, help="VAE posterior for --methods vae (default: the shipped one)"
+        "--posterior",
+        help="VAE posterior for --methods vae: per-sample (the default: the table's row), amortised, or a file",
     )
     parser.add_argument("--n", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=1.0)
@@ -73,8 +77,8 @@ def main() -> None:
     rows = []
     for method in args.methods:
         sdrs, keys_right, steps_run, per_mix, estimates_all = [], 0, 0, [], []
-        posterior = args.posterior or default_posterior_path()
-        demixer = Demixer.load(posterior) if method == "vae" else None
+        posterior = args.posterior or "per-sample"
+        demixer = load_posterior(posterior) if method == "vae" else None
         separator = make_separator(
             method, priors, demixer,
             steps=args.steps, levels=args.levels, sigma_max=args.sigma_max, delta=args.delta, chains=args.chains,
