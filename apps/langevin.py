@@ -4,7 +4,9 @@ panel serve apps/langevin.py            # the shipped wave priors (the samplers'
 SEPMODELS_PRIORS=runs/x/priors.pt panel serve apps/langevin.py
 SEPMODELS_PRIORS=exact panel serve apps/langevin.py   # start on the exact toy prior
 
-A selector switches between those priors, the shipped flow priors and the exact toy prior. Score priors give
+A selector switches between those priors, the shipped flow priors and the exact toy prior. The method menu
+holds the samplers and ``amortised``: the amortised posterior's one pass (an encoder reads each source's pitch
+off the mix), then the harmonic priors' residual sweeps from its answer. Score priors give
 no likelihood; the likelihood views then show that of the priors named by SEPMODELS_JUDGE (a flow checkpoint
 or ``exact``; default: the shipped flow priors), when they model the same sources.
 
@@ -16,7 +18,7 @@ or an upload. It is built when first opened.
 
 import panel as pn
 
-from explorer.cache import judge_for, sampler_choices
+from explorer.cache import amortised_posterior, judge_for, sampler_choices
 from explorer.langevin_view import LangevinExplorer
 from explorer.mixview import describe
 from explorer.music_view import MusicExplorer, example_clips, shipped_dictionaries, shipped_methods
@@ -41,7 +43,8 @@ def build() -> pn.viewable.Viewable:
     pn.extension()
     choices = sampler_choices()
     priors = next(iter(choices.values()))()
-    explorer = LangevinExplorer(priors, judge=judge_for(priors), choices=choices, judge_for=judge_for)
+    explorer = LangevinExplorer(priors, judge=judge_for(priors), choices=choices, judge_for=judge_for,
+                                posterior=amortised_posterior)  # fmt: skip
     explorer.attach()
     about = pn.pane.Markdown(describe(priors))
     explorer.param.watch(lambda _e: setattr(about, "object", describe(explorer.priors)), "prior")

@@ -57,3 +57,11 @@ def judge_for(priors: Prior) -> Prior | None:
         return None
     judge = load_priors(os.environ.get("SEPMODELS_JUDGE") or None)
     return judge if judge.can_judge(priors) else None
+
+
+@functools.lru_cache(maxsize=1)
+def amortised_posterior():
+    """The shipped amortised posterior (the Langevin app's ``amortised`` method), loaded once."""
+    from sepmodels.inference.amortised import load_posterior
+
+    return load_posterior("amortised")

@@ -45,6 +45,7 @@ def perfect_fit(sigma: float) -> float:
 
 
 _LADDER = ("sigma_max", "levels", "steps")  # the ladder's controls on the page
+AMORTISED = "amortised"  # the method menu's amortised posterior: one pass, then the priors' residual sweeps
 
 
 def _pitch_name(hz: float) -> str:
@@ -58,7 +59,12 @@ def _pitch_name(hz: float) -> str:
 
 def _own_ladder(method: str, priors: object) -> dict[str, object]:
     """The method's own ladder (:data:`METHOD_DEFAULTS`), with what the priors carry for it on top (the harmonic
-    priors' residual sweep: fewer levels, a greedy second chain, restarts near the bottom)."""
+    priors' residual sweep: fewer levels, a greedy second chain, restarts near the bottom). The amortised
+    posterior's: three sweeps after its pass, one per level from the harmonic priors' restart level."""
+    if method == AMORTISED:
+        from sepmodels.sources.harmonic import HarmonicPriors
+
+        return {"sigma_max": HarmonicPriors.sampler_defaults["residual"]["restart_sigma"], "levels": 3, "steps": 1}
     return {**METHOD_DEFAULTS[method], **getattr(priors, "sampler_defaults", {}).get(method, {})}
 
 
@@ -122,6 +128,7 @@ class LangevinExplorer(LiveView, pn.viewable.Viewer):
         judge: Prior | None = None,
         choices: dict[str, Any] | None = None,
         judge_for: Callable[[Any], Any] | None = None,
+        posterior: Any = None,
         **params,
     ) -> None:
         if not priors.has_likelihood or priors.kind in ("exact", "waves", "harmonic"):  # cheaper than a flow's
@@ -132,8 +139,12 @@ class LangevinExplorer(LiveView, pn.viewable.Viewer):
         if choices:
             self.param.prior.objects = list(choices)
             params.setdefault("prior", next(iter(choices)))  # the first choice is the priors given
+        amortised = params.pop("method", None) if params.get("method") == AMORTISED else None
         super().__init__(**params)
         self._choices, self._judge_for = dict(choices or {}), judge_for
+        self._posterior = posterior
+        if posterior is not None:  # this instance's menu only (the class's stays the samplers')
+            self.param.method.objects = [*METHODS, AMORTISED]
         self._use(priors, judge)
         self._pitch = pn.pane.Markdown("", sizing_mode="stretch_width")
         self._verdict = pn.pane.Markdown("", sizing_mode="stretch_width")
@@ -161,6 +172,8 @@ class LangevinExplorer(LiveView, pn.viewable.Viewer):
         self.upload.param.watch(self._on_upload, "value")
         self.runner = SamplerRunner(self._make_generator)
         self._toy_mix()
+        if amortised and posterior is not None:
+            self.method = AMORTISED
 
     def _use(self, priors: Prior, judge: Prior | None) -> None:
         self.priors = priors
@@ -233,7 +246,18 @@ class LangevinExplorer(LiveView, pn.viewable.Viewer):
         self.reset()
 
     # -- control -----------------------------------------------------------------------------------------
+    def posterior(self):
+        """The amortised posterior (loaded on first use), or None when the explorer was given none."""
+        if callable(self._posterior):
+            self._posterior = self._posterior()
+        return self._posterior
+
     def config(self) -> LangevinConfig:
+        """The sampler's settings from the controls (for the amortised posterior: the sweeps after its pass)."""
+        if self.method == AMORTISED:
+            return LangevinConfig(method="residual", sigma_max=self.sigma_max, sigma_min=self.sigma_min,
+                                  levels=self.levels, steps=self.steps, delta=self.delta, seed=self.sampler_seed,
+                                  chains=1)  # fmt: skip
         # what the priors' own ladder sets beyond the ladder's controls (the harmonic priors' restarts)
         extra = {k: v for k, v in _own_ladder(self.method, self.priors).items() if k not in _LADDER}
         return LangevinConfig(
@@ -248,6 +272,10 @@ class LangevinExplorer(LiveView, pn.viewable.Viewer):
         )
 
     def _make_generator(self):
+        if self.method == AMORTISED:
+            posterior = self.posterior()
+            iterates = posterior.iterates(self.mixture, self.config(), truth=self.truth)
+            return with_likelihood(iterates, posterior.priors, self.judge_every)
         iterates = langevin(self.mixture.to(self.priors.device), self.priors, self.config(), truth=self.truth)
         judge = self.priors if self.priors.has_likelihood else self.judge
         return iterates if judge is None else with_likelihood(iterates, judge, self.judge_every)
@@ -278,7 +306,18 @@ class LangevinExplorer(LiveView, pn.viewable.Viewer):
 
     def _notes(self) -> str:
         """What the notice says about the clip and the ladder before and while a run goes."""
-        return " ".join(filter(None, [getattr(self, "_clip_note", ""), self._ladder_note()]))
+        return " ".join(filter(None, [getattr(self, "_clip_note", ""), self._ladder_note(), self._method_note()]))
+
+    def _method_note(self) -> str:
+        """What the amortised posterior does, when it is the method."""
+        if self.method != AMORTISED:
+            return ""
+        whose = (
+            "" if self.priors.kind == "harmonic" else " (the shipped harmonic priors', whatever priors are picked)"
+        )
+        return (f"Step 1 is the amortised posterior's one pass: its encoder reads each source's pitch off the mix "
+                f"and the source models follow the notes from there. The steps after it are the harmonic priors' "
+                f"residual sweep{whose} started at that answer: Levels sweeps, from Sigma max down.")  # fmt: skip
 
     def _ladder_note(self) -> str:
         """A sentence when the sampler's ladder leaves the noise range the priors were trained on, else ''."""

@@ -6,6 +6,8 @@
   determinant and the round trip.
 - :func:`ELBOPart` / :func:`elbo_parts`: the ELBO of a VAE posterior on a mix, term by term.
 - :func:`train_briefly`: a few steps of a VAE posterior at a given beta, for comparing betas.
+- :func:`amortised_terms`: the amortised posterior's ELBO on a mix term by term, under the encoder's reading
+  and with a source's pitch forced elsewhere; :func:`note_tracks`: the pitch tracks it decodes and the truth's.
 """
 
 from __future__ import annotations
@@ -128,3 +130,50 @@ def toy_mix(seconds: float, seed: int, sample_rate: int = toy.SAMPLE_RATE) -> tu
     length = max(64, int(seconds * sample_rate) // 64 * 64)
     clips = toy.toy_batch(1, length, torch.Generator().manual_seed(seed), sample_rate)
     return mixing.mix(clips)[0], clips[0]
+
+
+def toy_mix_with_params(
+    seconds: float, seed: int, variant: str = "keys"
+) -> tuple[torch.Tensor, torch.Tensor, toy.ToyClipParams]:
+    """A toy mix ``[T]`` of ``variant``'s notes, its sources ``[4, T]`` and what was drawn for them."""
+    length = max(64, int(seconds * toy.SAMPLE_RATE))
+    params = toy.draw_params(1, torch.Generator().manual_seed(seed), options=variant)
+    clips = toy.render(params, length)
+    return mixing.mix(clips)[0], clips[0], params
+
+
+def amortised_terms(posterior, mixture: torch.Tensor, cases: dict[str, dict[int, int]]) -> list[dict[str, object]]:
+    """The amortised posterior's ELBO on ``mixture [T]`` and its terms (nats per sample,
+    :func:`~sepmodels.inference.amortised.mix_elbo`), under the encoder's own categoricals and under each of
+    ``cases`` (name -> {source: pitch bin}: those sources' whole mass put on that bin). Every case is summed over
+    the same support, with the other sources held at the pass's reading."""
+    from sepmodels.inference.amortised import mix_elbo, supports
+
+    total = mixture.double() * len(posterior)
+    with torch.no_grad():
+        logits = posterior.encode(total[None])[0].double()
+    extra: dict[int, list[int]] = {}
+    for forced in cases.values():
+        for k, b in forced.items():
+            extra.setdefault(k, []).append(b)
+    reading, support = supports(posterior, total, logits, extra)
+    rows = []
+    for name, forced in {"the encoder's reading": {}, **cases}.items():
+        z = logits.clone()
+        for k, b in forced.items():
+            z[k] = -1e4
+            z[k, b] = 0.0
+        with torch.no_grad():
+            parts = mix_elbo(posterior, total, z, reading, support)
+        rows.append({"case": name, "ELBO": float(parts.elbo), "fit E_q log p(x|z)": float(parts.fit),
+                     "prior E_q log p(z)": float(parts.prior), "entropy H(q)": float(parts.entropy)})  # fmt: skip
+    return rows
+
+
+def note_tracks(posterior, mixture: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The pitch track (Hz per sample) of each note the amortised posterior decodes from ``mixture [T]``, and its
+    separated sources ``[N, T]``."""
+    bins = posterior.read(mixture).argmax(-1).tolist()
+    notes = posterior.decode(mixture.double() * len(posterior), bins)
+    rate = posterior.sample_rate
+    return [n.pitch(rate) for n in notes], torch.stack([n.wave for n in notes]).float()

@@ -284,3 +284,30 @@ def test_the_residual_sweep_says_that_restarts_ran_and_why(tiny_priors):
         )
     finally:
         view.close()
+
+
+def test_the_amortised_posterior_shows_its_pass_then_the_sweeps_from_it(tiny_priors):
+    from sepmodels.inference.amortised import load_posterior
+    from sepmodels.priors import load_priors
+
+    harmonic, posterior = load_priors("harmonic"), load_posterior("amortised")
+    view = LangevinExplorer(harmonic, posterior=lambda: posterior, seconds=1.0, notes="continuous", seed=3)
+    try:
+        assert "amortised" in view.param.method.objects
+        view.method = "amortised"
+        assert (view.levels, view.steps) == (3, 1)  # three sweeps after the pass, one per level
+        assert "Step 1 is the amortised posterior's one pass" in view.message
+        view.levels = 1
+        view.start()
+        assert _wait(view, lambda: "finished" in view.status, timeout=120)
+        records = view.runner.history()
+        assert records[0].step == 1 and records[-1].step == view.runner.latest.total == 2  # the pass, one sweep
+        assert sum(records[0].si_sdr) / 4 > 15  # the pass alone separates
+        assert "4 of 4 within 50 cents" in view._pitch.object
+    finally:
+        view.close()
+    plain = LangevinExplorer(tiny_priors, seconds=0.1)
+    try:
+        assert "amortised" not in plain.param.method.objects  # only offered with a posterior
+    finally:
+        plain.close()
