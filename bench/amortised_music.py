@@ -1,0 +1,205 @@
+"""Amortisation on music: an encoder that reads each stem's NMF activations off the mix, against KL-NMF's fit.
+
+    python bench/amortised_music.py --root /work/stemsbench          # trains the encoder here, then measures
+    python bench/amortised_music.py --root DIR --steps 200 --quick   # a quick look (2 clips per condition)
+
+The stems benchmark's source models with frame-wise parameters are the shipped KL-NMF dictionaries
+(``stems_nmf.pt``: one dictionary per stem, learned on that stem's solo audio). KL-NMF separates by fitting
+their activations to each mix by multiplicative updates (200 of them). The amortised version reads them off the
+mix in one pass: a small convolutional network over the mix's log-magnitude frames gives every atom's
+activation in every frame, trained on the training split's *mixtures* alone (no stem) to minimise the same
+Kullback-Leibler divergence between the mix's magnitude and the dictionaries' sum; the estimates are the same
+masks. Rows: one pass, one pass then k multiplicative updates (started at its activations), and KL-NMF from
+scratch, on the validation and test clips of both conditions (the training soundfont and TimGM6mb); SI-SDRi
+(dB, mean over the clips and stems) and seconds per 10 s clip on this machine. Writes
+``docs/bench/amortised_music.json`` (or ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sepmodels.data.stems import (  # noqa: E402
+    BENCHMARK_ROOT,
+    STEMS,
+    StemsBenchmark,
+    benchmark_clips,
+    read_stems,
+    render_benchmark,
+    track_folders,
+)
+from sepmodels.evaluation import evaluate_stems  # noqa: E402
+from sepmodels.fileio import atomic_path  # noqa: E402
+from sepmodels.nmf import StemDictionaries  # noqa: E402
+from sepmodels.spectral import mask_mixture, stft  # noqa: E402
+
+
+class ActivationEncoder(nn.Module):
+    """Log-magnitude frames ``[B, bins, frames]`` -> nonnegative activations ``[B, atoms, frames]`` (every
+    stem's atoms), relative to the clip's mean magnitude (level in, level out)."""
+
+    def __init__(self, bins: int, atoms: int, channels: int = 256, layers: int = 3) -> None:
+        super().__init__()
+        self.inp = nn.Conv1d(bins, channels, 1)
+        self.blocks = nn.ModuleList(nn.Conv1d(channels, channels, 5, padding=2) for _ in range(layers))
+        self.out = nn.Conv1d(channels, atoms, 1)
+
+    def forward(self, mag: torch.Tensor) -> torch.Tensor:
+        scale = mag.mean((1, 2), keepdim=True).clamp_min(1e-8)
+        h = self.inp(torch.log1p(mag / scale))
+        for conv in self.blocks:
+            h = h + torch.nn.functional.gelu(conv(h))
+        return torch.nn.functional.softplus(self.out(h)) * scale
+
+
+class _Flat(nn.Module):
+    """Every activation the same (scikit-learn's start for a fixed dictionary): the reference for a start."""
+
+    def __init__(self, atoms: int) -> None:
+        super().__init__()
+        self.atoms = atoms
+
+    def forward(self, mag: torch.Tensor) -> torch.Tensor:
+        level = (mag.mean((1, 2), keepdim=True) / self.atoms).sqrt()
+        return level.expand(mag.shape[0], self.atoms, mag.shape[-1]).clone()
+
+
+def kl(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """Generalised Kullback-Leibler divergence ``sum X log(X / Y) - X + Y``, per element (mean)."""
+    Y = Y.clamp_min(1e-8)
+    return (torch.xlogy(X, X) - X * Y.log() - X + Y).mean()
+
+
+def train_encoder(
+    mixtures: list[torch.Tensor], dicts: StemDictionaries, steps: int, seconds: float = 3.0, batch: int = 8,
+    seed: int = 0, lr: float = 3e-4,
+) -> tuple[ActivationEncoder, list[float]]:  # fmt: skip
+    """The encoder trained on random crops of ``mixtures`` (each ``[T]``) to minimise KL(|X| || A D)."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    N, K, bins = dicts.dictionaries.shape
+    D = dicts.dictionaries.reshape(N * K, bins)
+    enc = ActivationEncoder(bins, N * K)
+    opt = torch.optim.Adam(enc.parameters(), lr=lr)
+    length = int(seconds * dicts.sample_rate)
+    losses = []
+    for step in range(steps):
+        crops = []
+        for _ in range(batch):
+            m = mixtures[int(torch.randint(0, len(mixtures), (1,), generator=g))]
+            start = int(torch.randint(0, m.shape[-1] - length, (1,), generator=g))
+            crops.append(m[start : start + length])
+        X = stft(torch.stack(crops), dicts.config.stft).abs()  # [B, bins, frames]
+        A = enc(X)
+        loss = kl(X, torch.einsum("bkf,kn->bnf", A, D))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(enc.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if step % 200 == 0 or step == steps - 1:
+            print(f"  step {step}: KL {np.mean(losses[-50:]):.4f}", flush=True)
+    return enc.eval().requires_grad_(False), losses
+
+
+def amortised_parts(enc: nn.Module, dicts: StemDictionaries, updates: int = 0):
+    """``parts(X [bins, frames]) -> [N, bins, frames]``: each stem's modelled magnitude of a mix's magnitude
+    ``X``, from the encoder's activations then ``updates`` multiplicative updates of KL-NMF started at them, the
+    dictionaries frozen. (The updates are written out here: scikit-learn's ``non_negative_factorization``
+    ignores a given start of the activations when the dictionary is fixed.)"""
+    N, K, bins = dicts.dictionaries.shape
+    D = dicts.dictionaries.reshape(N * K, bins)
+
+    def parts(X: torch.Tensor) -> torch.Tensor:
+        A = enc(X[None])[0]  # [atoms, frames]
+        for _ in range(updates):  # KL-NMF's multiplicative update of the activations, the dictionaries fixed
+            A = A * (D @ (X / (D.T @ A).clamp_min(1e-8))) / D.sum(1, keepdim=True).clamp_min(1e-8)
+        return torch.einsum("kf,kn->knf", A, D).reshape(N, K, bins, -1).sum(1)
+
+    return parts
+
+
+def separator(parts, dicts: StemDictionaries):
+    """``separate(mixture [T]) -> [N, T]``: each stem's modelled magnitude (``parts``) a mask of the mix."""
+
+    def separate(mixture: torch.Tensor) -> torch.Tensor:
+        spec = stft(mixture.float(), dicts.config.stft)
+        return mask_mixture(mixture.float(), parts(spec.abs()), dicts.config.stft, dicts.config.power, spec)
+
+    return separate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--root", type=Path, default=BENCHMARK_ROOT, help=f"rendered data (default: {BENCHMARK_ROOT})"
+    )
+    parser.add_argument("--steps", type=int, default=1500, help="training steps of the encoder (default: 1500)")
+    parser.add_argument("--updates", type=int, nargs="*", default=[10, 50], help="k for the pass + k updates rows")
+    parser.add_argument("--quick", action="store_true", help="2 clips per condition and split")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench" / "amortised_music.json")
+    args = parser.parse_args()
+    bench = StemsBenchmark()
+    rate = bench.sample_rate
+    roots = render_benchmark(args.root, bench, say=print)
+    train_root = next(iter(roots.values()))
+    limit = 2 if args.quick else None
+    dicts = StemDictionaries.load()
+    # the training split's mixtures: each track's stems summed; no stem reaches the encoder
+    mixtures = [read_stems(f, rate).sum(0) for f in track_folders(train_root, "train")]
+    print(f"training the encoder on {len(mixtures)} training mixtures ({args.steps} steps) ...", flush=True)
+    start = time.perf_counter()
+    enc, losses = train_encoder(mixtures, dicts, args.steps)
+    minutes = (time.perf_counter() - start) / 60
+    parts = {"one pass": amortised_parts(enc, dicts)}
+    parts |= {f"one pass + {k} updates": amortised_parts(enc, dicts, k) for k in args.updates}
+    parts[f"KL-NMF from scratch ({dicts.config.mix_iter} updates)"] = lambda X: dicts.spectrograms(None, X)
+    atoms = dicts.dictionaries.shape[0] * dicts.dictionaries.shape[1]
+    parts["50 updates from a flat start"] = amortised_parts(_Flat(atoms), dicts, 50)
+    rows = {name: separator(p, dicts) for name, p in parts.items()}
+    report: dict[str, object] = {"encoder_steps": args.steps, "train_minutes": round(minutes, 2),
+                                 "train_kl_last": round(float(np.mean(losses[-50:])), 5),
+                                 "dictionaries": dicts.meta.get("chosen"), "threads": torch.get_num_threads(),
+                                 "rows": {}}  # fmt: skip
+    # How well each row's activations explain the mix itself (mean KL per element of the magnitude, the
+    # objective they all minimise), on the validation clips: a lower KL with a worse separation says the mix's
+    # likelihood does not point at the right stems.
+    valid = {c: benchmark_clips(r, "valid", bench, limit) for c, r in roots.items()}
+    for name, p in parts.items():
+        values = []
+        for items in valid.values():
+            for _, stems in items:
+                X = stft(stems.sum(0).float(), dicts.config.stft).abs()
+                values.append(float(kl(X, p(X).sum(0))))
+        report["rows"].setdefault(name, {})["valid_mix_kl"] = round(float(np.mean(values)), 5)
+        print(f"valid mix KL {name:<34} {np.mean(values):.5f}", flush=True)
+    for split in ("valid", "test"):
+        clips = {c: benchmark_clips(r, split, bench, limit) for c, r in roots.items()}
+        for name, separate in rows.items():
+            entry = report["rows"].setdefault(name, {})
+            for condition, items in clips.items():
+                s = evaluate_stems(lambda st, f=separate: f(st.sum(0)), items, STEMS, rate, bss=False).summary()
+                entry[f"{split} {condition}"] = {"si_sdri_mean": round(s["si_sdri_mean"], 2),
+                                                 "si_sdri": {k: round(v, 2) for k, v in s["si_sdri"].items()},
+                                                 "seconds_per_clip": round(s["seconds_per_clip"], 2)}  # fmt: skip
+                print(f"{split:<6}{condition:<12}{name:<34} SI-SDRi {s['si_sdri_mean']:6.2f} dB ("
+                      + ", ".join(f"{k} {v:.1f}" for k, v in s["si_sdri"].items())
+                      + f")  {s['seconds_per_clip']:.2f} s/clip", flush=True)  # fmt: skip
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
