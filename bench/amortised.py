@@ -26,7 +26,6 @@ on this machine (2 CPU cores, alone unless the output says otherwise). Writes
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -43,7 +42,6 @@ from sepmodels import mixing  # noqa: E402
 from sepmodels.data import toy  # noqa: E402
 from sepmodels.fileio import atomic_path  # noqa: E402
 from sepmodels.inference.amortised import AmortisedPosterior, bin_of, load_posterior  # noqa: E402
-from sepmodels.inference.langevin import LangevinConfig  # noqa: E402
 from sepmodels.inference.separator import LangevinSeparator, make_separator  # noqa: E402
 from sepmodels.metrics import si_sdr  # noqa: E402
 
@@ -90,8 +88,7 @@ def main() -> None:
     length = priors.valid_length(rate)
     seed = SPLITS[args.split]
     own = priors.sampler_defaults["residual"]
-    ladder = LangevinConfig(method="residual", sigma_max=float(own["restart_sigma"]), steps=1, chains=1)
-    sweepers = {k: LangevinSeparator(priors, dataclasses.replace(ladder, levels=k)) for k in args.sweeps}
+    sweepers = {k: LangevinSeparator(priors, posterior.sweep_config(k)) for k in args.sweeps}
     per_sample = None if args.no_per_sample else load_posterior("per-sample")
     scratch = make_separator("residual", priors) if args.scratch else None
     quoted_path = ROOT / "docs" / "bench" / f"harmonic_{args.split}.json"
