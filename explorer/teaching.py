@@ -173,7 +173,7 @@ def amortised_terms(posterior, mixture: torch.Tensor, cases: dict[str, dict[int,
 def note_tracks(posterior, mixture: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
     """The pitch track (Hz per sample) of each note the amortised posterior decodes from ``mixture [T]``, and its
     separated sources ``[N, T]``."""
-    bins = posterior.read(mixture).argmax(-1).tolist()
-    notes = posterior.decode(mixture.double() * len(posterior), bins)
+    readings = posterior.readings(posterior.read(mixture))
+    notes = posterior.decode_best(mixture.double() * len(posterior), readings)  # as separate() decodes
     rate = posterior.sample_rate
     return [n.pitch(rate) for n in notes], torch.stack([n.wave for n in notes]).float()

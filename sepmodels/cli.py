@@ -1093,6 +1093,7 @@ def _cmd_fit_harmonic(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_posterior(args: argparse.Namespace) -> int:
+    import dataclasses
     import time
 
     import torch
@@ -1115,7 +1116,7 @@ def _cmd_train_posterior(args: argparse.Namespace) -> int:
     # The ELBO's mixes: the toy's training stream of each variant (never a test seed), mixed; no source reaches
     # the posterior.
     generator = torch.Generator().manual_seed(args.seed)
-    mixtures = torch.cat([mixing.mix(toy.toy_batch(args.mixes, length, generator, options=v))
+    mixtures = torch.cat([mixing.mix(toy.toy_batch(args.mixes, length, generator, priors.sample_rate, options=v))
                           for v in args.variants]) if args.elbo_steps else None  # fmt: skip
     init = AmortisedPosterior.load(args.init) if args.init is not None else None
     log: list[dict[str, float]] = []
@@ -1125,19 +1126,23 @@ def _cmd_train_posterior(args: argparse.Namespace) -> int:
                                     EncoderConfig.preset(args.config), length=length, seed=args.seed,
                                     progress=not args.quiet, log=log, init=init)  # fmt: skip
     except ValueError as err:
-        raise UsageError(f"--init {args.init}: {err}") from None
+        raise UsageError(f"--init {args.init}: {err}" if init is not None else str(err)) from None
     minutes = (time.perf_counter() - start) / 60
     sleep = [row["right"] for row in log if row["phase"] == "sleep"][-50:]
     elbos = [row["elbo"] for row in log if row["phase"] == "elbo"][-20:]
+    extra = "".join(
+        f" --{name} {value}" for name, value in (("priors", args.priors), ("init", args.init)) if value
+    )
     posterior.meta.update(
         sleep_steps=args.sleep_steps, elbo_steps=args.elbo_steps, mixes=args.mixes, variants=list(args.variants),
-        seconds=args.seconds, config=args.config, seed=args.seed, minutes=round(minutes, 2),
+        seconds=args.seconds, config=args.config if init is None else f"that of {args.init}",
+        encoder=dataclasses.asdict(posterior.encoder.config), seed=args.seed, minutes=round(minutes, 2),
         sleep_right=round(sum(sleep) / len(sleep), 3) if sleep else None,
         elbo=round(sum(elbos) / len(elbos), 4) if elbos else None,
         priors=priors.meta.get("command", str(args.priors or "toy_harmonic.pt")),
         command=f"sepmodels train-posterior --sleep-steps {args.sleep_steps} --elbo-steps {args.elbo_steps} "
         f"--mixes {args.mixes} --variants {' '.join(args.variants)} --seconds {args.seconds:g} --config "
-        f"{args.config} --seed {args.seed}",
+        f"{args.config} --seed {args.seed}{extra}",
     )  # fmt: skip
     posterior.save(args.out)
     facts = []

@@ -174,7 +174,8 @@ def test_the_shipped_posterior_reads_fresh_mixes_and_separates_them(priors):
         cents = 1200 * (post.bin_hz(post.read(mix).argmax(-1)) / hz).log2().abs()
         near += int((cents < 50).sum())
         sdr.append(si_sdr(post.separate(mix), truth))
-    # it misreads about one note in twenty (README); most are right and separate far above the mix (-5 dB)
+    # it misreads a few notes in thirty-two (README: 29 of 32 within 50 cents at continuous pitch); most are right
+    # and separate far above the mix itself (-5 dB)
     assert near >= 13
     assert float(torch.cat(sdr).median()) > 25
 
@@ -210,7 +211,7 @@ def test_train_posterior_command_and_separate_with_it(tmp_path, capsys):
     sep = tmp_path / "sep"
     args = ["separate", str(tmp_path / "mix.wav"), "--out", str(sep), "--method", "vae", "--posterior", str(out)]
     assert main([*args, "--quiet"]) == 0
-    assert sorted(p.name for p in sep.iterdir())[:4] == ["saw.wav", "sin.wav", "square.wav", "triangle.wav"]
+    assert sorted(p.name for p in sep.iterdir()) == ["saw.wav", "sin.wav", "square.wav", "triangle.wav"]
     capsys.readouterr()
     assert main(["train-posterior", "--out", str(out), "--sleep-steps", "0", "--elbo-steps", "0"]) != 0
     assert "nothing to train" in capsys.readouterr().err
@@ -218,3 +219,25 @@ def test_train_posterior_command_and_separate_with_it(tmp_path, capsys):
         main(["train-posterior", "--out", str(out), "--sleep-steps", "-1"])
     assert main(["train-posterior", "--out", str(tmp_path), "--sleep-steps", "1"]) != 0
     assert "folder" in capsys.readouterr().err
+
+
+def test_going_on_from_a_posterior_keeps_its_settings_and_says_how_it_was_made(tmp_path, capsys):
+    first, second = tmp_path / "first.pt", tmp_path / "second.pt"
+    common = ["--mixes", "1", "--variants", "keys", "--config", "tiny", "--quiet"]
+    assert main(["train-posterior", "--out", str(first), "--sleep-steps", "1", "--elbo-steps", "0", *common]) == 0
+    assert main(["train-posterior", "--out", str(second), "--sleep-steps", "0", "--elbo-steps", "1", "--init",
+                 str(first), *common]) == 0  # fmt: skip
+    before, after = AmortisedPosterior.load(first), AmortisedPosterior.load(second)
+    assert after.rounds == before.rounds and after.encoder.config == before.encoder.config
+    assert f"--init {first}" in after.meta["command"] and after.meta["encoder"]["channels"] == 8
+    capsys.readouterr()
+    save_checkpoint(tmp_path / "other.pt", {"class": "Something"})
+    assert main(["train-posterior", "--out", str(second), "--init", str(tmp_path / "other.pt"), *common]) != 0
+    assert "not an amortised posterior" in capsys.readouterr().err
+
+
+def test_extra_support_bins_out_of_range_are_one_clear_error(tiny):
+    truth, _ = _steady_mix(1, seed=13)
+    total = mixing.mix(truth[0]).double() * 4
+    with pytest.raises(ValueError, match="extra bins"):
+        supports(tiny, total, torch.zeros(4, tiny.bins), extra={2: [tiny.bins]})

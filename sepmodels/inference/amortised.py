@@ -3,34 +3,35 @@
 The per-sample VAE (:mod:`sepmodels.inference.posterior`) must write every sample of every source, and never
 separated (README, "The VAE posterior"). This posterior's output is the parameters of the harmonic priors'
 source model (:mod:`sepmodels.sources.harmonic`): for every source, which pitch bin its note starts in (the
-priors' own density bins, a quarter of a semitone) and whether it moves. The rest of the note, its exact pitch
-track, phase and envelope, is what the source model's demodulation gives for that pitch
-(:func:`~sepmodels.sources.track.follow`), so the encoder never has to hit a phase or a pitch to a fraction of a
-hertz, which a network cannot.
+priors' own density bins, a quarter of a semitone). The rest of the note, its exact pitch track, phase and
+envelope, and whether it moves, is what the source model's demodulation and its Laplace criterion give for that
+pitch (:func:`~sepmodels.sources.track.follow`, :meth:`~sepmodels.sources.harmonic.HarmonicPriors.prefer`), so
+the encoder never has to hit a phase or a pitch to a fraction of a hertz, which a network cannot.
 
 **The network** (:class:`PitchEncoder`) reads the mix's spectrum on the priors' pitch grid with its first
-:data:`HARMONICS` partials stacked as channels (:func:`pitch_features`: for every bin, the largest and the mean
-magnitude where each partial of a note in that bin falls) and gives, per source, logits over the bins and
-a logit per bin that a note there moves. Convolutions along log-frequency: a note's pattern is the same at
-every pitch.
+:data:`HARMONICS` partials stacked as channels (:func:`pitch_features`: for every bin, the largest and the
+root-mean-square magnitude where each partial of a note in that bin falls) and gives, per source, logits over
+the bins. Convolutions along log-frequency: a note's pattern is the same at every pitch.
 
 **Decoding** (:meth:`AmortisedPosterior.decode`): each source's bin is refined to the peak of its own harmonic
-salience inside it, the note followed through the mix from there (all sources at once, each in the whole
-mix), then :attr:`~AmortisedPosterior.rounds` passes follow each in what the others leave (the continuous
-parameters' joint fit given the pitches). That is one pass: no search over pitches.
+salience inside it, the note followed through the whole mix from there as a steady note, then
+:attr:`~AmortisedPosterior.rounds` passes follow each in what the others leave (the continuous parameters'
+joint fit given the pitches). Where two sources read the same bin, the two readings are both decoded
+(:meth:`~AmortisedPosterior.readings`); no other search over pitches.
 
-**Training** on mixes alone, two phases:
+**Training** on no labelled data, two phases (the shipped posterior is the first alone: the second was measured
+not to help, README):
 
 1. *Sleep* (the wake-sleep algorithm's update of the encoder): mixes drawn from the priors themselves, whose
    notes are known, teach the encoder by cross-entropy; this minimises KL(p(z | x) || q(z | x)) averaged over
-   the model's own mixes. No data at all.
-2. *The ELBO* on unlabelled mixes: ``E_q[log p(x | z)] + E_q[log p(z)] + H(q)``, with ``q`` a product of one
-   categorical per source and ``p(x | z)`` Gaussian about the sum of the notes followed in the mix. With each
-   note followed in the whole mix (independently of the others), the expectation of the squared error under a
-   product of categoricals is exact: its cross terms factor. The sum over each source's bins is taken exactly
-   over a support (the encoder's top bins and the priors' own salience candidates, which lets the ELBO find
-   a pitch the encoder missed), renormalised there: an exact sum on a truncated posterior, not a gradient
-   estimator, since a pitch is a choice among few candidates and the exact sum has no variance.
+   the model's own mixes.
+2. *The ELBO* on unlabelled mixes: ``E_q[log p(x | z)] + E_q[log p(z)] + H(q)``, ``p(x | z)`` Gaussian about
+   the sum of the decoded notes. For each source it is the ELBO of its categorical with the other sources held
+   at the pass's reading (:func:`mix_elbo`): each candidate note is followed in what the others leave, and the
+   sum over the source's bins is taken exactly over a support (the encoder's top bins, the priors' own salience
+   candidates, which lets the ELBO find a pitch the encoder missed, and the reading's bin), renormalised there:
+   an exact sum on a truncated posterior, not a gradient estimator, since a pitch is a choice among few
+   candidates and the exact sum has no variance.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ FLOOR = 1e-4  # the features' floor, relative to the clip's loudest bin
 SUPPORT = 3  # the encoder's top bins per source that the ELBO sums over
 SALIENT = 3  # and the priors' salience candidates added to them
 MOTION_PASSES = 3  # passes of a decoding in which a note may change between steady and moving
-APART = 1  # bins: two sources' readings closer than this are decoded both ways (AmortisedPosterior.readings)
+APART = 1  # bins: two sources' readings at most this far apart are decoded both ways (AmortisedPosterior.readings)
 
 
 class Decoded(list):
@@ -93,8 +94,9 @@ class EncoderConfig:
 class PitchEncoder(nn.Module):
     """Stacked-partial features ``[B, 2 H, P]`` -> each source's pitch logits ``[B, N, P]``.
 
-    Residual dilated convolutions along the pitch axis (dilations 1, 2, 4, ... wrapping every five layers),
-    so a bin sees about ``(kernel - 1) * 2^layers`` bins around it: whether its partials are another note's.
+    Residual dilated convolutions along the pitch axis (dilations 1, 2, 4, 8, 16, then again from 1), so with
+    the default sizes a bin sees about 64 bins (16 semitones) either side: whether its partials are another
+    note's.
     """
 
     def __init__(self, sources: int, config: EncoderConfig) -> None:
@@ -183,11 +185,16 @@ class AmortisedPosterior:
     """
 
     CLASS = CLASS
+    ROUNDS = 5  # joint-fit passes after the first (chosen on the validation split, bench/amortised.py)
     mix = "mean"  # the mixes are the mean of the sources (the toy's)
     max_steps = 0  # one pass
 
     def __init__(
-        self, encoder: PitchEncoder, priors: HarmonicPriors, meta: dict[str, Any] | None = None, rounds: int = 5
+        self,
+        encoder: PitchEncoder,
+        priors: HarmonicPriors,
+        meta: dict[str, Any] | None = None,
+        rounds: int = ROUNDS,
     ) -> None:
         if not isinstance(priors, HarmonicPriors):
             raise TypeError(
@@ -496,6 +503,11 @@ def supports(
     :data:`SALIENT` strongest salience candidates in what the other sources' decoded notes leave, the reading's
     own bin and ``extra`` bins, each bin's note followed there (:meth:`AmortisedPosterior.note`)."""
     priors = posterior.priors
+    for k, extra_bins in (extra or {}).items():
+        if not 0 <= k < len(posterior) or any(not 0 <= b < posterior.bins for b in extra_bins):
+            raise ValueError(
+                f"extra bins must name a source and bins 0 to {posterior.bins - 1}, got {k}: {extra_bins}"
+            )
     probs = torch.softmax(logits.double(), -1)
     readings = posterior.readings(probs)
     notes = posterior.decode_best(total, readings)
@@ -583,15 +595,17 @@ def train_posterior(
     length = length or (mixtures.shape[-1] if mixtures is not None else priors.sample_rate)
     priors.valid_length(length)
     generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
     if init is not None:
         if init.priors.payload()["pitch_edges"].shape != priors.pitch_edges.shape or init.names != priors.names:
             raise ValueError("the posterior to go on from reads other priors' parameters")
         encoder = PitchEncoder(len(priors), init.encoder.config)
         encoder.load_state_dict(init.encoder.state_dict())
     else:
-        encoder = PitchEncoder(len(priors), config or EncoderConfig())
-    posterior = AmortisedPosterior(encoder.requires_grad_(True), priors)
+        with torch.random.fork_rng():  # the encoder's initial weights from the seed; the caller's stream untouched
+            torch.manual_seed(seed)
+            encoder = PitchEncoder(len(priors), config or EncoderConfig())
+    rounds = init.rounds if init is not None else AmortisedPosterior.ROUNDS
+    posterior = AmortisedPosterior(encoder.requires_grad_(True), priors, rounds=rounds)
     optimiser = torch.optim.Adam(encoder.parameters(), lr=lr)
     encoder.train()
     bar = tqdm(total=sleep_steps + elbo_steps, desc="train amortised posterior", disable=not progress)
