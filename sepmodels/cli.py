@@ -505,7 +505,7 @@ def _cmd_separate(args: argparse.Namespace) -> int:
     from sepmodels.data import toy
     from sepmodels.data.audio import load_audio, save_audio
     from sepmodels.data.stems import STEMS
-    from sepmodels.inference.separator import SeparationError
+    from sepmodels.inference.separator import LangevinSeparator, SeparationError
 
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} is a file, not a folder")
@@ -529,7 +529,7 @@ def _cmd_separate(args: argparse.Namespace) -> int:
         wrong = heldout.stems_priors_note(audio.samples, sample_rate) if tuple(names) == STEMS else None
     if wrong:
         print(f"note: {wrong}", file=sys.stderr)
-    sampler = hasattr(separator, "steps_run")  # a sampler under priors (the amortised posterior has priors too)
+    sampler = isinstance(separator, LangevinSeparator)  # the amortised posterior has priors too, and no steps
     if sampler:
         print(f"separating {audio.samples.shape[0] / sample_rate:.2f} s with {args.method} and {priors.kind} "
               "priors; timing the first steps for an estimate", file=sys.stderr)  # fmt: skip

@@ -68,11 +68,14 @@ APART = 1  # bins: two sources' readings at most this far apart are decoded both
 
 class Decoded(list):
     """The notes of a decoding (a list of :class:`~sepmodels.sources.track.Followed`, one per source), the pitch
-    bins they were decoded from and how many passes made them."""
+    bins they were decoded from, each source's start pitches there (:meth:`AmortisedPosterior.pitches`) and how
+    many passes made them."""
 
-    def __init__(self, notes: list[Followed], bins: list[int], passes: int) -> None:
+    def __init__(
+        self, notes: list[Followed], bins: list[int], pitches: list[tuple[float, float | None]], passes: int
+    ) -> None:
         super().__init__(notes)
-        self.bins, self.passes = list(bins), passes
+        self.bins, self.pitches, self.passes = list(bins), pitches, passes
 
 
 @dataclass(frozen=True)
@@ -123,11 +126,11 @@ class PitchEncoder(nn.Module):
 
 
 @functools.lru_cache(maxsize=8)
-def _feature_index(length: int, sample_rate: int, edges: tuple[float, ...]) -> tuple[torch.Tensor, ...]:
-    """For every partial h: the pitch bin each spectrum bin's frequency over h falls in (-1 outside), and the
-    spectrum bin nearest each pitch bin's centre times h (-1 above Nyquist)."""
-    n = 1 << (4 * length - 1).bit_length()  # magnitude_spectrum's size
-    F = n // 2 + 1
+def _feature_index(F: int, sample_rate: int, edges: tuple[float, ...]) -> tuple[torch.Tensor, ...]:
+    """For a one-sided spectrum of ``F`` bins and every partial h: the pitch bin each spectrum bin's frequency
+    over h falls in (-1 outside), and the spectrum bin nearest each pitch bin's centre times h (-1 above
+    Nyquist)."""
+    n = 2 * (F - 1)
     hz = torch.arange(F, dtype=torch.float64) * sample_rate / n
     edge = torch.tensor(edges, dtype=torch.float64)
     P = len(edges) - 1
@@ -149,9 +152,9 @@ def pitch_features(total: torch.Tensor, edges: torch.Tensor, sample_rate: int) -
     floored at :data:`FLOOR`. Level does not matter: a clip and a louder copy give the same features."""
     if total.dim() != 2:
         raise ValueError(f"expected clips [B, T], got {tuple(total.shape)}")
-    B, T = total.shape
-    owner, nearest = _feature_index(T, int(sample_rate), tuple(float(e) for e in edges))
+    B = total.shape[0]
     spectrum = magnitude_spectrum(total.double())  # [B, F]
+    owner, nearest = _feature_index(spectrum.shape[-1], int(sample_rate), tuple(float(e) for e in edges))
     spectrum = spectrum / spectrum.amax(-1, keepdim=True).clamp_min(1e-30)
     P = len(edges) - 1
     out = torch.full((B, 2 * HARMONICS, P), FLOOR, dtype=torch.float64)
@@ -279,20 +282,22 @@ class AmortisedPosterior:
         return self.priors.prefer(k, fits)
 
     def decode(
-        self, total: torch.Tensor, bins: list[int], rounds: int | None = None, notes: list[Followed] | None = None
+        self, total: torch.Tensor, bins: list[int], rounds: int | None = None, notes: Decoded | None = None
     ) -> Decoded:
         """Each source's note in ``total [T]`` (float64) given its pitch bin: followed in the whole mix, then
         ``rounds`` (default :attr:`rounds`) passes following each in what the others leave (the joint fit of the
         continuous parameters at these pitches). The first pass follows steady notes only; whether a note moves
         is chosen in the next :data:`MOTION_PASSES` - 1 and kept after them. ``notes``: a decoding of the same
-        bins to go on from (its passes count)."""
+        bins to go on from (its passes count; its pitches are reused, and ``bins`` is then its own)."""
         total = total.double()
-        spectrum = magnitude_spectrum(total)
-        pitches = [self.pitches(k, spectrum, bins[k]) for k in range(len(self))]
-        passes = getattr(notes, "passes", 1)
         if notes is None:  # in the whole mix a moving fit drifts to a neighbouring note: steady first
-            notes = [self.note(k, total, pitches[k], moving=False) for k in range(len(self))]
-        notes = Decoded(notes, bins, passes)
+            spectrum = magnitude_spectrum(total)
+            pitches = [self.pitches(k, spectrum, bins[k]) for k in range(len(self))]
+            first = [self.note(k, total, pitches[k], moving=False) for k in range(len(self))]
+            notes = Decoded(first, bins, pitches, 1)
+        else:
+            notes = Decoded(notes, notes.bins, notes.pitches, notes.passes)
+        pitches = notes.pitches
         for _ in range(self.rounds if rounds is None else rounds):
             for k in range(len(self)):
                 rest = total - sum(n.wave for j, n in enumerate(notes) if j != k)
@@ -596,7 +601,7 @@ def train_posterior(
     priors.valid_length(length)
     generator = torch.Generator().manual_seed(seed)
     if init is not None:
-        if init.priors.payload()["pitch_edges"].shape != priors.pitch_edges.shape or init.names != priors.names:
+        if init.priors.pitch_edges.shape != priors.pitch_edges.shape or init.names != priors.names:
             raise ValueError("the posterior to go on from reads other priors' parameters")
         encoder = PitchEncoder(len(priors), init.encoder.config)
         encoder.load_state_dict(init.encoder.state_dict())
