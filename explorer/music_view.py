@@ -63,15 +63,19 @@ Method = Callable[[torch.Tensor], torch.Tensor] | LangevinSeparator
 
 
 def shipped_methods() -> dict[str, Method]:
-    """Method name -> ``separate(mixture [T]) -> [4, T]`` (the shipped KL-NMF dictionaries and mask network) or
+    """Method name -> ``separate(mixture [T]) -> [4, T]`` (the shipped KL-NMF dictionaries, frame priors and mask
+    network) or
     a :class:`~sepmodels.inference.separator.LangevinSeparator` whose steps the view shows as they run (the
     shipped score and flow priors per stem, with the sweep and masks chosen on validation)."""
+    from sepmodels.frames import FramePriors, FramePriorSeparator
     from sepmodels.masknet import MaskNetSeparator
     from sepmodels.nmf import NMFSeparator
 
     nmf = NMFSeparator(shipped_dictionaries())
+    frames = FramePriorSeparator(FramePriors.load())
     net = MaskNetSeparator.load()
-    methods: dict[str, Method] = {f"NMF baseline ({nmf.describe()})": nmf.separate, net.describe(): net.separate}
+    methods: dict[str, Method] = {f"NMF baseline ({nmf.describe()})": nmf.separate,
+                                  frames.describe(): frames.separate, net.describe(): net.separate}  # fmt: skip
     for family in ("score", "flow"):
         sweep = shipped_sweep(family)
         methods[f"{family} priors per stem, the thesis's approach ({sweep.describe()})"] = sweep

@@ -21,7 +21,7 @@ from sepmodels.data.audio import AudioError
 
 EXACT = "exact"  # --priors exact: the exact toy prior (sepmodels.priors.EXACT)
 STEMS = "stems"  # --priors stems: the shipped music models (today the NMF dictionaries, bench/stems.py)
-MUSIC_METHODS = ("nmf", "supervised", "irm", "wiener")  # irm and wiener are oracles: evaluate only
+MUSIC_METHODS = ("nmf", "supervised", "frames", "irm", "wiener")  # irm and wiener are oracles: evaluate only
 
 EXIT_USER_ERROR = 1
 EXIT_USAGE = 2
@@ -353,14 +353,15 @@ def _sampler_arguments(p: argparse.ArgumentParser, oracle: bool = False) -> None
         type=Path,
         help=f"priors checkpoint, 'harmonic' or 'waves' for the shipped harmonic or on-key wave priors, 'exact' "
         f"for the exact toy prior, or 'stems' for the best shipped music model "
-        f"(drums, bass, other, vocals; chosen on the stems benchmark's validation split); with --method nmf or "
-        f"supervised, that model's file (default: the shipped {DEFAULT_SAMPLER_PRIORS})",
+        f"(drums, bass, other, vocals; chosen on the stems benchmark's validation split); with --method nmf, "
+        f"supervised or frames, that model's file (default: the shipped {DEFAULT_SAMPLER_PRIORS})",
     )
     p.add_argument(
         "--method",
         choices=[*METHODS, "vae", *MUSIC_METHODS],
         help=f"Langevin sampler; vae: the posterior means of --posterior; music: nmf (one KL-NMF dictionary per "
-        f"stem) or supervised (a mask network trained on mixtures and stems)"
+        f"stem), frames (a VAE per stem over spectrum frames, fitted to the mix from NMF's answer) or supervised "
+        f"(a mask network trained on mixtures and stems)"
         f"{'; irm, wiener: the oracle ratio mask or Wiener filter from the true stems' if oracle else ''} "
         f"(default: {d.method}; for --priors stems or music data, the shipped music choice)",
     )
@@ -401,7 +402,7 @@ def _resolve_method(args: argparse.Namespace, music: bool = False) -> str:
     music_default = stems or (music and args.priors is None)  # priors given for music data are sampled
     method = method or (stems_method() if music_default else LangevinConfig.method)
     if stems and method not in MUSIC_METHODS:
-        raise UsageError(f"--priors stems are music models (--method nmf or supervised), not {method}")
+        raise UsageError(f"--priors stems are music models (--method nmf, frames or supervised), not {method}")
     if method in MUSIC_METHODS and args.priors is not None and str(args.priors) == EXACT:
         raise UsageError(f"--method {method} separates music; the exact toy prior is for the toy oscillators")
     args.method = method
@@ -409,7 +410,8 @@ def _resolve_method(args: argparse.Namespace, music: bool = False) -> str:
 
 
 def _music_method_of(path: Path | None) -> str | None:
-    """The music method whose model file ``path`` is (NMF dictionaries or a mask network), else None."""
+    """The music method whose model file ``path`` is (NMF dictionaries, frame priors or a mask network), else
+    None."""
     if path is None or str(path) in (STEMS, EXACT) or not Path(path).is_file():
         return None
     from sepmodels.checkpoint import load_checkpoint
@@ -418,7 +420,7 @@ def _music_method_of(path: Path | None) -> str | None:
         found = load_checkpoint(path).get("class")
     except CheckpointError:
         return None  # the loader of the method named will say what is wrong with it
-    return {"StemDictionaries": "nmf", "MaskNet": "supervised"}.get(found)
+    return {"StemDictionaries": "nmf", "MaskNet": "supervised", "FramePriors": "frames"}.get(found)
 
 
 def _separator(args: argparse.Namespace, progress: bool = False, announce=None):
@@ -431,6 +433,10 @@ def _separator(args: argparse.Namespace, progress: bool = False, announce=None):
         from sepmodels.nmf import NMFSeparator, StemDictionaries
 
         return NMFSeparator(StemDictionaries.load(spec))
+    if args.method == "frames":
+        from sepmodels.frames import FramePriors, FramePriorSeparator
+
+        return FramePriorSeparator(FramePriors.load(spec))
     if args.method == "supervised":
         from sepmodels.masknet import MaskNetSeparator
 

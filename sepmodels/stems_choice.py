@@ -13,7 +13,7 @@ from pathlib import Path
 from sepmodels.fileio import atomic_path
 
 CHOICE = "stems.json"
-METHODS = ("nmf", "supervised")  # the shipped music methods that need no truth
+METHODS = ("nmf", "supervised", "frames")  # the shipped music methods that need no truth
 
 
 def choice_path() -> Path:
@@ -21,13 +21,17 @@ def choice_path() -> Path:
 
 
 def write_choice(valid: dict[str, dict[str, float]], path: Path | None = None) -> str:
-    """Record each method's validation SI-SDRi per condition and the best by their mean; returns it."""
+    """Record each method's validation SI-SDRi per condition (beside the methods already recorded, which a
+    bench that measures only some keeps) and the best of all by their mean; returns it."""
     unknown = set(valid) - set(METHODS)
     if unknown:
         raise ValueError(f"unknown music methods {sorted(unknown)}; shipped ones are {', '.join(METHODS)}")
+    p = path or choice_path()
+    before = json.loads(p.read_text()).get("valid_si_sdri", {}) if p.is_file() else {}
+    valid = {**{m: f for m, f in before.items() if m in METHODS}, **valid}
     mean = {m: sum(f.values()) / len(f) for m, f in valid.items()}
     best = max(mean, key=mean.get)
-    with atomic_path(path or choice_path()) as tmp:
+    with atomic_path(p) as tmp:
         tmp.write_text(json.dumps({"method": best, "valid_si_sdri": valid, "valid_mean": mean}, indent=2) + "\n")
     return best
 

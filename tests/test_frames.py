@@ -1,0 +1,164 @@
+"""Frame priors (sepmodels/frames.py): the ELBO's terms, training, separation of a mix whose stems own their
+parts of the spectrum, files, the command line and the stems choice."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from torch import nn
+
+from sepmodels.cli import main
+from sepmodels.data.stems import STEMS, StemsBenchmark, benchmark_clips, read_stems, solo_audio
+from sepmodels.evaluation import evaluate_stems
+from sepmodels.frames import FrameConfig, FramePriors, FramePriorSeparator, FrameVAE, train_frame_priors
+from sepmodels.nmf import NMFConfig, StemDictionaries
+from sepmodels.spectral import stft
+from sepmodels.stems_choice import stems_method, write_choice
+from tests.test_stems_bench import _write_tracks
+
+RATE = 14_700
+CONFIG = FrameConfig(latent=4, hidden=32, fit_steps=150)
+
+
+@pytest.fixture(scope="module")
+def tones(tmp_path_factory):
+    root = tmp_path_factory.mktemp("frame_tones")
+    _write_tracks(root, "train", 2, 6.0, seed=0)
+    _write_tracks(root, "test", 2, 3.0, seed=100)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tone_priors(tones) -> FramePriors:
+    solo = solo_audio(tones, RATE)
+    start = StemDictionaries.fit(solo, NMFConfig(atoms=8, fit_iter=100), RATE)
+    return train_frame_priors(solo, RATE, CONFIG, steps=400, batch=64, start=start, progress=False)
+
+
+def test_the_elbo_terms_are_the_kl_divergences_and_ignore_loudness():
+    torch.manual_seed(0)
+    vae = FrameVAE(33, FrameConfig(latent=3, hidden=8))
+    v = torch.rand(5, 33) + 0.01
+    reconstruction, kl, loss = vae.negative_elbo(v, beta=0.5, sample=False)
+    s = v / v.sum(-1, keepdim=True)
+    mean, log_var = vae.encode(v)
+    shape = vae.decode(mean)
+    torch.testing.assert_close(shape.sum(-1), torch.ones(5))
+    torch.testing.assert_close(reconstruction, (s * (s / shape).log()).sum(-1), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(kl, 0.5 * (mean**2 + log_var.exp() - 1 - log_var).sum(-1))
+    torch.testing.assert_close(loss, reconstruction + 0.5 * kl)
+    assert (reconstruction >= -1e-6).all() and (kl >= 0).all()
+    louder = vae.negative_elbo(10 * v, beta=0.5, sample=False)
+    torch.testing.assert_close(louder[2], loss)  # a frame's shape, not its level, is what the prior models
+
+
+def test_training_lowers_the_negative_elbo_reproducibly_and_leaves_the_random_stream_alone(tones):
+    solo = {name: audio[: 2 * RATE] for name, audio in solo_audio(tones, RATE).items()}
+    state = torch.get_rng_state()
+    short = train_frame_priors(solo, RATE, CONFIG, steps=1, batch=32, progress=False)
+    long = train_frame_priors(solo, RATE, CONFIG, steps=200, batch=32, progress=False)
+    again = train_frame_priors(solo, RATE, CONFIG, steps=200, batch=32, progress=False)
+    torch.testing.assert_close(torch.get_rng_state(), state)
+    for name in STEMS:
+        assert (
+            long.meta["training"][name]["reconstruction_nats"]
+            < short.meta["training"][name]["reconstruction_nats"]
+        )
+    for a, b in zip(long.vaes.parameters(), again.vaes.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="too few"):
+        train_frame_priors({"a": torch.zeros(RATE)}, RATE, CONFIG, steps=1, progress=False)
+    with pytest.raises(ValueError, match="steps >= 1"):
+        train_frame_priors(solo, RATE, CONFIG, steps=0, progress=False)
+
+
+def test_frame_priors_learned_on_solo_stems_separate_their_mix(tones, tone_priors):
+    clips = benchmark_clips(tones, "test", StemsBenchmark(offset=0.5, clip_seconds=2.0))
+    separator = FramePriorSeparator(tone_priors)
+    scores = evaluate_stems(lambda s: separator.separate(s.sum(0)), clips, STEMS, RATE, bss=False)
+    assert (scores.si_sdri > 8).all(), scores.si_sdri  # every stem well above the mix itself
+    estimates = separator.separate(clips[0][1].sum(0))
+    torch.testing.assert_close(estimates.sum(0), clips[0][1].sum(0), atol=1e-4, rtol=0)  # masks share the mix
+    # the fit lowers its objective from the NMF start: the model explains the mix at least as well as it began
+    mix = clips[0][1].sum(0)
+    X = stft(mix, CONFIG.stft)
+    M = X.abs().T
+    start = tone_priors.starting_point(mix, X)
+
+    def divergence(z_gain) -> float:
+        fit = tone_priors.magnitudes(*z_gain).sum(0).T + 1e-9
+        return float((M * (torch.log(M + 1e-9) - torch.log(fit)) - M + fit).sum() / M.sum())
+
+    assert divergence(tone_priors.fit(mix, X, start)) < divergence(start)
+    # without NMF dictionaries a fit starts from zero latents and the mix shared equally
+    bare = FramePriors(tone_priors.names, tone_priors.vaes, CONFIG, RATE)
+    z, gain = bare.starting_point(mix, X)
+    assert float(z.abs().max()) == 0 and torch.allclose(gain[0], gain[3])
+    assert "zero latents" in FramePriorSeparator(bare).describe()
+
+
+def test_frame_priors_save_load_and_refuse_what_does_not_fit(tone_priors, tones, tmp_path):
+    path = tmp_path / "frames.pt"
+    tone_priors.save(path)
+    back = FramePriors.load(path)
+    assert back.names == STEMS and back.config == tone_priors.config and back.start is not None
+    mix = read_stems(tones / "test" / "track_000", RATE).sum(0)[:RATE]
+    torch.testing.assert_close(
+        FramePriorSeparator(back).separate(mix), FramePriorSeparator(tone_priors).separate(mix)
+    )
+    torch.save({"x": 1}, tmp_path / "foreign.pt")
+    with pytest.raises(ValueError, match="not a sepmodels checkpoint"):
+        FramePriors.load(tmp_path / "foreign.pt")
+    tone_priors.start.save(tmp_path / "nmf.pt")
+    with pytest.raises(ValueError, match="not frame priors"):
+        FramePriors.load(tmp_path / "nmf.pt")
+    with pytest.raises(ValueError, match="do not fit"):
+        FramePriors(STEMS, nn.ModuleList(list(tone_priors.vaes)[:3]), CONFIG, RATE)
+    other_stft = StemDictionaries(STEMS, torch.ones(4, 8, 129), NMFConfig(atoms=8, n_fft=256, hop=64), RATE)
+    with pytest.raises(ValueError, match="same stems and STFT"):
+        FramePriors(STEMS, tone_priors.vaes, CONFIG, RATE, other_stft)
+    separator = FramePriorSeparator(tone_priors)
+    with pytest.raises(ValueError, match="mono"):
+        separator.separate(torch.zeros(2, RATE))
+    with pytest.raises(ValueError, match="NaN"):
+        separator.separate(torch.full((RATE,), float("nan")))
+    with pytest.raises(ValueError, match="at least one window"):
+        separator.separate(torch.zeros(100))
+    with pytest.raises(ValueError, match="FrameConfig"):
+        FrameConfig(latent=0)
+
+
+def test_frame_priors_from_the_command_line(tones, tone_priors, tmp_path, capsys):
+    path = tmp_path / "tones_frames.pt"
+    tone_priors.save(path)
+    common = ["evaluate", "--data", "stems", "--root", str(tones), "--seconds", "2", "--offset", "0.5"]
+    assert main([*common, "--priors", str(path), "--json", "--quiet"]) == 0  # the file names its method
+    report = json.loads(capsys.readouterr().out)
+    assert report["method"] == "frames" and report["clips"] == 2 and report["si_sdri_mean"] > 8
+    out = tmp_path / "out"
+    mix = tones / "test" / "track_000" / "mixture.wav"
+    assert (
+        main(["separate", str(mix), "--method", "frames", "--priors", str(path), "--out", str(out), "--quiet"])
+        == 0
+    )
+    estimates = np.stack([sf.read(out / f"{n}.wav")[0] for n in STEMS])
+    np.testing.assert_allclose(estimates.sum(0), read_stems(mix.parent, RATE).sum(0).numpy(), atol=2e-3)
+    capsys.readouterr()
+    assert main(["separate", str(mix), "--method", "frames", "--priors", str(tones / "nope.pt"), "--out",
+                 str(out)]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert "nope.pt: no such checkpoint" in err and err.count("error") == 1
+
+
+def test_the_stems_choice_keeps_the_methods_a_bench_did_not_measure(tmp_path):
+    path = tmp_path / "stems.json"
+    assert write_choice({"nmf": {"a": 10.0, "b": 6.0}, "supervised": {"a": 12.0, "b": 9.0}}, path) == "supervised"
+    assert write_choice({"frames": {"a": 13.0, "b": 9.0}}, path) == "frames"
+    recorded = json.loads(path.read_text())
+    assert set(recorded["valid_si_sdri"]) == {"nmf", "supervised", "frames"}
+    assert stems_method(path) == "frames"
+    assert write_choice({"nmf": {"a": 20.0, "b": 20.0}}, path) == "nmf"  # a rerun of one bench updates its entry
+    with pytest.raises(ValueError, match="unknown music methods"):
+        write_choice({"magic": {"a": 1.0}}, path)
