@@ -2,8 +2,9 @@
 
 :class:`MusicExplorer` (a :class:`panel.viewable.Viewer`, driven by params so tests need no browser) takes clips
 with their true stems (the stems benchmark's, see :func:`example_clips`) or an upload, and the shipped music
-methods (:func:`shipped_methods`: the KL-NMF baseline with one dictionary per stem, the supervised mask
-network, the thesis's approach (score or flow priors per stem, the residual sweep, ratio masks), and the oracle
+methods (:func:`shipped_methods`: the KL-NMF baseline with one dictionary per stem, the frame priors (a VAE
+per stem over spectrum frames, fitted to the mix from NMF's answer), the supervised mask network, the thesis's
+approach (score or flow priors per stem, the residual sweep, ratio masks), and the oracle
 ratio mask, which reads the true stems and is the ceiling of every mask). It shows
 
 - the mix's spectrogram and, per stem, the estimate's beside the truth's, on one colour scale (dB below the
@@ -358,7 +359,7 @@ class MusicExplorer(LiveView, pn.viewable.Viewer):
         self._show(estimates, mixture, truth)
         length = mixture.shape[-1] / self.sample_rate
         self.status = (f"**{self.method}** on {self.clip}: {length:.1f} s separated in {self._seconds:.2f} s "
-                       f"({length / max(self._seconds, 1e-9):.0f} x real time on this machine).")  # fmt: skip
+                       f"({length / max(self._seconds, 1e-9):.1f} x real time on this machine).")  # fmt: skip
 
     def _show(self, estimates: torch.Tensor, mixture: torch.Tensor, truth: torch.Tensor | None,
               players: bool = True) -> None:  # fmt: skip
