@@ -42,8 +42,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sepmodels.checkpoint import load_model_file, save_checkpoint
-from sepmodels.nmf import CLASS as NMF_CLASS
-from sepmodels.nmf import NMFConfig, StemDictionaries
+from sepmodels.nmf import StemDictionaries
 from sepmodels.spectral import STFTConfig, mask_mixture, stft
 
 CLASS = "FramePriors"
@@ -242,13 +241,7 @@ class FramePriors:
                 raise ValueError(f"{ckpt['bins']} bins do not fit an STFT of {config.n_fft}")
             vaes = nn.ModuleList(FrameVAE(config.stft.bins, config) for _ in ckpt["names"])
             vaes.load_state_dict({k: v.float() for k, v in ckpt["state_dict"].items()})
-            start = None
-            if ckpt["start"] is not None:
-                s = ckpt["start"]
-                if s.get("class") != NMF_CLASS:
-                    raise ValueError(f"the start is a {s.get('class')!r}, not NMF dictionaries")
-                start = StemDictionaries(tuple(s["names"]), s["dictionaries"], NMFConfig(**s["config"]),
-                                         int(s["sample_rate"]), s.get("meta"))  # fmt: skip
+            start = None if ckpt["start"] is None else StemDictionaries.from_payload(ckpt["start"])
             return cls(tuple(ckpt["names"]), vaes, config, int(ckpt["sample_rate"]), start, ckpt.get("meta"))
 
         priors, _ = load_model_file(where, CLASS, "frame priors (python bench/stems_frames.py)", build)

@@ -166,13 +166,16 @@ class StemDictionaries:
     def load(cls, path: str | os.PathLike[str] | None = None) -> StemDictionaries:
         """Read dictionaries written by :meth:`save` (the shipped ones when ``path`` is None)."""
         where = Path(path) if path is not None else shipped_path()
-
-        def build(ckpt: dict[str, Any]) -> StemDictionaries:
-            return cls(tuple(ckpt["names"]), ckpt["dictionaries"], NMFConfig(**ckpt["config"]),
-                       int(ckpt["sample_rate"]), ckpt.get("meta"))  # fmt: skip
-
-        dicts, _ = load_model_file(where, CLASS, "NMF dictionaries (bench/stems.py)", build)
+        dicts, _ = load_model_file(where, CLASS, "NMF dictionaries (bench/stems.py)", cls.from_payload)
         return dicts
+
+    @classmethod
+    def from_payload(cls, ckpt: dict[str, Any]) -> StemDictionaries:
+        """Dictionaries from their :meth:`payload` (a file's, or one another model's file carries)."""
+        if ckpt.get("class") != CLASS:
+            raise ValueError(f"a {ckpt.get('class')!r} is not NMF dictionaries")
+        return cls(tuple(ckpt["names"]), ckpt["dictionaries"], NMFConfig(**ckpt["config"]),
+                   int(ckpt["sample_rate"]), ckpt.get("meta"))  # fmt: skip
 
 
 class NMFSeparator:

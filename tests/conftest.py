@@ -130,3 +130,44 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if any(name in item.nodeid for name in _SLOW):
             item.add_marker(pytest.mark.slow)
+
+
+def tone_stems(seconds: float, rate: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Four stems that own different parts of the spectrum: noise bursts, a low, a middle and a high tone
+    (each note of a random pitch near its register, so training and test clips differ)."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * rate)
+    out = {}
+    drums = np.zeros(n)
+    for start in range(0, n - rate // 10, rate // 4):  # a 30 ms burst of high-passed noise every 250 ms
+        burst = np.diff(rng.standard_normal(int(0.03 * rate) + 1))
+        drums[start : start + burst.size] += 0.3 * burst * np.exp(-np.arange(burst.size) / (0.01 * rate))
+    out["drums"] = drums
+    for name, base in (("bass", 70.0), ("other", 440.0), ("vocals", 1500.0)):
+        freq = np.repeat(base * 2 ** (rng.integers(0, 5, size=int(seconds * 2) + 1) / 12), rate // 2)[:n]
+        out[name] = 0.2 * np.sin(2 * np.pi * np.cumsum(freq) / rate)
+    return out
+
+
+def write_tone_tracks(
+    root: Path, split: str, count: int, seconds: float, rate: int = 44_100, seed: int = 0
+) -> None:
+    """Tracks of :func:`tone_stems` in the musdb18-HQ layout (stereo float WAV, the mixture peaking at 0.9)."""
+    for i in range(count):
+        folder = root / split / f"track_{i:03d}"
+        folder.mkdir(parents=True)
+        stems = tone_stems(seconds, rate, seed + i)
+        gain = 0.9 / np.abs(sum(stems.values())).max()  # as make-stems: the mixture peaks at 0.9
+        stems = {name: audio * gain for name, audio in stems.items()}
+        for name, audio in stems.items():
+            sf.write(folder / f"{name}.wav", np.stack([audio, audio], 1), rate, subtype="FLOAT")
+        sf.write(folder / "mixture.wav", sum(np.stack([a, a], 1) for a in stems.values()), rate, subtype="FLOAT")
+
+
+@pytest.fixture(scope="session")
+def tones_root(tmp_path_factory) -> Path:
+    """Two training tracks of 6 s and two test tracks of 3 s of :func:`tone_stems` (the music tests' data)."""
+    root = tmp_path_factory.mktemp("tones")
+    write_tone_tracks(root, "train", 2, 6.0, seed=0)
+    write_tone_tracks(root, "test", 2, 3.0, seed=100)
+    return root

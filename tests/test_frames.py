@@ -16,23 +16,14 @@ from sepmodels.frames import FrameConfig, FramePriors, FramePriorSeparator, Fram
 from sepmodels.nmf import NMFConfig, StemDictionaries
 from sepmodels.spectral import stft
 from sepmodels.stems_choice import stems_method, write_choice
-from tests.test_stems_bench import _write_tracks
 
 RATE = 14_700
 CONFIG = FrameConfig(latent=4, hidden=32, fit_steps=150)
 
 
 @pytest.fixture(scope="module")
-def tones(tmp_path_factory):
-    root = tmp_path_factory.mktemp("frame_tones")
-    _write_tracks(root, "train", 2, 6.0, seed=0)
-    _write_tracks(root, "test", 2, 3.0, seed=100)
-    return root
-
-
-@pytest.fixture(scope="module")
-def tone_priors(tones) -> FramePriors:
-    solo = solo_audio(tones, RATE)
+def tone_priors(tones_root) -> FramePriors:
+    solo = solo_audio(tones_root, RATE)
     start = StemDictionaries.fit(solo, NMFConfig(atoms=8, fit_iter=100), RATE)
     return train_frame_priors(solo, RATE, CONFIG, steps=400, batch=64, start=start, progress=False)
 
@@ -54,8 +45,8 @@ def test_the_elbo_terms_are_the_kl_divergences_and_ignore_loudness():
     torch.testing.assert_close(louder[2], loss)  # a frame's shape, not its level, is what the prior models
 
 
-def test_training_lowers_the_negative_elbo_reproducibly_and_leaves_the_random_stream_alone(tones):
-    solo = {name: audio[: 2 * RATE] for name, audio in solo_audio(tones, RATE).items()}
+def test_training_lowers_the_negative_elbo_reproducibly_and_leaves_the_random_stream_alone(tones_root):
+    solo = {name: audio[: 2 * RATE] for name, audio in solo_audio(tones_root, RATE).items()}
     state = torch.get_rng_state()
     short = train_frame_priors(solo, RATE, CONFIG, steps=1, batch=32, progress=False)
     long = train_frame_priors(solo, RATE, CONFIG, steps=200, batch=32, progress=False)
@@ -74,8 +65,8 @@ def test_training_lowers_the_negative_elbo_reproducibly_and_leaves_the_random_st
         train_frame_priors(solo, RATE, CONFIG, steps=0, progress=False)
 
 
-def test_frame_priors_learned_on_solo_stems_separate_their_mix(tones, tone_priors):
-    clips = benchmark_clips(tones, "test", StemsBenchmark(offset=0.5, clip_seconds=2.0))
+def test_frame_priors_learned_on_solo_stems_separate_their_mix(tones_root, tone_priors):
+    clips = benchmark_clips(tones_root, "test", StemsBenchmark(offset=0.5, clip_seconds=2.0))
     separator = FramePriorSeparator(tone_priors)
     scores = evaluate_stems(lambda s: separator.separate(s.sum(0)), clips, STEMS, RATE, bss=False)
     assert (scores.si_sdri > 8).all(), scores.si_sdri  # every stem well above the mix itself
@@ -99,12 +90,12 @@ def test_frame_priors_learned_on_solo_stems_separate_their_mix(tones, tone_prior
     assert "zero latents" in FramePriorSeparator(bare).describe()
 
 
-def test_frame_priors_save_load_and_refuse_what_does_not_fit(tone_priors, tones, tmp_path):
+def test_frame_priors_save_load_and_refuse_what_does_not_fit(tone_priors, tones_root, tmp_path):
     path = tmp_path / "frames.pt"
     tone_priors.save(path)
     back = FramePriors.load(path)
     assert back.names == STEMS and back.config == tone_priors.config and back.start is not None
-    mix = read_stems(tones / "test" / "track_000", RATE).sum(0)[:RATE]
+    mix = read_stems(tones_root / "test" / "track_000", RATE).sum(0)[:RATE]
     torch.testing.assert_close(
         FramePriorSeparator(back).separate(mix), FramePriorSeparator(tone_priors).separate(mix)
     )
@@ -130,15 +121,15 @@ def test_frame_priors_save_load_and_refuse_what_does_not_fit(tone_priors, tones,
         FrameConfig(latent=0)
 
 
-def test_frame_priors_from_the_command_line(tones, tone_priors, tmp_path, capsys):
+def test_frame_priors_from_the_command_line(tones_root, tone_priors, tmp_path, capsys):
     path = tmp_path / "tones_frames.pt"
     tone_priors.save(path)
-    common = ["evaluate", "--data", "stems", "--root", str(tones), "--seconds", "2", "--offset", "0.5"]
+    common = ["evaluate", "--data", "stems", "--root", str(tones_root), "--seconds", "2", "--offset", "0.5"]
     assert main([*common, "--priors", str(path), "--json", "--quiet"]) == 0  # the file names its method
     report = json.loads(capsys.readouterr().out)
     assert report["method"] == "frames" and report["clips"] == 2 and report["si_sdri_mean"] > 8
     out = tmp_path / "out"
-    mix = tones / "test" / "track_000" / "mixture.wav"
+    mix = tones_root / "test" / "track_000" / "mixture.wav"
     assert (
         main(["separate", str(mix), "--method", "frames", "--priors", str(path), "--out", str(out), "--quiet"])
         == 0
@@ -146,7 +137,7 @@ def test_frame_priors_from_the_command_line(tones, tone_priors, tmp_path, capsys
     estimates = np.stack([sf.read(out / f"{n}.wav")[0] for n in STEMS])
     np.testing.assert_allclose(estimates.sum(0), read_stems(mix.parent, RATE).sum(0).numpy(), atol=2e-3)
     capsys.readouterr()
-    assert main(["separate", str(mix), "--method", "frames", "--priors", str(tones / "nope.pt"), "--out",
+    assert main(["separate", str(mix), "--method", "frames", "--priors", str(tones_root / "nope.pt"), "--out",
                  str(out)]) == 1  # fmt: skip
     err = capsys.readouterr().err
     assert "nope.pt: no such checkpoint" in err and err.count("error") == 1
