@@ -1,6 +1,6 @@
 """Frame priors on the stems benchmark: a VAE per stem over its spectrum's frames, fitted to the mix from NMF.
 
-    python bench/stems_frames.py                 # train, choose on valid, measure test, ship (about 30 minutes)
+    python bench/stems_frames.py                 # train, choose on valid, measure test, ship (about 25 minutes)
     python bench/stems_frames.py --no-ship --betas 0.1 --priors 0.03 --smooth 1
 
 Each stem's frame prior (:mod:`sepmodels.frames`) is learned on that stem's solo training audio only (the
@@ -48,7 +48,13 @@ from sepmodels.data.stems import (  # noqa: E402
 )
 from sepmodels.evaluation import evaluate_stems  # noqa: E402
 from sepmodels.fileio import atomic_path  # noqa: E402
-from sepmodels.frames import FrameConfig, FramePriors, FramePriorSeparator, shipped_path, train_frame_priors  # noqa: E402
+from sepmodels.frames import (  # noqa: E402
+    FrameConfig,
+    FramePriors,
+    FramePriorSeparator,
+    shipped_path,
+    train_frame_priors,
+)
 from sepmodels.nmf import StemDictionaries  # noqa: E402
 from sepmodels.spectral import mask_mixture, stft  # noqa: E402
 from sepmodels.stems_choice import write_choice  # noqa: E402
@@ -131,8 +137,9 @@ def main() -> None:
     for beta in args.betas:
         config = FrameConfig(latent=args.latent, hidden=args.hidden, beta=beta)
         cached = args.root / "cache" / f"frames_{beta:g}_{args.steps}_{args.latent}_{args.hidden}_{args.seed}.pt"
-        if cached.is_file():
-            models[beta] = FramePriors.load(cached)
+        if cached.is_file():  # the networks; the start is today's shipped NMF, as the validation's parts are
+            m = FramePriors.load(cached)
+            models[beta] = FramePriors(m.names, m.vaes, m.config, m.sample_rate, start, m.meta)
         else:
             models[beta] = train_frame_priors(solo, rate, config, steps=args.steps, seed=args.seed, start=start)
             models[beta].save(cached)

@@ -65,9 +65,8 @@ Method = Callable[[torch.Tensor], torch.Tensor] | LangevinSeparator
 
 def shipped_methods() -> dict[str, Method]:
     """Method name -> ``separate(mixture [T]) -> [4, T]`` (the shipped KL-NMF dictionaries, frame priors and mask
-    network) or
-    a :class:`~sepmodels.inference.separator.LangevinSeparator` whose steps the view shows as they run (the
-    shipped score and flow priors per stem, with the sweep and masks chosen on validation)."""
+    network) or a :class:`~sepmodels.inference.separator.LangevinSeparator` whose steps the view shows as they
+    run (the shipped score and flow priors per stem, with the sweep and masks chosen on validation)."""
     from sepmodels.frames import FramePriors, FramePriorSeparator
     from sepmodels.masknet import MaskNetSeparator
     from sepmodels.nmf import NMFSeparator

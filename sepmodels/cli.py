@@ -20,7 +20,7 @@ from sepmodels.checkpoint import DEFAULT_SAMPLER_PRIORS, CheckpointError, defaul
 from sepmodels.data.audio import AudioError
 
 EXACT = "exact"  # --priors exact: the exact toy prior (sepmodels.priors.EXACT)
-STEMS = "stems"  # --priors stems: the shipped music models (today the NMF dictionaries, bench/stems.py)
+STEMS = "stems"  # --priors stems: the best shipped music model on validation (sepmodels/stems_choice.py)
 MUSIC_METHODS = ("nmf", "supervised", "frames", "irm", "wiener")  # irm and wiener are oracles: evaluate only
 
 EXIT_USER_ERROR = 1
@@ -424,8 +424,8 @@ def _music_method_of(path: Path | None) -> str | None:
 
 
 def _separator(args: argparse.Namespace, progress: bool = False, announce=None):
-    """The separator that ``--method`` and its options name: NMF dictionaries, a VAE posterior or a sampler
-    under priors (``args.method`` resolved by :func:`_resolve_method`)."""
+    """The separator that ``--method`` and its options name: NMF dictionaries, frame priors, a mask network, a
+    VAE posterior or a sampler under priors (``args.method`` resolved by :func:`_resolve_method`)."""
     from sepmodels.inference.separator import make_separator
 
     spec = None if args.priors is None or str(args.priors) == STEMS else args.priors

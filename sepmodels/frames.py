@@ -18,8 +18,9 @@ to the mix's magnitude ``X`` together, minimising
 (the first term NMF's KL divergence, normalised so the weights do not depend on the clip's loudness; the
 second the latents' prior; the third ties a stem's consecutive frames together) by Adam from the NMF
 baseline's answer (each stem's part of it encoded by that stem's encoder), then the stems' modelled
-magnitudes become ratio masks of the mix's STFT (:func:`~sepmodels.spectral.mask_mixture`). The weights, the
-steps and the mask power are chosen on the stems benchmark's validation split (``bench/stems_frames.py``).
+magnitudes become ratio masks of the mix's STFT (:func:`~sepmodels.spectral.mask_mixture`). The ELBO's KL
+weight and the fit's two weights are chosen on the stems benchmark's validation split (``bench/stems_frames.py``);
+the steps, the learning rate and the mask power are the defaults.
 
 Example:
     >>> solo = {name: torch.randn(2 * 14_700) for name in ("a", "b")}
@@ -79,10 +80,13 @@ class FrameConfig:
     hop: int = 512
 
     def __post_init__(self) -> None:
-        if self.latent < 1 or self.hidden < 1 or self.fit_steps < 0 or self.fit_lr <= 0 or self.power <= 0:
-            raise ValueError(f"FrameConfig needs latent, hidden >= 1, fit_steps >= 0, fit_lr, power > 0: {self}")
-        if self.beta < 0 or self.prior < 0 or self.smooth < 0:
-            raise ValueError(f"FrameConfig's beta, prior and smooth must be >= 0: {self}")
+        rules = {"latent": self.latent >= 1, "hidden": self.hidden >= 1, "fit_steps": self.fit_steps >= 0,
+                 "fit_lr": self.fit_lr > 0, "power": self.power > 0, "beta": self.beta >= 0,
+                 "prior": self.prior >= 0, "smooth": self.smooth >= 0}  # fmt: skip
+        bad = [name for name, ok in rules.items() if not ok]
+        if bad:
+            raise ValueError(f"FrameConfig: {bad[0]} = {getattr(self, bad[0])} is out of range (latent, hidden "
+                             f">= 1; fit_steps >= 0; fit_lr, power > 0; beta, prior, smooth >= 0)")  # fmt: skip
 
     @property
     def stft(self) -> STFTConfig:
@@ -117,20 +121,28 @@ class FrameVAE(nn.Module):
 
     def encode(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log-variance ``[..., latent]`` of ``q(z | s)`` for frames' magnitudes ``v [..., bins]``."""
+        # the log shape floored a million times below a flat frame's bins; the log-variance kept where exp is tame
         mean, log_var = self.encoder(torch.log(self.shape_of(v) + 1e-6)).chunk(2, -1)
         return mean, log_var.clamp(-12.0, 6.0)
+
+    @staticmethod
+    def draw(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+        """A draw of ``q(z | s) = N(mean, exp(log_var))``, differentiable in both (the reparameterisation)."""
+        return mean + torch.randn_like(mean) * (0.5 * log_var).exp()
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """The shapes ``[..., bins]`` (each sums to 1) of latents ``z [..., latent]``."""
         return torch.softmax(self.decoder(z), -1)
 
-    def negative_elbo(self, v: torch.Tensor, beta: float, sample: bool = True) -> tuple[torch.Tensor, ...]:
+    def negative_elbo(
+        self, v: torch.Tensor, beta: float, sample: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per frame of ``v [B, bins]``: the reconstruction term ``KL(s || decoded shape)`` (nats, one draw of
         ``z`` from q, or its mean when ``sample`` is False), the KL of q from the prior, and their ELBO's negative
         ``reconstruction + beta * KL``."""
         s = self.shape_of(v)
         mean, log_var = self.encode(v)
-        z = mean + torch.randn_like(mean) * (0.5 * log_var).exp() if sample else mean
+        z = self.draw(mean, log_var) if sample else mean
         shape = self.decode(z)
         reconstruction = (s * (torch.log(s + EPS) - torch.log(shape + EPS))).sum(-1)
         kl = 0.5 * (mean.square() + log_var.exp() - 1 - log_var).sum(-1)
@@ -154,6 +166,10 @@ class FramePriors:
                  start: StemDictionaries | None = None, meta: dict[str, Any] | None = None) -> None:  # fmt: skip
         if len(vaes) != len(names) or not all(isinstance(v, FrameVAE) for v in vaes):
             raise ValueError(f"{len(vaes)} frame VAEs do not fit {len(names)} stems")
+        sizes = {(v.latent, v.decoder[-1].out_features) for v in vaes}
+        if sizes != {(config.latent, config.stft.bins)}:
+            raise ValueError(f"frame VAEs of (latent, bins) {sorted(sizes)} do not fit the config's "
+                             f"({config.latent}, {config.stft.bins})")  # fmt: skip
         if start is not None and (start.names != tuple(names) or start.config.stft != config.stft):
             raise ValueError("the start's NMF dictionaries must have the same stems and STFT as the frame priors")
         self.names, self.vaes, self.config = tuple(names), vaes.eval().requires_grad_(False), config
@@ -163,7 +179,11 @@ class FramePriors:
         return len(self.names)
 
     def with_settings(self, **settings: Any) -> FramePriors:
-        """The same priors with other separation settings (``prior``, ``smooth``, ``fit_steps``, ``power`` ...)."""
+        """The same priors with other separation settings: ``prior``, ``smooth``, ``fit_steps``, ``fit_lr``,
+        ``power`` (the networks' sizes and STFT are theirs)."""
+        other = set(settings) - {"prior", "smooth", "fit_steps", "fit_lr", "power"}
+        if other:
+            raise ValueError(f"{sorted(other)} are not separation settings of frame priors")
         return FramePriors(self.names, self.vaes, replace(self.config, **settings), self.sample_rate, self.start,
                            self.meta)  # fmt: skip
 
@@ -191,6 +211,10 @@ class FramePriors:
         X = stft(mixture.float(), c.stft) if X is None else X
         M = X.abs().float().T  # [frames, F]
         z, gain = start if start is not None else self.starting_point(mixture, X)
+        want = (len(self), M.shape[0])
+        if tuple(z.shape) != (*want, c.latent) or tuple(gain.shape) != want:
+            raise ValueError(f"a start of latents {tuple(z.shape)} and log-gains {tuple(gain.shape)} does not fit "
+                             f"{want[0]} stems, {want[1]} frames and {c.latent} latents")  # fmt: skip
         z, gain = z.detach().clone().requires_grad_(True), gain.detach().clone().requires_grad_(True)
         total = M.sum().clamp_min(EPS)
         count = len(self) * M.shape[0]
@@ -263,12 +287,17 @@ def train_frame_priors(solo: dict[str, torch.Tensor], sample_rate: int, config: 
     ``start``: NMF dictionaries that fits to a mix start from (learned on the same solo audio)."""
     if steps < 1 or batch < 1 or lr <= 0:
         raise ValueError(f"need steps >= 1, batch >= 1 and lr > 0, got {steps}, {batch}, {lr}")
+    if start is not None and (start.names != tuple(solo) or start.config.stft != config.stft):
+        raise ValueError("the start's NMF dictionaries must have the same stems and STFT as the frame priors")
+    for name, audio in solo.items():
+        if audio.dim() != 1 or not bool(torch.isfinite(audio).all()):
+            raise ValueError(f"{name}: solo audio must be mono [T] and finite, got shape {tuple(audio.shape)}")
     frames_of = {name: _frames(audio, config.stft) for name, audio in solo.items()}
     for name, frames in frames_of.items():
         if frames.shape[0] < 2:
             raise ValueError(f"{name}: {frames.shape[0]} non-silent frames are too few to learn a frame prior")
     with torch.random.fork_rng(devices=[]):  # the caller's random stream is left as it was
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)  # the CPU's alone: training runs there
         return _train(solo, frames_of, sample_rate, config, steps, batch, lr, seed, start, progress)
 
 

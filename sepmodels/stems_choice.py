@@ -27,7 +27,10 @@ def write_choice(valid: dict[str, dict[str, float]], path: Path | None = None) -
     if unknown:
         raise ValueError(f"unknown music methods {sorted(unknown)}; shipped ones are {', '.join(METHODS)}")
     p = path or choice_path()
-    before = json.loads(p.read_text()).get("valid_si_sdri", {}) if p.is_file() else {}
+    try:
+        before = json.loads(p.read_text()).get("valid_si_sdri", {}) if p.is_file() else {}
+    except (json.JSONDecodeError, AttributeError):
+        raise ValueError(f"{p} is not a stems choice file; remove it and run the music benches again") from None
     valid = {**{m: f for m, f in before.items() if m in METHODS}, **valid}
     mean = {m: sum(f.values()) / len(f) for m, f in valid.items()}
     best = max(mean, key=mean.get)
