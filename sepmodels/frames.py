@@ -222,7 +222,8 @@ class FramePriors:
         with torch.enable_grad():
             for _ in range(c.fit_steps):
                 fit = self.magnitudes(z, gain).sum(0).T + EPS
-                loss = (M * (torch.log(M + EPS) - torch.log(fit)) - M + fit).sum() / total
+                # the KL divergence less its terms in M alone, which move nothing
+                loss = (fit - M * torch.log(fit)).sum() / total
                 loss = loss + c.prior / 2 * z.square().sum() / count
                 if c.smooth and z.shape[1] > 1:
                     loss = loss + c.smooth / 2 * z.diff(dim=1).square().sum() / count
