@@ -13,7 +13,15 @@ from torch import nn
 from sepmodels.cli import main
 from sepmodels.data.stems import STEMS, StemsBenchmark, benchmark_clips, read_stems, solo_audio
 from sepmodels.evaluation import evaluate_stems
-from sepmodels.frames import FrameConfig, FramePriors, FramePriorSeparator, FrameVAE, train_frame_priors
+from sepmodels.frames import (
+    SHIFTS,
+    FrameConfig,
+    FramePriors,
+    FramePriorSeparator,
+    FrameVAE,
+    pitch_shifted,
+    train_frame_priors,
+)
 from sepmodels.nmf import NMFConfig, NMFSeparator, StemDictionaries
 from sepmodels.spectral import stft
 from sepmodels.stems_choice import stems_method, write_choice
@@ -83,6 +91,28 @@ def test_training_lowers_the_reconstruction_reproducibly_and_leaves_the_random_s
         train_frame_priors({"a": torch.zeros(RATE)}, RATE, CONFIG, steps=1, progress=False)
     with pytest.raises(ValueError, match="steps >= 1"):
         train_frame_priors(solo, RATE, CONFIG, steps=0, progress=False)
+
+
+def test_pitch_shifting_moves_a_tone_by_its_semitones_and_training_learns_every_shift(tones_root):
+    t = torch.arange(RATE) / RATE
+    tone = torch.sin(2 * math.pi * 440.0 * t)
+    assert pitch_shifted(tone, 0.0) is tone
+    for semitones in (-2.0, 1.0, 0.5):
+        shifted = pitch_shifted(tone, semitones)
+        peak = float(torch.fft.rfft(shifted).abs().argmax()) * RATE / shifted.shape[0]
+        want = 440.0 * 2 ** (semitones / 12)
+        assert abs(peak - want) < RATE / shifted.shape[0]  # within one bin of the FFT
+        assert abs(shifted.shape[0] / RATE - 2 ** (-semitones / 12)) < 1e-3  # a tape played faster is shorter
+    solo = {name: audio[: 2 * RATE] for name, audio in solo_audio(tones_root, RATE).items()}
+    plain = train_frame_priors(solo, RATE, CONFIG, steps=1, batch=8, shifts=(0,), progress=False)
+    shifted = train_frame_priors(solo, RATE, CONFIG, steps=1, batch=8, shifts=(-1, 0, 1), progress=False)
+    assert plain.meta["shifts"] == [0.0] and shifted.meta["shifts"] == [-1.0, 0.0, 1.0]
+    for name in STEMS:
+        ratio = shifted.meta["training"][name]["frames"] / plain.meta["training"][name]["frames"]
+        assert 2.8 < ratio < 3.2, (name, ratio)  # three copies of the audio, each about as long
+    for bad in ((), (13.0,), (float("nan"),)):
+        with pytest.raises(ValueError, match="shifts must be"):
+            train_frame_priors(solo, RATE, CONFIG, steps=1, shifts=bad, progress=False)
 
 
 def test_frame_priors_learned_on_solo_stems_separate_their_mix(tones_root, tone_priors):
@@ -193,6 +223,7 @@ def test_the_shipped_frame_priors_are_what_their_bench_chose_and_measured():
     assert (priors.config.beta, priors.config.prior, priors.config.smooth) == (
         chosen["beta"], chosen["prior"], chosen["smooth"])  # fmt: skip
     assert set(priors.meta["test_si_sdri"]) == {"fluidr3_gm", "timgm6mb"}
+    assert priors.meta["shifts"] == list(SHIFTS)  # learned at the pitch shifts the library defaults to
     mix = torch.from_numpy(song_like(RATE)).float() * 0.5
     estimates = FramePriorSeparator(priors).separate(mix)
     assert estimates.shape == (4, mix.shape[0]) and bool(torch.isfinite(estimates).all())
