@@ -1,6 +1,6 @@
 """Frame priors on the stems benchmark: a VAE per stem over its spectrum's frames, fitted to the mix from NMF.
 
-    python bench/stems_frames.py                 # train, choose on valid, measure test, ship (about 25 minutes)
+    python bench/stems_frames.py                 # train, choose on valid, measure test, ship (about 17 minutes)
     python bench/stems_frames.py --no-ship --betas 0.1 --priors 0.03 --smooth 1
 
 Each stem's frame prior (:mod:`sepmodels.frames`) is learned on that stem's solo training audio only (the
@@ -18,8 +18,8 @@ tell the causes apart:
 - **the fit from the truth**: the fit to the mix started at those latents: where the objective's own optimum
   near the truth lies (the search's share of the loss is the distance from there to the row).
 
-Writes ``docs/bench/stems_frames.json`` (``--out``), and unless ``--no-ship`` the chosen priors to
-``sepmodels/checkpoints/stems_frames.pt`` and their validation figures to the stems choice
+Writes ``docs/bench/stems_frames.json`` (``--out``), the chosen priors to ``--save`` when given, and unless
+``--no-ship`` to ``sepmodels/checkpoints/stems_frames.pt`` and their validation figures to the stems choice
 (``--priors stems`` picks the best shipped music method there).
 """
 
@@ -124,6 +124,7 @@ def main() -> None:
     )
     parser.add_argument("--no-references", action="store_true", help="leave out the two references on test")
     parser.add_argument("--no-ship", action="store_true", help="write nothing into sepmodels/checkpoints/")
+    parser.add_argument("--save", type=Path, help="also write the chosen priors (and their figures) here")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench" / "stems_frames.json")
     args = parser.parse_args()
     bench = StemsBenchmark()
@@ -197,10 +198,13 @@ def main() -> None:
     with atomic_path(args.out) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
+    chosen.meta.update({"valid": trials, "chosen": best, "benchmark": asdict(bench),
+                        "test_si_sdri": {c: s["si_sdri_mean"] for c, s in rows["frame priors"].items()},
+                        "command": report["command"]})  # fmt: skip
+    if args.save is not None:
+        chosen.save(args.save)
+        print(f"wrote {args.save}")
     if not args.no_ship:
-        chosen.meta.update({"valid": trials, "chosen": best, "benchmark": asdict(bench),
-                            "test_si_sdri": {c: s["si_sdri_mean"] for c, s in rows["frame priors"].items()},
-                            "command": report["command"]})  # fmt: skip
         chosen.save(shipped_path())
         write_choice({"frames": best["valid_si_sdri"]})
         print(f"wrote {shipped_path()} and the stems choice")
