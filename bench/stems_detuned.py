@@ -7,8 +7,8 @@ The benchmark's music is rendered from MIDI, so every note sits on a key of the 
 A = 440 Hz, and every model here learned its stems from audio on those keys (the frame priors also from
 copies shifted by whole semitones, which stay on the keys). A recording tuned elsewhere, or a band that
 drifts, is not. Here the test clips of both conditions are played ``--cents`` higher (each stem resampled as a
-tape played faster, :func:`sepmodels.frames.pitch_shifted`, then cut to the clip's length), and the shipped
-KL-NMF dictionaries, the shipped frame priors (and any ``--frames`` files) and the oracle ratio mask are
+tape played faster, :func:`sepmodels.frames.pitch_shifted`, so a clip 50 cents sharp is 2.9 % shorter), and the
+shipped KL-NMF dictionaries, the shipped frame priors (and any ``--frames`` files) and the oracle ratio mask are
 measured on them. Nothing is chosen here; nothing is trained.
 
 Writes ``docs/bench/stems_detuned.json`` (``--out``). About 6 minutes on 2 cores.
@@ -37,12 +37,8 @@ from sepmodels.spectral import oracle_estimates  # noqa: E402
 
 
 def detuned(clips: list[tuple[str, torch.Tensor]], cents: float) -> list[tuple[str, torch.Tensor]]:
-    """The clips with every stem ``cents`` higher, each cut to its clip's length."""
-    out = []
-    for name, stems in clips:
-        moved = torch.stack([pitch_shifted(s, cents / 100) for s in stems])[:, : stems.shape[-1]]
-        out.append((name, moved))
-    return out
+    """The clips with every stem ``cents`` higher (and as much shorter)."""
+    return [(name, torch.stack([pitch_shifted(s, cents / 100) for s in stems])) for name, stems in clips]
 
 
 def main() -> None:
@@ -64,8 +60,14 @@ def main() -> None:
     dictionaries = StemDictionaries.load()
     methods = {"KL-NMF (shipped)": NMFSeparator(dictionaries).separate,
                "frame priors (shipped)": FramePriorSeparator(FramePriors.load()).separate}  # fmt: skip
+    names = [path.name for path in args.frames]
+    if len(set(names)) < len(names):
+        parser.error(f"--frames names two files of the same name ({', '.join(names)}): rename one")
     for path in args.frames:
-        methods[f"frame priors ({path.name})"] = FramePriorSeparator(FramePriors.load(path)).separate
+        try:
+            methods[f"frame priors ({path.name})"] = FramePriorSeparator(FramePriors.load(path)).separate
+        except ValueError as error:  # a missing, corrupt or foreign file: one line
+            parser.error(str(error))
     config = dictionaries.config.stft
     rows: dict[str, dict] = {}
     for cents in args.cents:

@@ -57,7 +57,13 @@ SHIPPED = "stems_frames.pt"
 EPS = 1e-9  # added to magnitudes under a log
 Latents = tuple[torch.Tensor, torch.Tensor]  # latents [N, frames, latent] and log-gains [N, frames]
 LOUD = 1e-3  # a training frame counts when its magnitude sum is above this share of the loudest frame's
-SHIFTS = (-2.0, -1.0, 0.0, 1.0, 2.0)  # semitones the solo audio is also learned at (chosen on valid: README)
+SHIFTS = (
+    -2.0,
+    -1.0,
+    0.0,
+    1.0,
+    2.0,
+)  # semitones the solo audio is learned at (with against without on valid: README)
 MAX_SHIFT = 12.0
 
 
@@ -290,8 +296,11 @@ def _frames(audio: torch.Tensor, config: STFTConfig) -> torch.Tensor:
 
 def pitch_shifted(audio: torch.Tensor, semitones: float) -> torch.Tensor:
     """``audio [T]`` played ``semitones`` higher (lower when negative) by resampling, as a tape played faster:
-    pitch, spectral envelope and tempo move together (the ratio a fraction of denominator at most 1000, within
-    0.03 cents of the exact one)."""
+    pitch, spectral envelope and tempo move together, and the result is shorter (longer) by the same ratio. The
+    ratio is a fraction of denominator at most 1000: within 0.02 cents of the exact one for whole and quarter
+    tones, within a cent for any shift (a shift under about a cent may come out as none)."""
+    if not math.isfinite(semitones) or abs(semitones) > MAX_SHIFT:
+        raise ValueError(f"a pitch shift must be finite and within +-{MAX_SHIFT:g} semitones, got {semitones}")
     if semitones == 0:
         return audio
     ratio = Fraction(2 ** (-semitones / 12)).limit_denominator(1000)  # new samples per old sample
@@ -306,7 +315,10 @@ def train_frame_priors(solo: dict[str, torch.Tensor], sample_rate: int, config: 
     out; Adam, ``steps`` steps of ``batch`` frames drawn at random). No mixture and no other stem is read.
     ``start``: NMF dictionaries that fits to a mix start from (learned on the same solo audio). ``shifts``: the
     solo audio is learned at each of these pitch shifts in semitones (:func:`pitch_shifted`; ``(0,)``: as it
-    is), so a prior learned from a few minutes of notes also knows its instrument a tone or two away."""
+    is), so a prior learned from a few minutes of notes also knows its instrument a tone or two away. Every
+    copy's frames are held in memory at once (float32, ``n_fft / 2 + 1`` bins each: about 1 GB for five copies
+    of eight minutes per stem at the default STFT). The file's meta records the shifts; its ``frames`` per stem
+    count every copy's, its ``seconds`` the audio as given."""
     if steps < 1 or batch < 1 or lr <= 0:
         raise ValueError(f"need steps >= 1, batch >= 1 and lr > 0, got {steps}, {batch}, {lr}")
     shifts = tuple(float(x) for x in shifts)

@@ -105,14 +105,17 @@ def test_pitch_shifting_moves_a_tone_by_its_semitones_and_training_learns_every_
         assert abs(shifted.shape[0] / RATE - 2 ** (-semitones / 12)) < 1e-3  # a tape played faster is shorter
     solo = {name: audio[: 2 * RATE] for name, audio in solo_audio(tones_root, RATE).items()}
     plain = train_frame_priors(solo, RATE, CONFIG, steps=1, batch=8, shifts=(0,), progress=False)
-    shifted = train_frame_priors(solo, RATE, CONFIG, steps=1, batch=8, shifts=(-1, 0, 1), progress=False)
-    assert plain.meta["shifts"] == [0.0] and shifted.meta["shifts"] == [-1.0, 0.0, 1.0]
+    shifted = train_frame_priors(solo, RATE, CONFIG, steps=1, batch=8, shifts=(-12, 0), progress=False)
+    assert plain.meta["shifts"] == [0.0] and shifted.meta["shifts"] == [-12.0, 0.0]
     for name in STEMS:
         ratio = shifted.meta["training"][name]["frames"] / plain.meta["training"][name]["frames"]
-        assert 2.8 < ratio < 3.2, (name, ratio)  # three copies of the audio, each about as long
+        assert 2.8 < ratio < 3.2, (name, ratio)  # the audio, and an octave down at twice its length
     for bad in ((), (13.0,), (float("nan"),)):
         with pytest.raises(ValueError, match="shifts must be"):
             train_frame_priors(solo, RATE, CONFIG, steps=1, shifts=bad, progress=False)
+    for bad in (float("inf"), -12.5):
+        with pytest.raises(ValueError, match="pitch shift must be"):
+            pitch_shifted(tone, bad)
 
 
 def test_frame_priors_learned_on_solo_stems_separate_their_mix(tones_root, tone_priors):
