@@ -57,13 +57,8 @@ SHIPPED = "stems_frames.pt"
 EPS = 1e-9  # added to magnitudes under a log
 Latents = tuple[torch.Tensor, torch.Tensor]  # latents [N, frames, latent] and log-gains [N, frames]
 LOUD = 1e-3  # a training frame counts when its magnitude sum is above this share of the loudest frame's
-SHIFTS = (
-    -2.0,
-    -1.0,
-    0.0,
-    1.0,
-    2.0,
-)  # semitones the solo audio is learned at (with against without on valid: README)
+# semitones the solo audio is learned at (with against without the copies on valid: README)
+SHIFTS = (-2.0, -1.0, 0.0, 1.0, 2.0)
 MAX_SHIFT = 12.0
 
 
