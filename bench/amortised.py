@@ -9,9 +9,12 @@ separates ``--n`` mixes by:
 
 - **one pass**: the encoder reads each source's pitch bin, the source models follow the notes from there
   (in the whole mix, then the posterior's rounds in what the others leave);
-- **one pass + k sweeps**: the harmonic priors' own residual sweep (posterior means given what the mix leaves,
-  which may move a note to another pitch candidate) started at the pass's sources, one sweep per level down
-  from the priors' restart level to sigma_min, one chain;
+- **one pass + k reading sweeps**: the posterior's own sweeps (:meth:`AmortisedPosterior.sweep`: each source's
+  reading replaced by its likeliest other bins and the priors' salience candidates in what the others leave,
+  each decoded afresh, the best by the priors' criterion of the whole mix kept), k after one another;
+- **one pass + k residual sweeps**: the harmonic priors' own residual sweep (posterior means given what the mix
+  leaves, which may move a note to another pitch candidate) started at the pass's sources, one sweep per level
+  down from the priors' restart level to sigma_min, one chain;
 - **the sweep from scratch**: the harmonic priors' whole ladder, as bench/harmonic.py runs it (quoted from
   ``docs/bench/harmonic_{split}.json``, the same mixes; ``--scratch`` runs it again here);
 - the **per-sample VAE** (the old posterior, ``toy_vae.pt``), one pass.
@@ -71,14 +74,16 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=8, help="mixes per variant (default: 8)")
     parser.add_argument("--split", choices=list(SPLITS), default="test")
     parser.add_argument("--sweeps", type=int, nargs="*", default=[1, 2, 3],
-                        help="k for the pass + k sweeps rows (none: no such rows)")  # fmt: skip
+                        help="k for the pass + k residual sweeps rows (none: no such rows)")  # fmt: skip
+    parser.add_argument("--reading-sweeps", type=int, default=3,
+                        help="the pass + 1 .. k reading sweeps rows (default: 3; 0: none)")  # fmt: skip
     parser.add_argument("--references", action="store_true", help="also the true-pitch and no-rounds decodings")
     parser.add_argument("--scratch", action="store_true", help="run the sweep from scratch here too")
     parser.add_argument("--no-per-sample", action="store_true", help="leave out the per-sample VAE")
     parser.add_argument("--out", type=Path, help="results file (default: docs/bench/amortised_{split}.json)")
     args = parser.parse_args()
-    if args.n < 1 or any(k < 1 for k in args.sweeps):
-        parser.error("--n and every --sweeps value must be at least 1")
+    if args.n < 1 or any(k < 1 for k in args.sweeps) or args.reading_sweeps < 0:
+        parser.error("--n and every --sweeps value must be at least 1, --reading-sweeps at least 0")
 
     posterior = load_posterior(args.posterior or "amortised")
     if not isinstance(posterior, AmortisedPosterior):
@@ -106,13 +111,23 @@ def main() -> None:
         for i, truth in enumerate(truths):
             mix = mixing.mix(truth)
             start = time.perf_counter()
-            est = posterior.separate(mix)
+            total, probs = mix.double() * len(posterior), posterior.read(mix)
+            notes = posterior.decode_best(total, posterior.readings(probs))
+            est = torch.stack([n.wave for n in notes]).float()
             spent = time.perf_counter() - start
             rows.add("one pass", est, spent, i, truth)
+            swept_for = spent
+            for k in range(1, args.reading_sweeps + 1):
+                start = time.perf_counter()
+                notes = posterior.sweep(total, notes, probs)
+                swept_for += time.perf_counter() - start
+                rows.add(
+                    f"one pass + {k} reading sweeps", torch.stack([n.wave for n in notes]), swept_for, i, truth
+                )
             for k, sweeper in sweepers.items():
                 start = time.perf_counter()
                 swept = sweeper.separate(mix, start=est)
-                rows.add(f"one pass + {k} sweeps", swept, spent + time.perf_counter() - start, i, truth)
+                rows.add(f"one pass + {k} residual sweeps", swept, spent + time.perf_counter() - start, i, truth)
             if args.references:
                 total = mix.double() * len(posterior)
                 start = time.perf_counter()

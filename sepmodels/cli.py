@@ -372,6 +372,13 @@ def _sampler_arguments(p: argparse.ArgumentParser, oracle: bool = False) -> None
         help="--method vae: 'amortised' (the shipped amortised posterior, the default), 'per-sample' (the "
         "shipped per-sample VAE) or a posterior file (train-posterior, or train --model vae)",
     )
+    p.add_argument(
+        "--sweeps",
+        type=_non_negative_int,
+        default=0,
+        help="--method vae with an amortised posterior: reading sweeps after its pass (each tries every source's "
+        "other likely notes in the whole mix and keeps the best change; default: 0, the pass alone)",
+    )
     own = "; ".join(
         f"{m} {v['sigma_max']:g}, {v['levels']} levels, {v['steps']} steps" for m, v in METHOD_DEFAULTS.items()
     )
@@ -428,6 +435,10 @@ def _separator(args: argparse.Namespace, progress: bool = False, announce=None):
     VAE posterior or a sampler under priors (``args.method`` resolved by :func:`_resolve_method`)."""
     from sepmodels.inference.separator import make_separator
 
+    if getattr(args, "sweeps", 0) and args.method != "vae":
+        raise UsageError(
+            f"--sweeps is for --method vae (an amortised posterior's reading sweeps), not {args.method}"
+        )
     spec = None if args.priors is None or str(args.priors) == STEMS else args.priors
     if args.method == "nmf":
         from sepmodels.nmf import NMFSeparator, StemDictionaries
@@ -587,9 +598,14 @@ def _loudness_notes(estimates, mixture, names) -> list[str]:
 
 def _demixer(args: argparse.Namespace):
     from sepmodels.devices import pick_device
-    from sepmodels.inference.amortised import load_posterior
+    from sepmodels.inference.amortised import AmortisedPosterior, load_posterior
 
-    return load_posterior(args.posterior, device=pick_device(args.device))
+    posterior = load_posterior(args.posterior, device=pick_device(args.device))
+    if getattr(args, "sweeps", 0):
+        if not isinstance(posterior, AmortisedPosterior):
+            raise UsageError("--sweeps is for an amortised posterior (--posterior amortised or train-posterior's)")
+        posterior.sweeps = args.sweeps
+    return posterior
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:

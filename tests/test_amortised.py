@@ -88,6 +88,30 @@ def test_decoding_from_the_true_bins_separates_an_off_key_mix(tiny):
         assert float(si_sdr(torch.stack([n.wave for n in notes]).float(), truth).min()) > 25
 
 
+def test_a_reading_sweep_repairs_a_note_read_wrong(tiny):
+    truth, params = _steady_mix(1, seed=11)
+    total = mixing.mix(truth[0]).double() * 4
+    true_bins = bin_of(tiny.priors, params.frequency[0]).tolist()
+    wrong = list(true_bins)
+    wrong[3] = true_bins[3] + 40 if true_bins[3] + 40 < tiny.bins else true_bins[3] - 40  # ten semitones off
+    probs = torch.full((4, tiny.bins), 1e-4)
+    for k, b in enumerate(wrong):
+        probs[k, b] = 0.9  # the encoder is sure of the wrong bin, and gives the true one no more than any other
+    notes = tiny.decode(total, wrong)
+    before = si_sdr(torch.stack([n.wave for n in notes]).float(), truth[0])
+    assert float(before[3]) < 0  # the triangle read ten semitones off is not separated
+    swept = tiny.sweep(total, notes, probs)
+    assert abs(swept.bins[3] - true_bins[3]) <= 1  # found among the priors' salience candidates in what is left
+    after = si_sdr(torch.stack([n.wave for n in swept]).float(), truth[0])
+    assert float(after.min()) > 25
+    # the criterion it judges by prefers the repaired decoding, and the sweep keeps a right reading as it is
+    assert tiny.log_joint(total, [swept, notes])[0] > tiny.log_joint(total, [swept, notes])[1]
+    assert tiny.sweep(total, swept, probs).bins == swept.bins
+    with pytest.raises(ValueError, match="sweeps"):
+        AmortisedPosterior(tiny.encoder, tiny.priors, sweeps=-1)
+    assert "1 reading sweeps" in AmortisedPosterior(tiny.encoder, tiny.priors, sweeps=1).describe()
+
+
 def test_the_elbo_prefers_the_true_bins_and_a_wrong_pitch_costs_in_the_fit(tiny):
     truth, params = _steady_mix(1, seed=12)
     total = mixing.mix(truth[0]).double() * 4
@@ -212,6 +236,16 @@ def test_train_posterior_command_and_separate_with_it(tmp_path, capsys):
     args = ["separate", str(tmp_path / "mix.wav"), "--out", str(sep), "--method", "vae", "--posterior", str(out)]
     assert main([*args, "--quiet"]) == 0
     assert sorted(p.name for p in sep.iterdir()) == ["saw.wav", "sin.wav", "square.wav", "triangle.wav"]
+    assert main([*args, "--sweeps", "1", "--quiet"]) == 0
+    capsys.readouterr()
+    for bad, said in (
+        (["--posterior", "per-sample"], "amortised posterior"),
+        (["--method", "nmf"], "--method vae"),
+    ):
+        assert main([*args, "--sweeps", "1", *bad]) != 0
+        assert said in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*args, "--sweeps", "-1"])
     capsys.readouterr()
     assert main(["train-posterior", "--out", str(out), "--sleep-steps", "0", "--elbo-steps", "0"]) != 0
     assert "nothing to train" in capsys.readouterr().err

@@ -64,6 +64,11 @@ SUPPORT = 3  # the encoder's top bins per source that the ELBO sums over
 SALIENT = 3  # and the priors' salience candidates added to them
 MOTION_PASSES = 3  # passes of a decoding in which a note may change between steady and moving
 APART = 1  # bins: two sources' readings at most this far apart are decoded both ways (AmortisedPosterior.readings)
+# A reading sweep (AmortisedPosterior.sweep; chosen on the validation split, bench/amortised.py):
+SWEEP_TOP = 3  # the encoder's likeliest bins per source it tries
+SWEEP_SALIENT = 3  # and the priors' salience candidates in what the other sources leave
+SCREEN_ROUNDS = 2  # joint-fit passes each tried reading gets before the readings are compared
+POLISH_ROUNDS = 2  # joint-fit passes after each sweep
 
 
 class Decoded(list):
@@ -183,6 +188,8 @@ class AmortisedPosterior:
         priors: the harmonic priors whose parameters it reads (they decode them, and are the ELBO's prior).
         meta: how it was trained.
         rounds: passes of the joint fit at the encoder's pitches (:meth:`decode`).
+        sweeps: reading sweeps after the pass in :meth:`separate` (:meth:`sweep`; 0, the default: the pass
+            alone).
 
     It is a :class:`~sepmodels.inference.separator.Separator` (``separate --method vae``).
     """
@@ -198,6 +205,7 @@ class AmortisedPosterior:
         priors: HarmonicPriors,
         meta: dict[str, Any] | None = None,
         rounds: int = ROUNDS,
+        sweeps: int = 0,
     ) -> None:
         if not isinstance(priors, HarmonicPriors):
             raise TypeError(
@@ -207,7 +215,9 @@ class AmortisedPosterior:
             raise ValueError(f"the encoder reads {encoder.sources} sources, the priors have {len(priors)}")
         if rounds < 0:
             raise ValueError(f"rounds must be >= 0, got {rounds}")
-        self.encoder, self.priors, self.rounds = encoder, priors, int(rounds)
+        if sweeps < 0:
+            raise ValueError(f"sweeps must be >= 0, got {sweeps}")
+        self.encoder, self.priors, self.rounds, self.sweeps = encoder, priors, int(rounds), int(sweeps)
         self.names, self.sample_rate = priors.names, priors.sample_rate
         self.meta = dict(meta or {})
 
@@ -223,7 +233,8 @@ class AmortisedPosterior:
         return self.priors.pitch_log_prob.shape[1]
 
     def describe(self) -> str:
-        return f"amortised posterior (one encoder pass, {self.rounds} joint-fit rounds at its pitches)"
+        swept = f", then {self.sweeps} reading sweeps" if self.sweeps else ""
+        return f"amortised posterior (one encoder pass, {self.rounds} joint-fit rounds at its pitches{swept})"
 
     def valid_length(self, length: int) -> int:
         return self.priors.valid_length(length)
@@ -351,8 +362,53 @@ class AmortisedPosterior:
         if not torch.isfinite(mixture).all():
             raise ValueError("the mixture holds NaN or infinite samples")
         self.valid_length(mixture.shape[-1])
-        notes = self.decode_best(mixture.double() * len(self), self.readings(self.read(mixture)))
+        total, probs = mixture.double() * len(self), self.read(mixture)
+        notes = self.decode_best(total, self.readings(probs))
+        for _ in range(self.sweeps):
+            notes = self.sweep(total, notes, probs)
         return torch.stack([n.wave for n in notes]).float()
+
+    # -- sweeps after the pass ----------------------------------------------------------------------------------
+    def log_joint(self, total: torch.Tensor, decodings: list[Decoded]) -> list[float]:
+        """How well each decoding of ``total [T]`` explains it, as the priors judge a fit (:meth:`~sepmodels.
+        sources.harmonic.HarmonicPriors.prefer`): the mix's Gaussian term at the noise level ``sigma^2 + e^2``
+        (``e^2`` what the best of them leaves per sample) plus every note's log prior."""
+        T = total.shape[-1]
+        errors = [float((total.double() - sum(n.wave for n in notes)).square().sum()) for notes in decodings]
+        level = self.priors.default_sigma**2 + min(errors) / T
+        return [-e / (2 * level) + sum(self.priors.log_prior(k, n, T) for k, n in enumerate(notes))
+                for e, notes in zip(errors, decodings, strict=True)]  # fmt: skip
+
+    def sweep(self, total: torch.Tensor, notes: Decoded, probs: torch.Tensor) -> Decoded:
+        """One reading sweep over a decoding ``notes`` of ``total [T]`` (the sum of the sources), the encoder's
+        pitch distribution ``probs [N, P]`` (:meth:`read`): every source's reading is replaced, one source at a
+        time, by each of its :data:`SWEEP_TOP` likeliest bins and the bins of the priors' :data:`SWEEP_SALIENT`
+        strongest salience candidates in what the other notes leave; each such reading is decoded afresh
+        (:data:`SCREEN_ROUNDS` joint-fit passes, the current reading likewise), and the one with the highest
+        :meth:`log_joint` is kept and decoded on to :attr:`rounds` passes; then :data:`POLISH_ROUNDS` more.
+
+        Steepest ascent over the discrete parameters, the continuous ones decoded: it repairs a note the encoder
+        read wrong where the priors' fit of the whole mix says so, which the priors' own residual sweep, whose
+        candidates at low noise are the current note's neighbours, cannot. Only the best change is made, not the
+        first that helps, because a source moved first onto a note read wrong elsewhere (a sine onto a
+        triangle's fundamental) explains the mix better than before and would stay there."""
+        total = total.double()
+        tried = {tuple(notes.bins): self.decode(total, notes.bins, rounds=SCREEN_ROUNDS)}
+        for k in range(len(self)):
+            rest = total - sum(n.wave for j, n in enumerate(notes) if j != k)
+            hz = self.priors.candidate_pitches(k, rest, count=SWEEP_SALIENT)
+            candidates = probs[k].topk(SWEEP_TOP).indices.tolist() + (
+                bin_of(self.priors, hz).tolist() if len(hz) else []
+            )
+            for b in candidates:
+                bins = tuple(b if j == k else c for j, c in enumerate(notes.bins))
+                if bins not in tried:
+                    tried[bins] = self.decode(total, list(bins), rounds=SCREEN_ROUNDS)
+        scores = self.log_joint(total, list(tried.values()))
+        best = list(tried)[max(range(len(scores)), key=scores.__getitem__)]
+        if list(best) != notes.bins:
+            notes = self.decode(total, list(best), rounds=max(self.rounds - SCREEN_ROUNDS, 0), notes=tried[best])
+        return self.decode(total, notes.bins, rounds=POLISH_ROUNDS, notes=notes)
 
     def sweep_config(self, sweeps: int) -> LangevinConfig:
         """The harmonic priors' residual sweep that refines a pass: ``sweeps`` levels of one sweep each, from the
