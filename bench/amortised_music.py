@@ -2,6 +2,7 @@
 
     python bench/amortised_music.py --root /work/stemsbench          # trains the encoder here, then measures
     python bench/amortised_music.py --root DIR --steps 200 --quick   # a quick look (2 clips per condition)
+    python bench/amortised_music.py --model frames                   # the frame priors' latents instead
 
 The stems benchmark's source models with frame-wise parameters are the shipped KL-NMF dictionaries
 (``stems_nmf.pt``: one dictionary per stem, learned on that stem's solo audio). KL-NMF separates by fitting
@@ -13,6 +14,14 @@ masks. Rows: one pass, one pass then k multiplicative updates (started at its ac
 scratch, on the validation and test clips of both conditions (the training soundfont and TimGM6mb); SI-SDRi
 (dB, mean over the clips and stems) and seconds per 10 s clip on this machine. Writes
 ``docs/bench/amortised_music.json`` (or ``--out``).
+
+``--model frames`` does the same for the best music source models, the shipped frame priors
+(``stems_frames.pt``: a VAE per stem over spectrum frames): the encoder reads every stem's latent and log-gain
+in every frame off the mix, trained on the training mixtures alone to minimise the frame priors' own fit
+objective (:meth:`sepmodels.frames.FramePriors.fit`: the mix's KL divergence from the stems' decoded sum, the
+latents' prior and their smoothness), the VAEs frozen. Rows: one pass, one pass + k of the fit's Adam steps
+started at it, the shipped separation (the fit's 300 steps from the NMF answer), the same k steps from the NMF
+answer (what the encoder's start buys at equal cost), and KL-NMF. Writes ``docs/bench/amortised_frames.json``.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from sepmodels.data.stems import (  # noqa: E402
 )
 from sepmodels.evaluation import evaluate_stems  # noqa: E402
 from sepmodels.fileio import atomic_path  # noqa: E402
+from sepmodels.frames import FramePriors, FramePriorSeparator  # noqa: E402
 from sepmodels.nmf import StemDictionaries  # noqa: E402
 from sepmodels.spectral import mask_mixture, stft  # noqa: E402
 
@@ -140,16 +150,173 @@ def separator(parts, dicts: StemDictionaries):
     return separate
 
 
+class LatentEncoder(nn.Module):
+    """Log-magnitude frames ``[B, bins, frames]`` -> every stem's latents ``[B, N, frames, latent]`` and
+    log-gains ``[B, N, frames]`` (each relative to the mix frame's own log magnitude sum: level in, level out)."""
+
+    def __init__(self, bins: int, stems: int, latent: int, channels: int = 256, layers: int = 3) -> None:
+        super().__init__()
+        self.stems, self.latent = stems, latent
+        self.inp = nn.Conv1d(bins, channels, 1)
+        self.blocks = nn.ModuleList(nn.Conv1d(channels, channels, 5, padding=2) for _ in range(layers))
+        self.out = nn.Conv1d(channels, stems * (latent + 1), 1)
+
+    def forward(self, mag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scale = mag.mean((1, 2), keepdim=True).clamp_min(1e-8)
+        h = self.inp(torch.log1p(mag / scale))
+        for conv in self.blocks:
+            h = h + torch.nn.functional.gelu(conv(h))
+        B, frames = mag.shape[0], mag.shape[-1]
+        o = self.out(h).reshape(B, self.stems, self.latent + 1, frames)
+        level = torch.log(mag.sum(1) + 1e-9)[:, None]  # [B, 1, frames]
+        return o[:, :, : self.latent].transpose(2, 3), level + o[:, :, self.latent]
+
+
+def fit_loss(priors: FramePriors, M: torch.Tensor, z: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+    """The frame priors' fit objective (:meth:`~sepmodels.frames.FramePriors.fit`) of mix magnitudes
+    ``M [B, bins, frames]`` at latents ``z [B, N, frames, latent]`` and log-gains ``[B, N, frames]``, mean over
+    the batch (the KL divergence less its terms in ``M`` alone)."""
+    c = priors.config
+    losses = []
+    for b in range(M.shape[0]):
+        fit = priors.magnitudes(z[b], gain[b]).sum(0) + 1e-9  # [bins, frames]
+        count = z.shape[1] * z.shape[2]
+        loss = (fit - M[b] * torch.log(fit)).sum() / M[b].sum().clamp_min(1e-9)
+        loss = loss + c.prior / 2 * z[b].square().sum() / count
+        loss = loss + c.smooth / 2 * z[b].diff(dim=1).square().sum() / count
+        losses.append(loss)
+    return torch.stack(losses).mean()
+
+
+def train_latent_encoder(
+    mixtures: list[torch.Tensor], priors: FramePriors, steps: int, seconds: float = 3.0, batch: int = 8,
+    seed: int = 0, lr: float = 3e-4,
+) -> tuple[LatentEncoder, list[float]]:  # fmt: skip
+    """The encoder trained on random crops of ``mixtures`` (each ``[T]``) by the frame priors' fit objective."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    c = priors.config
+    enc = LatentEncoder(c.stft.bins, len(priors), c.latent)
+    opt = torch.optim.Adam(enc.parameters(), lr=lr)
+    length = int(seconds * priors.sample_rate)
+    losses = []
+    for step in range(steps):
+        crops = []
+        for _ in range(batch):
+            m = mixtures[int(torch.randint(0, len(mixtures), (1,), generator=g))]
+            start = int(torch.randint(0, m.shape[-1] - length, (1,), generator=g))
+            crops.append(m[start : start + length])
+        M = stft(torch.stack(crops), c.stft).abs()  # [B, bins, frames]
+        loss = fit_loss(priors, M, *enc(M))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(enc.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if step % 200 == 0 or step == steps - 1:
+            print(f"  step {step}: fit objective {np.mean(losses[-50:]):.4f}", flush=True)
+    return enc.eval().requires_grad_(False), losses
+
+
+def frames_separator(priors: FramePriors, enc: LatentEncoder | None, steps: int):
+    """``separate(mixture [T]) -> [N, T]``: the encoder's latents (None: the NMF answer's, as the shipped
+    separation starts) then ``steps`` of the fit's Adam steps, decoded into masks of the mix."""
+    c = priors.config
+    fitter = priors.with_settings(fit_steps=steps)
+
+    def separate(mixture: torch.Tensor) -> torch.Tensor:
+        X = stft(mixture.float(), c.stft)
+        if enc is None:
+            start = priors.starting_point(mixture, X)
+        else:
+            z, gain = enc(X.abs()[None])
+            start = (z[0], gain[0])
+        with torch.no_grad():
+            parts = priors.magnitudes(*fitter.fit(mixture, X, start)) if steps else priors.magnitudes(*start)
+        return mask_mixture(mixture.float(), parts.contiguous(), c.stft, c.power, X)
+
+    return separate
+
+
+def frames_main(args: argparse.Namespace) -> None:
+    bench = StemsBenchmark()
+    rate = bench.sample_rate
+    roots = render_benchmark(args.root, bench, say=print)
+    train_root = next(iter(roots.values()))
+    limit = 2 if args.quick else None
+    priors = FramePriors.load()
+    mixtures = [read_stems(f, rate).sum(0) for f in track_folders(train_root, "train")]
+    print(f"training the latent encoder on {len(mixtures)} training mixtures ({args.steps} steps) ...", flush=True)
+    start = time.perf_counter()
+    enc, losses = train_latent_encoder(mixtures, priors, args.steps)
+    minutes = (time.perf_counter() - start) / 60
+    shipped = priors.config.fit_steps
+    rows = {"one pass": frames_separator(priors, enc, 0)}
+    rows |= {f"one pass + {k} fit steps": frames_separator(priors, enc, k) for k in args.updates}
+    rows |= {f"NMF answer + {k} fit steps": frames_separator(priors, None, k) for k in args.updates}
+    rows[f"shipped: NMF answer + {shipped} fit steps"] = FramePriorSeparator(priors).separate
+    dicts = StemDictionaries.load()
+    rows[f"KL-NMF ({dicts.config.mix_iter} updates)"] = separator(lambda X: dicts.spectrograms(None, X), dicts)
+    report: dict[str, object] = {"model": "frames", "encoder_steps": args.steps,
+                                 "train_minutes": round(minutes, 2),
+                                 "train_objective_last": round(float(np.mean(losses[-50:])), 5),
+                                 "frame_priors": priors.meta.get("command"), "threads": torch.get_num_threads(),
+                                 "rows": {}}  # fmt: skip
+    # the fit objective each start reaches on the validation clips: the encoder's against the NMF answer's
+    valid = {c: benchmark_clips(r, "valid", bench, limit) for c, r in roots.items()}
+    values: dict[str, list[float]] = {"one pass": [], "NMF answer": []}
+    for items in valid.values():
+        for _, stems in items:
+            mixture = stems.sum(0)
+            X = stft(mixture.float(), priors.config.stft)
+            z, gain = enc(X.abs()[None])
+            values["one pass"].append(float(fit_loss(priors, X.abs()[None], z, gain)))
+            z, gain = priors.starting_point(mixture, X)
+            values["NMF answer"].append(float(fit_loss(priors, X.abs()[None], z[None], gain[None])))
+    report["valid_fit_objective"] = {k: round(float(np.mean(v)), 5) for k, v in values.items()}
+    print(f"valid fit objective: {report['valid_fit_objective']}", flush=True)
+    for split in ("valid", "test"):
+        clips = {c: benchmark_clips(r, split, bench, limit) for c, r in roots.items()}
+        for name, separate in rows.items():
+            entry = report["rows"].setdefault(name, {})
+            for condition, items in clips.items():
+                s = evaluate_stems(lambda st, f=separate: f(st.sum(0)), items, STEMS, rate, bss=False).summary()
+                entry[f"{split} {condition}"] = {"si_sdri_mean": round(s["si_sdri_mean"], 2),
+                                                 "si_sdri": {k: round(v, 2) for k, v in s["si_sdri"].items()},
+                                                 "seconds_per_clip": round(s["seconds_per_clip"], 2)}  # fmt: skip
+                print(f"{split:<6}{condition:<12}{name:<40} SI-SDRi {s['si_sdri_mean']:6.2f} dB ("
+                      + ", ".join(f"{k} {v:.1f}" for k, v in s["si_sdri"].items())
+                      + f")  {s['seconds_per_clip']:.2f} s/clip", flush=True)  # fmt: skip
+    out = args.out or ROOT / "docs" / "bench" / "amortised_frames.json"
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--root", type=Path, default=BENCHMARK_ROOT, help=f"rendered data (default: {BENCHMARK_ROOT})"
     )
+    parser.add_argument("--model", choices=["nmf", "frames"], default="nmf",
+                        help="whose frame-wise parameters the encoder reads: the NMF dictionaries' activations "
+                        "(default) or the frame priors' latents")  # fmt: skip
     parser.add_argument("--steps", type=int, default=1500, help="training steps of the encoder (default: 1500)")
-    parser.add_argument("--updates", type=int, nargs="*", default=[10, 50], help="k for the pass + k updates rows")
+    parser.add_argument("--updates", type=int, nargs="*",
+                        help="k for the pass + k updates (nmf; default 10 50) or fit steps (frames; default "
+                        "30 100) rows")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="2 clips per condition and split")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench" / "amortised_music.json")
+    # fmt: off
+    parser.add_argument("--out", type=Path,
+                        help="results (default: docs/bench/amortised_music.json, or amortised_frames.json)")
+    # fmt: on
     args = parser.parse_args()
+    if args.model == "frames":
+        args.updates = [30, 100] if args.updates is None else args.updates
+        frames_main(args)
+        return
+    args.updates = [10, 50] if args.updates is None else args.updates
+    args.out = args.out or ROOT / "docs" / "bench" / "amortised_music.json"
     bench = StemsBenchmark()
     rate = bench.sample_rate
     roots = render_benchmark(args.root, bench, say=print)
