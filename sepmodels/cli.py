@@ -377,7 +377,8 @@ def _sampler_arguments(p: argparse.ArgumentParser, oracle: bool = False) -> None
         type=_non_negative_int,
         default=0,
         help="--method vae with an amortised posterior: reading sweeps after its pass (each tries every source's "
-        "other likely notes in the whole mix and keeps the best change; default: 0, the pass alone)",
+        "other likely notes in the whole mix and keeps the best change; not the residual sampler's --steps; "
+        "default: 0, the pass alone)",
     )
     own = "; ".join(
         f"{m} {v['sigma_max']:g}, {v['levels']} levels, {v['steps']} steps" for m, v in METHOD_DEFAULTS.items()
@@ -694,6 +695,10 @@ def _evaluate_music(args: argparse.Namespace) -> int:
         raise UsageError(f"--offset must be 0 or more, got {args.offset:g}")
     args.seconds = args.seconds or 10.0
     oracle = {"irm": 1.0, "wiener": 2.0}.get(args.method)
+    if oracle is not None and getattr(args, "sweeps", 0):
+        raise UsageError(
+            f"--sweeps is for --method vae (an amortised posterior's reading sweeps), not {args.method}"
+        )
     stft = STFTConfig()
     if oracle is None:
         model = _separator(args, progress=not args.quiet)

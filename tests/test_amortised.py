@@ -101,7 +101,9 @@ def test_a_reading_sweep_repairs_a_note_read_wrong(tiny):
     before = si_sdr(torch.stack([n.wave for n in notes]).float(), truth[0])
     assert float(before[3]) < 0  # the triangle read ten semitones off is not separated
     swept = tiny.sweep(total, notes, probs)
-    assert abs(swept.bins[3] - true_bins[3]) <= 1  # found among the priors' salience candidates in what is left
+    # found among the priors' salience candidates in what is left; a sweep that made each source's best change in
+    # turn (first improvement) moves the sine onto the triangle's fundamental first and fails here
+    assert abs(swept.bins[3] - true_bins[3]) <= 1
     after = si_sdr(torch.stack([n.wave for n in swept]).float(), truth[0])
     assert float(after.min()) > 25
     # the criterion it judges by prefers the repaired decoding, and the sweep keeps a right reading as it is
@@ -109,7 +111,7 @@ def test_a_reading_sweep_repairs_a_note_read_wrong(tiny):
     assert tiny.sweep(total, swept, probs).bins == swept.bins
     with pytest.raises(ValueError, match="sweeps"):
         AmortisedPosterior(tiny.encoder, tiny.priors, sweeps=-1)
-    assert "1 reading sweeps" in AmortisedPosterior(tiny.encoder, tiny.priors, sweeps=1).describe()
+    assert "1 reading sweep)" in AmortisedPosterior(tiny.encoder, tiny.priors, sweeps=1).describe()
 
 
 def test_the_elbo_prefers_the_true_bins_and_a_wrong_pitch_costs_in_the_fit(tiny):

@@ -17,7 +17,9 @@ the bins. Convolutions along log-frequency: a note's pattern is the same at ever
 salience inside it, the note followed through the whole mix from there as a steady note, then
 :attr:`~AmortisedPosterior.rounds` passes follow each in what the others leave (the continuous parameters'
 joint fit given the pitches). Where two sources read the same bin, the two readings are both decoded
-(:meth:`~AmortisedPosterior.readings`); no other search over pitches.
+(:meth:`~AmortisedPosterior.readings`). Optional *reading sweeps* after the pass
+(:meth:`~AmortisedPosterior.sweep`) search the pitches further: other bins for each source, each decoded and
+judged by the priors' criterion of the whole mix.
 
 **Training** on no labelled data, two phases (the shipped posterior is the first alone: the second was measured
 not to help, README):
@@ -233,7 +235,7 @@ class AmortisedPosterior:
         return self.priors.pitch_log_prob.shape[1]
 
     def describe(self) -> str:
-        swept = f", then {self.sweeps} reading sweeps" if self.sweeps else ""
+        swept = f", then {self.sweeps} reading sweep{'s' if self.sweeps > 1 else ''}" if self.sweeps else ""
         return f"amortised posterior (one encoder pass, {self.rounds} joint-fit rounds at its pitches{swept})"
 
     def valid_length(self, length: int) -> int:
@@ -372,7 +374,8 @@ class AmortisedPosterior:
     def log_joint(self, total: torch.Tensor, decodings: list[Decoded]) -> list[float]:
         """How well each decoding of ``total [T]`` explains it, as the priors judge a fit (:meth:`~sepmodels.
         sources.harmonic.HarmonicPriors.prefer`): the mix's Gaussian term at the noise level ``sigma^2 + e^2``
-        (``e^2`` what the best of them leaves per sample) plus every note's log prior."""
+        (``e^2`` what the best of them leaves per sample, which dominates: ``sigma`` is the priors' per-source
+        level) plus every note's log prior."""
         T = total.shape[-1]
         errors = [float((total.double() - sum(n.wave for n in notes)).square().sum()) for notes in decodings]
         level = self.priors.default_sigma**2 + min(errors) / T
