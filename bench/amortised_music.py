@@ -50,9 +50,10 @@ from sepmodels.data.stems import (  # noqa: E402
 )
 from sepmodels.evaluation import evaluate_stems  # noqa: E402
 from sepmodels.fileio import atomic_path  # noqa: E402
-from sepmodels.frames import FramePriors, FramePriorSeparator  # noqa: E402
+from sepmodels.frames import FrameEncoder, FramePriors, FramePriorSeparator, shipped_path, train_frame_encoder  # noqa: E402
 from sepmodels.nmf import StemDictionaries  # noqa: E402
 from sepmodels.spectral import mask_mixture, stft  # noqa: E402
+from sepmodels.stems_choice import write_choice  # noqa: E402
 
 
 class ActivationEncoder(nn.Module):
@@ -150,92 +151,17 @@ def separator(parts, dicts: StemDictionaries):
     return separate
 
 
-class LatentEncoder(nn.Module):
-    """Log-magnitude frames ``[B, bins, frames]`` -> every stem's latents ``[B, N, frames, latent]`` and
-    log-gains ``[B, N, frames]`` (each relative to the mix frame's own log magnitude sum: level in, level out)."""
-
-    def __init__(self, bins: int, stems: int, latent: int, channels: int = 256, layers: int = 3) -> None:
-        super().__init__()
-        self.stems, self.latent = stems, latent
-        self.inp = nn.Conv1d(bins, channels, 1)
-        self.blocks = nn.ModuleList(nn.Conv1d(channels, channels, 5, padding=2) for _ in range(layers))
-        self.out = nn.Conv1d(channels, stems * (latent + 1), 1)
-
-    def forward(self, mag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        scale = mag.mean((1, 2), keepdim=True).clamp_min(1e-8)
-        h = self.inp(torch.log1p(mag / scale))
-        for conv in self.blocks:
-            h = h + torch.nn.functional.gelu(conv(h))
-        B, frames = mag.shape[0], mag.shape[-1]
-        o = self.out(h).reshape(B, self.stems, self.latent + 1, frames)
-        level = torch.log(mag.sum(1) + 1e-9)[:, None]  # [B, 1, frames]
-        return o[:, :, : self.latent].transpose(2, 3), level + o[:, :, self.latent]
+def frames_separator(priors: FramePriors, encoder: FrameEncoder | None, steps: int):
+    """``separate(mixture [T]) -> [N, T]``: the frame priors' separation started at the encoder's answer (None:
+    the NMF answer, as the shipped priors' did) with ``steps`` of the fit's Adam steps."""
+    return FramePriorSeparator(priors.with_encoder(encoder, fit_steps=steps)).separate
 
 
-def fit_loss(priors: FramePriors, M: torch.Tensor, z: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
-    """The frame priors' fit objective (:meth:`~sepmodels.frames.FramePriors.fit`) of mix magnitudes
-    ``M [B, bins, frames]`` at latents ``z [B, N, frames, latent]`` and log-gains ``[B, N, frames]``, mean over
-    the batch (the KL divergence less its terms in ``M`` alone)."""
-    c = priors.config
-    losses = []
-    for b in range(M.shape[0]):
-        fit = priors.magnitudes(z[b], gain[b]).sum(0) + 1e-9  # [bins, frames]
-        count = z.shape[1] * z.shape[2]
-        loss = (fit - M[b] * torch.log(fit)).sum() / M[b].sum().clamp_min(1e-9)
-        loss = loss + c.prior / 2 * z[b].square().sum() / count
-        loss = loss + c.smooth / 2 * z[b].diff(dim=1).square().sum() / count
-        losses.append(loss)
-    return torch.stack(losses).mean()
-
-
-def train_latent_encoder(
-    mixtures: list[torch.Tensor], priors: FramePriors, steps: int, seconds: float = 3.0, batch: int = 8,
-    seed: int = 0, lr: float = 3e-4,
-) -> tuple[LatentEncoder, list[float]]:  # fmt: skip
-    """The encoder trained on random crops of ``mixtures`` (each ``[T]``) by the frame priors' fit objective."""
-    g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    c = priors.config
-    enc = LatentEncoder(c.stft.bins, len(priors), c.latent)
-    opt = torch.optim.Adam(enc.parameters(), lr=lr)
-    length = int(seconds * priors.sample_rate)
-    losses = []
-    for step in range(steps):
-        crops = []
-        for _ in range(batch):
-            m = mixtures[int(torch.randint(0, len(mixtures), (1,), generator=g))]
-            start = int(torch.randint(0, m.shape[-1] - length, (1,), generator=g))
-            crops.append(m[start : start + length])
-        M = stft(torch.stack(crops), c.stft).abs()  # [B, bins, frames]
-        loss = fit_loss(priors, M, *enc(M))
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(enc.parameters(), 1.0)
-        opt.step()
-        losses.append(loss.item())
-        if step % 200 == 0 or step == steps - 1:
-            print(f"  step {step}: fit objective {np.mean(losses[-50:]):.4f}", flush=True)
-    return enc.eval().requires_grad_(False), losses
-
-
-def frames_separator(priors: FramePriors, enc: LatentEncoder | None, steps: int):
-    """``separate(mixture [T]) -> [N, T]``: the encoder's latents (None: the NMF answer's, as the shipped
-    separation starts) then ``steps`` of the fit's Adam steps, decoded into masks of the mix."""
-    c = priors.config
-    fitter = priors.with_settings(fit_steps=steps)
-
-    def separate(mixture: torch.Tensor) -> torch.Tensor:
-        X = stft(mixture.float(), c.stft)
-        if enc is None:
-            start = priors.starting_point(mixture, X)
-        else:
-            z, gain = enc(X.abs()[None])
-            start = (z[0], gain[0])
-        with torch.no_grad():
-            parts = priors.magnitudes(*fitter.fit(mixture, X, start)) if steps else priors.magnitudes(*start)
-        return mask_mixture(mixture.float(), parts.contiguous(), c.stft, c.power, X)
-
-    return separate
+def worse_gain(entry: dict, nmf: dict) -> float:
+    """A row's SI-SDRi over KL-NMF's on the validation clips, in the worse of the two conditions (the criterion
+    the frame priors' settings were chosen by, bench/stems_frames.py)."""
+    keys = [k for k in entry if k.startswith("valid ")]
+    return min(entry[k]["si_sdri_mean"] - nmf[k]["si_sdri_mean"] for k in keys)
 
 
 def frames_main(args: argparse.Namespace) -> None:
@@ -244,20 +170,26 @@ def frames_main(args: argparse.Namespace) -> None:
     roots = render_benchmark(args.root, bench, say=print)
     train_root = next(iter(roots.values()))
     limit = 2 if args.quick else None
-    priors = FramePriors.load()
+    priors = FramePriors.load(args.frames)
+    if priors.encoder is not None:  # measured against the NMF answer's start, as the priors were chosen
+        priors = priors.with_encoder(
+            None, fit_steps=int(priors.meta.get("nmf_fit_steps", priors.config.fit_steps))
+        )
     mixtures = [read_stems(f, rate).sum(0) for f in track_folders(train_root, "train")]
-    print(f"training the latent encoder on {len(mixtures)} training mixtures ({args.steps} steps) ...", flush=True)
+    print(f"training the frame encoder on {len(mixtures)} training mixtures ({args.steps} steps) ...", flush=True)
     start = time.perf_counter()
-    enc, losses = train_latent_encoder(mixtures, priors, args.steps)
+    enc, losses = train_frame_encoder(priors, mixtures, args.steps, progress=not args.quiet)
     minutes = (time.perf_counter() - start) / 60
     shipped = priors.config.fit_steps
     rows = {"one pass": frames_separator(priors, enc, 0)}
     rows |= {f"one pass + {k} fit steps": frames_separator(priors, enc, k) for k in args.updates}
     rows |= {f"NMF answer + {k} fit steps": frames_separator(priors, None, k) for k in args.updates}
-    rows[f"shipped: NMF answer + {shipped} fit steps"] = FramePriorSeparator(priors).separate
+    rows[f"NMF answer + {shipped} fit steps (without an encoder)"] = FramePriorSeparator(priors).separate
     dicts = StemDictionaries.load()
-    rows[f"KL-NMF ({dicts.config.mix_iter} updates)"] = separator(lambda X: dicts.spectrograms(None, X), dicts)
+    nmf_row = f"KL-NMF ({dicts.config.mix_iter} updates)"
+    rows[nmf_row] = separator(lambda X: dicts.spectrograms(None, X), dicts)
     report: dict[str, object] = {"model": "frames", "encoder_steps": args.steps,
+                                 "encoder_parameters": sum(p.numel() for p in enc.parameters()),
                                  "train_minutes": round(minutes, 2),
                                  "train_objective_last": round(float(np.mean(losses[-50:])), 5),
                                  "frame_priors": priors.meta.get("command"), "threads": torch.get_num_threads(),
@@ -269,10 +201,9 @@ def frames_main(args: argparse.Namespace) -> None:
         for _, stems in items:
             mixture = stems.sum(0)
             X = stft(mixture.float(), priors.config.stft)
-            z, gain = enc(X.abs()[None])
-            values["one pass"].append(float(fit_loss(priors, X.abs()[None], z, gain)))
-            z, gain = priors.starting_point(mixture, X)
-            values["NMF answer"].append(float(fit_loss(priors, X.abs()[None], z[None], gain[None])))
+            for name, p in (("one pass", priors.with_encoder(enc)), ("NMF answer", priors)):
+                z, gain = p.starting_point(mixture, X)
+                values[name].append(float(priors.objective(X.abs(), z, gain)))
     report["valid_fit_objective"] = {k: round(float(np.mean(v)), 5) for k, v in values.items()}
     print(f"valid fit objective: {report['valid_fit_objective']}", flush=True)
     for split in ("valid", "test"):
@@ -284,9 +215,36 @@ def frames_main(args: argparse.Namespace) -> None:
                 entry[f"{split} {condition}"] = {"si_sdri_mean": round(s["si_sdri_mean"], 2),
                                                  "si_sdri": {k: round(v, 2) for k, v in s["si_sdri"].items()},
                                                  "seconds_per_clip": round(s["seconds_per_clip"], 2)}  # fmt: skip
-                print(f"{split:<6}{condition:<12}{name:<40} SI-SDRi {s['si_sdri_mean']:6.2f} dB ("
+                print(f"{split:<6}{condition:<12}{name:<52} SI-SDRi {s['si_sdri_mean']:6.2f} dB ("
                       + ", ".join(f"{k} {v:.1f}" for k, v in s["si_sdri"].items())
                       + f")  {s['seconds_per_clip']:.2f} s/clip", flush=True)  # fmt: skip
+        if split == "valid":  # the choice, before the test split is read
+            nmf = report["rows"][nmf_row]
+            # the encoder's start with each number of fit steps, against the frame priors as they were
+            candidates = [n for n in rows if n.startswith("one pass + ") or n.endswith("(without an encoder)")]
+            gains = {n: round(worse_gain(report["rows"][n], nmf), 2) for n in candidates}
+            chosen = max(gains, key=gains.get)
+            report["choice"] = {"criterion": "valid SI-SDRi over KL-NMF in the worse condition", "gains": gains,
+                                "chosen": chosen}  # fmt: skip
+            print(f"chosen on valid: {chosen} ({gains})", flush=True)
+    if args.ship:
+        chosen = report["choice"]["chosen"]
+        if chosen.startswith("one pass + "):
+            k = int(chosen.split()[3])
+            meta = {**priors.meta, "nmf_fit_steps": shipped,
+                    "encoder": {"command": "python bench/amortised_music.py --model frames --ship",
+                                "steps": args.steps, "train_minutes": round(minutes, 2), "fit_steps": k,
+                                "valid_choice": report["choice"]}}  # fmt: skip
+            out = priors.with_encoder(enc, fit_steps=k)
+            out.meta = meta
+        else:
+            out = priors
+        out.save(args.frames or shipped_path())
+        report["shipped"] = chosen
+        if args.frames is None:  # the stems choice records what the shipped frame priors now score on valid
+            entry = report["rows"][chosen]
+            write_choice({"frames": {c: entry[f"valid {c}"]["si_sdri_mean"] for c in roots}})
+        print(f"wrote {args.frames or shipped_path()} ({chosen})")
     out = args.out or ROOT / "docs" / "bench" / "amortised_frames.json"
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
@@ -306,6 +264,12 @@ def main() -> None:
                         help="k for the pass + k updates (nmf; default 10 50) or fit steps (frames; default "
                         "30 100) rows")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="2 clips per condition and split")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--frames", type=Path, help="--model frames: the frame priors (default: the shipped ones)")
+    parser.add_argument("--ship", action="store_true",
+                        help="--model frames: write the frame priors with the encoder as their start (and the fit "
+                        "steps chosen on valid) over --frames (default: the shipped file), where valid chooses "
+                        "it")  # fmt: skip
     # fmt: off
     parser.add_argument("--out", type=Path,
                         help="results (default: docs/bench/amortised_music.json, or amortised_frames.json)")

@@ -11,15 +11,17 @@ import torch
 from torch import nn
 
 from sepmodels.cli import main
-from sepmodels.data.stems import STEMS, StemsBenchmark, benchmark_clips, read_stems, solo_audio
+from sepmodels.data.stems import STEMS, StemsBenchmark, benchmark_clips, read_stems, solo_audio, track_folders
 from sepmodels.evaluation import evaluate_stems
 from sepmodels.frames import (
     SHIFTS,
     FrameConfig,
+    FrameEncoder,
     FramePriors,
     FramePriorSeparator,
     FrameVAE,
     pitch_shifted,
+    train_frame_encoder,
     train_frame_priors,
 )
 from sepmodels.nmf import NMFConfig, NMFSeparator, StemDictionaries
@@ -179,6 +181,48 @@ def test_frame_priors_save_load_and_refuse_what_does_not_fit(tone_priors, tones_
         FrameConfig(latent=0)
 
 
+def test_an_encoder_trained_on_mixtures_alone_starts_the_fit_and_ships_in_the_file(
+    tones_root, tone_priors, tmp_path
+):
+    mixtures = [read_stems(f, RATE).sum(0) for f in track_folders(tones_root, "train")]  # no stem is read
+    encoder, losses = train_frame_encoder(tone_priors, mixtures, steps=80, seconds=1.0, batch=4, channels=32,
+                                          layers=1, progress=False)  # fmt: skip
+    assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10])  # the fit's objective at its answer goes down
+    mix = read_stems(tones_root / "test" / "track_000", RATE).sum(0)[: 2 * RATE]
+    X = stft(mix, CONFIG.stft)
+    amortised = tone_priors.with_encoder(encoder, fit_steps=0)
+    bare = FramePriors(tone_priors.names, tone_priors.vaes, CONFIG, RATE)
+    # on a mix it never saw, its one pass explains the mix better than the flat start with zero latents
+    at = {name: float(tone_priors.objective(X.abs(), *p.starting_point(mix, X))) for name, p in
+          (("encoder", amortised), ("flat", bare))}  # fmt: skip
+    assert at["encoder"] < at["flat"], at
+    separator = FramePriorSeparator(amortised)
+    assert "encoder" in separator.describe()
+    estimates = separator.separate(mix)
+    torch.testing.assert_close(estimates.sum(0), mix, atol=1e-4, rtol=0)
+    # the fit from its answer lowers the objective further; the NMF start is used again without it
+    z, gain = amortised.starting_point(mix, X)
+    fitted = amortised.with_settings(fit_steps=50).fit(mix, X)
+    assert float(tone_priors.objective(X.abs(), *fitted)) < float(tone_priors.objective(X.abs(), z, gain))
+    assert amortised.with_encoder(None).encoder is None
+    torch.testing.assert_close(amortised.with_encoder(None).starting_point(mix, X)[1],
+                               tone_priors.starting_point(mix, X)[1])  # fmt: skip
+    # the file keeps it (at half precision, which training already rounded to: the same separation)
+    path = tmp_path / "with_encoder.pt"
+    amortised.save(path)
+    back = FramePriors.load(path)
+    assert back.encoder is not None and back.encoder.sizes == encoder.sizes
+    torch.testing.assert_close(FramePriorSeparator(back).separate(mix), estimates)
+    with pytest.raises(ValueError, match="does not fit"):
+        FramePriors(STEMS, tone_priors.vaes, CONFIG, RATE, encoder=FrameEncoder(CONFIG.stft.bins, 4, 3))
+    with pytest.raises(ValueError, match="mono"):
+        train_frame_encoder(tone_priors, [torch.zeros(2, 6 * RATE)], steps=1, progress=False)
+    with pytest.raises(ValueError, match="longer than"):
+        train_frame_encoder(tone_priors, [mix[:RATE]], steps=1, seconds=3.0, progress=False)
+    with pytest.raises(ValueError, match="steps >= 1"):
+        train_frame_encoder(tone_priors, mixtures, steps=0, progress=False)
+
+
 def test_frame_priors_from_the_command_line(tones_root, tone_priors, tmp_path, capsys):
     path = tmp_path / "tones_frames.pt"
     tone_priors.save(path)
@@ -219,8 +263,11 @@ def test_the_stems_choice_keeps_the_methods_a_bench_did_not_measure(tmp_path):
 def test_the_shipped_frame_priors_are_what_their_bench_chose_and_measured():
     from sepmodels.frames import shipped_path
 
-    assert shipped_path().stat().st_size < 4_000_000
+    assert shipped_path().stat().st_size < 7_000_000
     priors = FramePriors.load()
+    if priors.encoder is not None:  # bench/amortised_music.py --model frames --ship chose it on valid
+        assert priors.meta["encoder"]["fit_steps"] == priors.config.fit_steps
+        assert priors.meta["encoder"]["valid_choice"]["chosen"].startswith("one pass + ")
     chosen = priors.meta["chosen"]
     assert priors.names == STEMS and priors.sample_rate == RATE and priors.start is not None
     assert (priors.config.beta, priors.config.prior, priors.config.smooth) == (
