@@ -26,7 +26,8 @@ from explorer.music_view import MusicExplorer, example_clips, shipped_dictionari
 MUSIC_HEADER = (
     "Separate a song's clip into drums, bass, other and vocals with the shipped music models: the KL-NMF "
     "baseline (one dictionary per stem), frame priors (a VAE per stem over spectrum frames, learned on solo "
-    "stems and fitted to the mix from NMF's answer), a supervised mask network, and the thesis's approach "
+    "stems and fitted to the mix from an encoder's one-pass reading of it), a supervised mask network, and "
+    "the thesis's approach "
     "(score or flow priors per stem, trained on solo stems only, searched by the residual sweep, which you watch "
     "step by step), "
     "placed between the floor (the mix itself) and the ceiling (the oracle ratio mask). Each stem's estimate is "

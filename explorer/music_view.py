@@ -3,8 +3,8 @@
 :class:`MusicExplorer` (a :class:`panel.viewable.Viewer`, driven by params so tests need no browser) takes clips
 with their true stems (the stems benchmark's, see :func:`example_clips`) or an upload, and the shipped music
 methods (:func:`shipped_methods`: the KL-NMF baseline with one dictionary per stem, the frame priors (a VAE
-per stem over spectrum frames, fitted to the mix from NMF's answer), the supervised mask network, the thesis's
-approach (score or flow priors per stem, the residual sweep, ratio masks), and the oracle
+per stem over spectrum frames, fitted to the mix from an encoder's one-pass reading), the supervised mask
+network, the thesis's approach (score or flow priors per stem, the residual sweep, ratio masks), and the oracle
 ratio mask, which reads the true stems and is the ceiling of every mask). It shows
 
 - the mix's spectrogram and, per stem, the estimate's beside the truth's, on one colour scale (dB below the

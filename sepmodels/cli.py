@@ -360,7 +360,8 @@ def _sampler_arguments(p: argparse.ArgumentParser, oracle: bool = False) -> None
         "--method",
         choices=[*METHODS, "vae", *MUSIC_METHODS],
         help=f"Langevin sampler; vae: the posterior means of --posterior; music: nmf (one KL-NMF dictionary per "
-        f"stem), frames (a VAE per stem over spectrum frames, fitted to the mix from NMF's answer) or supervised "
+        f"stem), frames (a VAE per stem over spectrum frames, fitted to the mix from its encoder's one-pass "
+        f"answer) or supervised "
         f"(a mask network trained on mixtures and stems)"
         f"{'; irm, wiener: the oracle ratio mask or Wiener filter from the true stems' if oracle else ''} "
         f"(default: {d.method}; for --priors stems or music data, the shipped music choice)",
