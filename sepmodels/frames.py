@@ -29,8 +29,9 @@ the steps, the learning rate and the mask power are the defaults.
 mix's log-magnitude frames reads every stem's latent and log-gain in every frame in one pass. It is trained on
 *mixtures* alone (no stem) by the fit's own objective (:meth:`FramePriors.objective`), the VAEs frozen: an
 amortised MAP estimate. Frame priors that carry one start their fit from its answer instead of NMF's, with
-fewer steps (``bench/amortised_music.py --model frames``: one pass is above KL-NMF on the stems benchmark, and
-100 steps from it do what 300 from NMF's answer did, in a quarter of the time).
+fewer steps. The shipped priors carry one, with 100 steps (``bench/amortised_music.py --model frames --ship``:
+one pass is above KL-NMF on the stems benchmark, and 100 steps from it do what 300 from NMF's answer did, in
+about a third of the time).
 
 Example:
     >>> solo = {name: torch.randn(2 * 14_700) for name in ("a", "b")}
@@ -194,7 +195,8 @@ class FrameEncoder(nn.Module):
 
 
 class FramePriors:
-    """A frame prior per stem (:class:`FrameVAE`), and the NMF dictionaries whose answer a fit starts from.
+    """A frame prior per stem (:class:`FrameVAE`), the NMF dictionaries whose answer a fit starts from, and
+    optionally an encoder whose one-pass answer it starts from instead (:class:`FrameEncoder`).
 
     Arguments:
         names: the stems, in order.
@@ -516,7 +518,8 @@ class FramePriorSeparator:
 
 
 def shipped_path() -> Path:
-    """The frame priors shipped with the package (``python bench/stems_frames.py`` trains them)."""
+    """The frame priors shipped with the package (``python bench/stems_frames.py`` trains them, then
+    ``python bench/amortised_music.py --model frames --ship`` adds the encoder they start from)."""
     return Path(str(resources.files("sepmodels") / "checkpoints" / SHIPPED))
 
 

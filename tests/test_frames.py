@@ -191,6 +191,9 @@ def test_an_encoder_trained_on_mixtures_alone_starts_the_fit_and_ships_in_the_fi
     mix = read_stems(tones_root / "test" / "track_000", RATE).sum(0)[: 2 * RATE]
     X = stft(mix, CONFIG.stft)
     amortised = tone_priors.with_encoder(encoder, fit_steps=0)
+    z0, gain0 = encoder(X.abs()[None])  # the start is the encoder's answer, not NMF's
+    torch.testing.assert_close(amortised.starting_point(mix, X), (z0[0], gain0[0]))
+    assert amortised.with_settings(power=1.5).encoder is encoder
     bare = FramePriors(tone_priors.names, tone_priors.vaes, CONFIG, RATE)
     # on a mix it never saw, its one pass explains the mix better than the flat start with zero latents
     at = {name: float(tone_priors.objective(X.abs(), *p.starting_point(mix, X))) for name, p in
@@ -212,6 +215,7 @@ def test_an_encoder_trained_on_mixtures_alone_starts_the_fit_and_ships_in_the_fi
     amortised.save(path)
     back = FramePriors.load(path)
     assert back.encoder is not None and back.encoder.sizes == encoder.sizes
+    torch.testing.assert_close(back.starting_point(mix, X), amortised.starting_point(mix, X))
     torch.testing.assert_close(FramePriorSeparator(back).separate(mix), estimates)
     with pytest.raises(ValueError, match="does not fit"):
         FramePriors(STEMS, tone_priors.vaes, CONFIG, RATE, encoder=FrameEncoder(CONFIG.stft.bins, 4, 3))
@@ -265,7 +269,8 @@ def test_the_shipped_frame_priors_are_what_their_bench_chose_and_measured():
 
     assert shipped_path().stat().st_size < 7_000_000
     priors = FramePriors.load()
-    if priors.encoder is not None:  # bench/amortised_music.py --model frames --ship chose it on valid
+    assert priors.encoder is not None  # bench/amortised_music.py --model frames --ship chose it on valid
+    if priors.encoder is not None:
         assert priors.meta["encoder"]["fit_steps"] == priors.config.fit_steps
         assert priors.meta["encoder"]["valid_choice"]["chosen"].startswith("one pass + ")
     chosen = priors.meta["chosen"]
