@@ -163,6 +163,21 @@ def separator(parts, dicts: StemDictionaries):
     return separate
 
 
+def measure(report: dict, rows: dict, clips: dict, split: str, rate: int, width: int) -> None:
+    """Every row's SI-SDRi on ``clips`` (condition -> clips) into ``report["rows"][row]["{split} {condition}"]``,
+    each printed as it comes."""
+    for name, separate in rows.items():
+        entry = report["rows"].setdefault(name, {})
+        for condition, items in clips.items():
+            s = evaluate_stems(lambda st, f=separate: f(st.sum(0)), items, STEMS, rate, bss=False).summary()
+            entry[f"{split} {condition}"] = {"si_sdri_mean": round(s["si_sdri_mean"], 2),
+                                             "si_sdri": {k: round(v, 2) for k, v in s["si_sdri"].items()},
+                                             "seconds_per_clip": round(s["seconds_per_clip"], 2)}  # fmt: skip
+            print(f"{split:<6}{condition:<12}{name:<{width}} SI-SDRi {s['si_sdri_mean']:6.2f} dB ("
+                  + ", ".join(f"{k} {v:.1f}" for k, v in s["si_sdri"].items())
+                  + f")  {s['seconds_per_clip']:.2f} s/clip", flush=True)  # fmt: skip
+
+
 def frames_separator(priors: FramePriors, encoder: FrameEncoder | None, steps: int):
     """``separate(mixture [T]) -> [N, T]``: the frame priors' separation started at the encoder's answer (None:
     the NMF answer, as the shipped priors' did) with ``steps`` of the fit's Adam steps."""
@@ -221,16 +236,7 @@ def frames_main(args: argparse.Namespace) -> None:
     print(f"valid fit objective: {report['valid_fit_objective']}", flush=True)
     for split in ("valid", "test"):
         clips = {c: benchmark_clips(r, split, bench, limit) for c, r in roots.items()}
-        for name, separate in rows.items():
-            entry = report["rows"].setdefault(name, {})
-            for condition, items in clips.items():
-                s = evaluate_stems(lambda st, f=separate: f(st.sum(0)), items, STEMS, rate, bss=False).summary()
-                entry[f"{split} {condition}"] = {"si_sdri_mean": round(s["si_sdri_mean"], 2),
-                                                 "si_sdri": {k: round(v, 2) for k, v in s["si_sdri"].items()},
-                                                 "seconds_per_clip": round(s["seconds_per_clip"], 2)}  # fmt: skip
-                print(f"{split:<6}{condition:<12}{name:<52} SI-SDRi {s['si_sdri_mean']:6.2f} dB ("
-                      + ", ".join(f"{k} {v:.1f}" for k, v in s["si_sdri"].items())
-                      + f")  {s['seconds_per_clip']:.2f} s/clip", flush=True)  # fmt: skip
+        measure(report, rows, clips, split, rate, width=52)
         if split == "valid":  # the choice, before the test split is read
             nmf = report["rows"][nmf_row]
             # the encoder's start with each number of fit steps, against the frame priors as they were
@@ -337,16 +343,7 @@ def main() -> None:
         print(f"valid mix KL {name:<34} {np.mean(values):.5f}", flush=True)
     for split in ("valid", "test"):
         clips = {c: benchmark_clips(r, split, bench, limit) for c, r in roots.items()}
-        for name, separate in rows.items():
-            entry = report["rows"].setdefault(name, {})
-            for condition, items in clips.items():
-                s = evaluate_stems(lambda st, f=separate: f(st.sum(0)), items, STEMS, rate, bss=False).summary()
-                entry[f"{split} {condition}"] = {"si_sdri_mean": round(s["si_sdri_mean"], 2),
-                                                 "si_sdri": {k: round(v, 2) for k, v in s["si_sdri"].items()},
-                                                 "seconds_per_clip": round(s["seconds_per_clip"], 2)}  # fmt: skip
-                print(f"{split:<6}{condition:<12}{name:<34} SI-SDRi {s['si_sdri_mean']:6.2f} dB ("
-                      + ", ".join(f"{k} {v:.1f}" for k, v in s["si_sdri"].items())
-                      + f")  {s['seconds_per_clip']:.2f} s/clip", flush=True)  # fmt: skip
+        measure(report, rows, clips, split, rate, width=34)
     with atomic_path(args.out) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
