@@ -129,7 +129,6 @@ def main() -> None:
                 swept = sweeper.separate(mix, start=est)
                 rows.add(f"one pass + {k} residual sweeps", swept, spent + time.perf_counter() - start, i, truth)
             if args.references:
-                total = mix.double() * len(posterior)
                 start = time.perf_counter()
                 notes = posterior.decode(total, bin_of(priors, params.frequency[i]).tolist())
                 rows.add(

@@ -432,15 +432,20 @@ def _music_method_of(path: Path | None) -> str | None:
     return {"StemDictionaries": "nmf", "MaskNet": "supervised", "FramePriors": "frames"}.get(found)
 
 
+def _check_sweeps(args: argparse.Namespace) -> None:
+    """``--sweeps`` names an amortised posterior's reading sweeps: with any other method it is an error."""
+    if getattr(args, "sweeps", 0) and args.method != "vae":
+        raise UsageError(
+            f"--sweeps is for --method vae (an amortised posterior's reading sweeps), not {args.method}"
+        )
+
+
 def _separator(args: argparse.Namespace, progress: bool = False, announce=None):
     """The separator that ``--method`` and its options name: NMF dictionaries, frame priors, a mask network, a
     VAE posterior or a sampler under priors (``args.method`` resolved by :func:`_resolve_method`)."""
     from sepmodels.inference.separator import make_separator
 
-    if getattr(args, "sweeps", 0) and args.method != "vae":
-        raise UsageError(
-            f"--sweeps is for --method vae (an amortised posterior's reading sweeps), not {args.method}"
-        )
+    _check_sweeps(args)
     spec = None if args.priors is None or str(args.priors) == STEMS else args.priors
     if args.method == "nmf":
         from sepmodels.nmf import NMFSeparator, StemDictionaries
@@ -696,10 +701,7 @@ def _evaluate_music(args: argparse.Namespace) -> int:
         raise UsageError(f"--offset must be 0 or more, got {args.offset:g}")
     args.seconds = args.seconds or 10.0
     oracle = {"irm": 1.0, "wiener": 2.0}.get(args.method)
-    if oracle is not None and getattr(args, "sweeps", 0):
-        raise UsageError(
-            f"--sweeps is for --method vae (an amortised posterior's reading sweeps), not {args.method}"
-        )
+    _check_sweeps(args)
     stft = STFTConfig()
     if oracle is None:
         model = _separator(args, progress=not args.quiet)

@@ -222,11 +222,8 @@ class FramePriors:
         if start is not None and (start.names != tuple(names) or start.config.stft != config.stft):
             raise ValueError("the start's NMF dictionaries must have the same stems and STFT as the frame priors")
         self.names, self.vaes, self.config = tuple(names), vaes.eval().requires_grad_(False), config
-        if encoder is not None and (encoder.sizes["bins"], encoder.sizes["stems"], encoder.sizes["latent"]) != (
-            config.stft.bins,
-            len(names),
-            config.latent,
-        ):
+        fits = {"bins": config.stft.bins, "stems": len(names), "latent": config.latent}
+        if encoder is not None and any(encoder.sizes[k] != v for k, v in fits.items()):
             raise ValueError(f"a frame encoder of {encoder.sizes} does not fit {len(names)} stems, "
                              f"{config.stft.bins} bins and {config.latent} latents")  # fmt: skip
         self.sample_rate, self.start, self.meta = int(sample_rate), start, dict(meta or {})
@@ -238,18 +235,16 @@ class FramePriors:
     def with_settings(self, **settings: Any) -> FramePriors:
         """The same priors with other separation settings: ``prior``, ``smooth``, ``fit_steps``, ``fit_lr``,
         ``power`` (the networks' sizes and STFT are theirs)."""
-        other = set(settings) - {"prior", "smooth", "fit_steps", "fit_lr", "power"}
-        if other:
-            raise ValueError(f"{sorted(other)} are not separation settings of frame priors")
-        return FramePriors(self.names, self.vaes, replace(self.config, **settings), self.sample_rate, self.start,
-                           self.meta, self.encoder)  # fmt: skip
+        return self.with_encoder(self.encoder, **settings)
 
     def with_encoder(self, encoder: FrameEncoder | None, **settings: Any) -> FramePriors:
         """The same priors with ``encoder`` as their start (None: NMF's answer again) and other separation
         settings (:meth:`with_settings`; e.g. fewer ``fit_steps`` from the encoder's answer)."""
-        other = self.with_settings(**settings)
-        return FramePriors(other.names, other.vaes, other.config, other.sample_rate, other.start, other.meta,
-                           encoder)  # fmt: skip
+        other = set(settings) - {"prior", "smooth", "fit_steps", "fit_lr", "power"}
+        if other:
+            raise ValueError(f"{sorted(other)} are not separation settings of frame priors")
+        return FramePriors(self.names, self.vaes, replace(self.config, **settings), self.sample_rate, self.start,
+                           self.meta, encoder)  # fmt: skip
 
     def starting_point(self, mixture: torch.Tensor, X: torch.Tensor,
                        parts: torch.Tensor | None = None) -> Latents:  # fmt: skip
@@ -448,6 +443,8 @@ def train_frame_encoder(priors: FramePriors, mixtures: list[torch.Tensor], steps
     if steps < 1 or batch < 1 or lr <= 0 or seconds <= 0:
         raise ValueError(f"need steps >= 1, batch >= 1, lr > 0 and seconds > 0, got {steps}, {batch}, {lr}, "
                          f"{seconds}")  # fmt: skip
+    if not mixtures:
+        raise ValueError("no mixtures to train a frame encoder on")
     c = priors.config
     length = int(seconds * priors.sample_rate)
     c.stft.check_length(length)
@@ -455,8 +452,6 @@ def train_frame_encoder(priors: FramePriors, mixtures: list[torch.Tensor], steps
         if m.dim() != 1 or m.shape[-1] <= length or not bool(torch.isfinite(m).all()):
             raise ValueError(f"mixture {i}: must be mono [T], finite and longer than {seconds:g} s, got shape "
                              f"{tuple(m.shape)}")  # fmt: skip
-    if not mixtures:
-        raise ValueError("no mixtures to train a frame encoder on")
     g = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(seed)
@@ -495,8 +490,8 @@ class FramePriorSeparator:
         self.names, self.sample_rate = priors.names, priors.sample_rate
 
     def describe(self) -> str:
-        c = self.model.config
         m = self.model
+        c = m.config
         start = ("its encoder's answer" if m.encoder is not None else "the NMF answer" if m.start is not None
                  else "zero latents")  # fmt: skip
         return (f"frame priors (a VAE per stem, {c.latent} latents), fitted to the mix from {start} in "
